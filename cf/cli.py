@@ -1,0 +1,5 @@
+"""CLI commands of this stage (filled in by its issue)."""
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,75 @@
+"""One settings object. Precedence: command-line flag > environment (MOVIEREC_*) > movierec.toml > default.
+
+`movierec.toml` is read from the current directory, or from the file named by MOVIEREC_CONFIG.
+Tests and commands override settings in one place: `Settings(**overrides)` (None values are ignored).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_MODEL = "sentence-transformers/LaBSE"
+OFFLINE_MODEL = "offline-minilm"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("MOVIEREC_CONFIG", "movierec.toml"))
+
+
+class Settings(BaseSettings):
+    """Where data lives and which services and models to use."""
+
+    model_config = SettingsConfigDict(env_prefix="MOVIEREC_", populate_by_name=True, extra="ignore")
+
+    home: Path = Field(Path("movierec-data"), description="Holds the DuckDB file, vector store and models.")
+    db: Path | None = Field(None, description="DuckDB file (default: HOME/movierec.duckdb).")
+    store_path: Path | None = Field(None, description="Qdrant Edge directory (default: HOME/qdrant).")
+    qdrant_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("qdrant_url", "MOVIEREC_QDRANT_URL", "QDRANT_URL"),
+        description="Use a Qdrant server instead of the embedded store.",
+    )
+    qdrant_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("qdrant_api_key", "MOVIEREC_QDRANT_API_KEY", "QDRANT_API_KEY")
+    )
+    collection: str = Field("movies", description="Collection name on a Qdrant server.")
+    model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or path.")
+    models_dir: Path | None = Field(None, description="CF model versions (default: HOME/models).")
+    keep_runs: int = Field(7, ge=1, description="Batch runs kept in the recommendations table.")
+    lock_timeout: float = Field(10.0, ge=0, description="Seconds read-only commands wait for a DuckDB lock.")
+
+    def __init__(self, **overrides: Any) -> None:
+        super().__init__(**{k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file()))
+
+    @property
+    def db_path(self) -> Path:
+        return self.db or self.home / "movierec.duckdb"
+
+    @property
+    def edge_path(self) -> Path:
+        return self.store_path or self.home / "qdrant"
+
+    @property
+    def models_path(self) -> Path:
+        return self.models_dir or self.home / "models"

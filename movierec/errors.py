@@ -1,0 +1,21 @@
+"""Our own exceptions: the CLI turns every one of them into a one-line error and a non-zero exit."""
+
+
+class MovierecError(Exception):
+    """A problem the user can fix (bad input, missing data, busy store); the message says what and where."""
+
+
+class BadInputError(MovierecError):
+    """Input data or arguments are malformed."""
+
+
+class NotFoundError(MovierecError):
+    """A file, user, movie, query, model or run does not exist."""
+
+
+class BusyError(MovierecError):
+    """Another process holds a lock we need (DuckDB writer, vector store, a running batch)."""
+
+
+class ModelError(MovierecError):
+    """A model cannot be loaded or does not match the data it is used with."""
