@@ -21,7 +21,12 @@ def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--model", "model_name", help="sentence-transformers model [env MOVIEREC_MODEL].")
     @functools.wraps(f)
     def wrapper(
-        *args: Any, home: str | None, db: str | None, qdrant_url: str | None, model_name: str | None, **kw: Any
+        *args: Any,
+        home: str | None,
+        db: str | None,
+        qdrant_url: str | None,
+        model_name: str | None,
+        **kw: Any,
     ) -> Any:
         kw["settings"] = Settings(home=home, db=db, qdrant_url=qdrant_url, model=model_name)
         return f(*args, **kw)

@@ -16,14 +16,21 @@ from movierec.errors import BusyError, NotFoundError
 def test_writer_creates_schema(settings: Settings) -> None:
     with db.connect(settings) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert {"movies", "ratings", "tags", "cf_models", "saved_queries", "batch_runs", "recommendations"} <= tables
+    assert {
+        "movies",
+        "ratings",
+        "tags",
+        "cf_models",
+        "saved_queries",
+        "batch_runs",
+        "recommendations",
+    } <= tables
     assert "latest_recommendations" in tables
 
 
 def test_reader_without_database_says_what_to_do(settings: Settings) -> None:
-    with pytest.raises(NotFoundError, match="movierec ingest"):
-        with db.connect(settings, read_only=True):
-            pass
+    with pytest.raises(NotFoundError, match="movierec ingest"), db.connect(settings, read_only=True):
+        pass
 
 
 def test_transaction_rolls_back_on_error(settings: Settings) -> None:
@@ -52,14 +59,12 @@ def test_busy_database_names_the_holder(settings: Settings) -> None:
         pass
     proc = _hold_writer(settings, 30)
     try:
-        with pytest.raises(BusyError, match=rf"locked.*PID {proc.pid}"):
-            with db.connect(settings):
-                pass
+        with pytest.raises(BusyError, match=rf"locked.*PID {proc.pid}"), db.connect(settings):
+            pass
         quick = Settings(home=settings.home, lock_timeout=0.3)
         start = time.monotonic()
-        with pytest.raises(BusyError):
-            with db.connect(quick, read_only=True):
-                pass
+        with pytest.raises(BusyError), db.connect(quick, read_only=True):
+            pass
         assert time.monotonic() - start >= 0.3  # it retried before giving up
     finally:
         proc.kill()
