@@ -84,10 +84,27 @@ CREATE TABLE IF NOT EXISTS batch_runs(
     cf_model_version VARCHAR,
     embedding_model  VARCHAR,
     alpha            DOUBLE,
+    formula          VARCHAR,
     n_queries        INTEGER,
     n_users          INTEGER,
     n_rows           BIGINT,
     error            VARCHAR
+);
+-- What each run asked and found, per saved query (a snapshot: queries may change after the run).
+CREATE TABLE IF NOT EXISTS batch_run_queries(
+    run_id            INTEGER NOT NULL,
+    query_name        VARCHAR NOT NULL,
+    text              VARCHAR NOT NULL,
+    genres            VARCHAR[],
+    exclude_genres    VARCHAR[],
+    year_min          INTEGER,
+    year_max          INTEGER,
+    candidates        INTEGER NOT NULL,
+    top_n             INTEGER NOT NULL,
+    candidates_found  INTEGER NOT NULL,
+    users_served      INTEGER NOT NULL,
+    n_rows            BIGINT NOT NULL,
+    PRIMARY KEY (run_id, query_name)
 );
 CREATE TABLE IF NOT EXISTS recommendations(
     run_id           INTEGER NOT NULL,

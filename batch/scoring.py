@@ -1,0 +1,277 @@
+"""The scoring engine shared by the nightly batch and `movierec recommend`: one query's candidates ranked
+for many users at once with the exported CF factors, seen movies removed, top-N kept.
+
+Why it is fast: a block of users x candidates is one BLAS matrix product; seen movies are masked from a
+list of (user, candidate) pairs built once per query (only ratings of the candidates matter, so it is small);
+top-N comes from `argpartition`, and the sigmoid is applied only to the N survivors when the ranking is by CF
+alone (the sigmoid is monotonic, so ranking on logits gives the same order).
+
+Score formulas (stored with each run):
+- CF users: `score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)`; with alpha = 0 this is
+  the model's prediction (the min-max scaled rating for the rating objective), as in the reference design.
+- Users the CF model does not know (cold start): `score = (1 - w) * minmax(similarity) + w * popularity`,
+  popularity = log(1 + ratings) / log(1 + max ratings) over the query's candidates, w = COLD_POPULARITY_WEIGHT.
+- Candidates the CF model does not know (movies newer than the model): no learned vector, so their interaction
+  term is 0 and their bias is the median movie bias: a neutral prior, neither buried nor promoted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from cf.factors import Factors
+
+COLD_POPULARITY_WEIGHT = 0.25
+CF_FORMULA = "score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)"
+COLD_FORMULA = f"cold start: score = {1 - COLD_POPULARITY_WEIGHT:g} * minmax(similarity) + {COLD_POPULARITY_WEIGHT:g} * log_popularity"
+BLOCK_USERS = 4096
+
+SOURCE_CF, SOURCE_COLD = "cf", "cold_start"
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A query's candidate movies from the vector store, best first."""
+
+    movie_ids: np.ndarray  # int64 [K]
+    similarity: np.ndarray  # float32 [K], cosine similarity to the query text
+    n_ratings: np.ndarray | None = None  # int64 [K], popularity for the cold-start prior
+
+    def __len__(self) -> int:
+        return len(self.movie_ids)
+
+
+@dataclass
+class Ranked:
+    """Top-N lists for many users, as flat columns (one row per user and rank)."""
+
+    user_id: np.ndarray
+    rank: np.ndarray
+    movie_id: np.ndarray
+    score: np.ndarray
+    similarity: np.ndarray
+    predicted_rating: np.ndarray  # NaN where the model does not predict ratings
+    cold: np.ndarray  # bool: row comes from the cold-start ranking
+    flops: float = field(default=0.0)  # floating-point operations of the CF matrix products
+
+    def __len__(self) -> int:
+        return len(self.user_id)
+
+    def to_arrow(self, run_id: int, query_name: str) -> pa.Table:
+        n = len(self)
+        source = pa.DictionaryArray.from_arrays(
+            pa.array(self.cold.astype(np.int8)), pa.array([SOURCE_CF, SOURCE_COLD])
+        )
+        return pa.table(
+            {
+                "run_id": pa.array(np.full(n, run_id, dtype=np.int32)),
+                "query_name": pa.DictionaryArray.from_arrays(
+                    pa.array(np.zeros(n, dtype=np.int8)), pa.array([query_name])
+                ),
+                "user_id": pa.array(self.user_id.astype(np.int32)),
+                "rank": pa.array(self.rank.astype(np.int16)),
+                "movie_id": pa.array(self.movie_id.astype(np.int32)),
+                "score": pa.array(self.score.astype(np.float32)),
+                "similarity": pa.array(self.similarity.astype(np.float32)),
+                "predicted_rating": pa.array(
+                    self.predicted_rating.astype(np.float32), mask=np.isnan(self.predicted_rating)
+                ),
+                "source": source,
+            }
+        )
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1]; a constant vector maps to 1 (every candidate equally similar)."""
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) == 0:
+        return x
+    lo, hi = float(x.min()), float(x.max())
+    return np.ones_like(x) if hi - lo < 1e-12 else (x - lo) / (hi - lo)
+
+
+def cold_start_scores(cands: Candidates) -> np.ndarray:
+    """Similarity ranking with a popularity prior, for users the CF model has never seen."""
+    sim = minmax(cands.similarity)
+    if cands.n_ratings is None or len(cands) == 0 or cands.n_ratings.max() <= 0:
+        return sim
+    pop = np.log1p(cands.n_ratings) / np.log1p(cands.n_ratings.max())
+    return ((1 - COLD_POPULARITY_WEIGHT) * sim + COLD_POPULARITY_WEIGHT * pop).astype(np.float32)
+
+
+def rank_users(
+    factors: Factors,
+    user_ids: np.ndarray,
+    cands: Candidates,
+    seen_users: np.ndarray,
+    seen_movies: np.ndarray,
+    top_n: int,
+    alpha: float = 0.0,
+    predicts_ratings: bool = True,
+    block: int = BLOCK_USERS,
+    progress: object | None = None,
+) -> Ranked:
+    """Top-`top_n` candidates for each of `user_ids` (sorted, unique), never a movie the user rated.
+
+    `seen_users`/`seen_movies` are (user, movie) rating pairs; only pairs whose movie is a candidate matter,
+    so callers may pass just those. `progress` is a tqdm bar advanced by the number of users done.
+    """
+    user_ids = np.asarray(user_ids, dtype=np.int64)
+    k = len(cands)
+    if k == 0 or len(user_ids) == 0:
+        return _empty()
+    sim = np.asarray(cands.similarity, dtype=np.float32)
+    sim_norm = minmax(sim)
+
+    # Candidate side, once per query: vectors and biases (neutral prior for movies the model lacks).
+    mrows = factors.movie_index(cands.movie_ids)
+    known_m = mrows >= 0
+    mvecs = np.zeros((k, factors.dim), dtype=np.float32)
+    mvecs[known_m] = factors.movie_vecs[mrows[known_m]]
+    prior = float(np.median(factors.movie_bias)) if len(factors.movie_bias) else 0.0
+    mbias = np.full(k, prior, dtype=np.float32)
+    mbias[known_m] = factors.movie_bias[mrows[known_m]]
+    mbias += np.float32(factors.global_bias)
+    mvecs_t = np.ascontiguousarray(mvecs.T)
+
+    # Seen pairs as (position in user_ids, candidate position), sorted by user position.
+    seen_t, seen_j = _seen_pairs(user_ids, cands.movie_ids, seen_users, seen_movies)
+
+    urows = factors.user_index(user_ids)
+    parts: list[Ranked] = []
+    flops = 0.0
+    known_pos = np.flatnonzero(urows >= 0)
+    cold_pos = np.flatnonzero(urows < 0)
+    for start in range(0, len(known_pos), block):
+        pos = known_pos[start : start + block]
+        rows = urows[pos]
+        # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
+        uvecs = (
+            factors.user_vecs[rows[0] : rows[-1] + 1]
+            if rows[-1] - rows[0] + 1 == len(rows)
+            else factors.user_vecs[rows]
+        )
+        logits = uvecs @ mvecs_t
+        flops += 2.0 * logits.shape[0] * logits.shape[1] * factors.dim
+        logits += factors.user_bias[rows, None]
+        logits += mbias[None, :]
+        if alpha > 0:
+            rank_by = (1 - alpha) * _sigmoid(logits) + alpha * sim_norm[None, :]
+        else:
+            rank_by = logits
+        _mask_seen(rank_by, pos, seen_t, seen_j)
+        parts.append(
+            _top_n(rank_by, logits, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, factors)
+        )
+        if progress is not None:
+            progress.update(len(pos))
+
+    if len(cold_pos):
+        cold = cold_start_scores(cands)
+        for start in range(0, len(cold_pos), block):
+            pos = cold_pos[start : start + block]
+            rank_by = np.repeat(cold[None, :], len(pos), axis=0)
+            _mask_seen(rank_by, pos, seen_t, seen_j)
+            parts.append(_top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, alpha, False, factors))
+            if progress is not None:
+                progress.update(len(pos))
+
+    out = _concat(parts)
+    out.flops = flops
+    return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _seen_pairs(
+    user_ids: np.ndarray, cand_movies: np.ndarray, seen_users: np.ndarray, seen_movies: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    seen_users = np.asarray(seen_users, dtype=np.int64)
+    seen_movies = np.asarray(seen_movies, dtype=np.int64)
+    order = np.argsort(cand_movies, kind="stable")
+    sorted_c = np.asarray(cand_movies, dtype=np.int64)[order]
+    j = np.searchsorted(sorted_c, seen_movies).clip(0, max(len(sorted_c) - 1, 0))
+    keep = sorted_c[j] == seen_movies
+    t = np.searchsorted(user_ids, seen_users).clip(0, len(user_ids) - 1)
+    keep &= user_ids[t] == seen_users
+    t, j = t[keep], order[j[keep]]
+    by_user = np.argsort(t, kind="stable")
+    return t[by_user], j[by_user]
+
+
+def _mask_seen(scores: np.ndarray, pos: np.ndarray, seen_t: np.ndarray, seen_j: np.ndarray) -> None:
+    """Set -inf where a user in this block rated the candidate. `pos` is sorted ascending."""
+    if len(seen_t) == 0:
+        return
+    lo, hi = np.searchsorted(seen_t, [pos[0], pos[-1] + 1])
+    t, j = seen_t[lo:hi], seen_j[lo:hi]
+    if len(t) == 0:
+        return
+    row = np.searchsorted(pos, t)
+    hit = pos[row.clip(0, len(pos) - 1)] == t
+    scores[row[hit], j[hit]] = -np.inf
+
+
+def _top_n(
+    rank_by: np.ndarray,
+    logits: np.ndarray | None,
+    pos: np.ndarray,
+    user_ids: np.ndarray,
+    cand_movies: np.ndarray,
+    sim: np.ndarray,
+    top_n: int,
+    alpha: float,
+    predicts_ratings: bool,
+    factors: Factors,
+) -> Ranked:
+    b, k = rank_by.shape
+    n = min(top_n, k)
+    if n < k:
+        idx = np.argpartition(-rank_by, n - 1, axis=1)[:, :n]
+    else:
+        idx = np.broadcast_to(np.arange(k), (b, k)).copy()
+    vals = np.take_along_axis(rank_by, idx, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    idx = np.take_along_axis(idx, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    valid = np.isfinite(vals)  # users with fewer than n unseen candidates get shorter lists
+
+    rows = np.broadcast_to(np.arange(b)[:, None], (b, n))[valid]
+    cols = idx[valid]
+    if logits is not None:
+        lg = logits[rows, cols]
+        score = vals[valid] if alpha > 0 else _sigmoid(lg)
+        pred = factors.to_rating(lg) if predicts_ratings else np.full(len(lg), np.nan, dtype=np.float32)
+        cold = np.zeros(len(cols), dtype=bool)
+    else:
+        score = vals[valid]
+        pred = np.full(len(cols), np.nan, dtype=np.float32)
+        cold = np.ones(len(cols), dtype=bool)
+    ranks = np.broadcast_to(np.arange(1, n + 1)[None, :], (b, n))[valid]
+    return Ranked(
+        user_id=user_ids[pos][rows],
+        rank=ranks,
+        movie_id=np.asarray(cand_movies)[cols],
+        score=np.asarray(score, dtype=np.float32),
+        similarity=sim[cols],
+        predicted_rating=np.asarray(pred, dtype=np.float32),
+        cold=cold,
+    )
+
+
+def _empty() -> Ranked:
+    z = np.zeros(0)
+    return Ranked(z.astype(np.int64), z.astype(np.int16), z.astype(np.int64), z.astype(np.float32),
+                  z.astype(np.float32), z.astype(np.float32), z.astype(bool))  # fmt: skip
+
+
+def _concat(parts: list[Ranked]) -> Ranked:
+    if not parts:
+        return _empty()
+    return Ranked(*(np.concatenate([getattr(p, f) for p in parts]) for f in (
+        "user_id", "rank", "movie_id", "score", "similarity", "predicted_rating", "cold")))  # fmt: skip

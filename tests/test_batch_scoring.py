@@ -1,0 +1,107 @@
+"""The scoring engine on hand-built factors: the known answer, seen filtering, cold start, blending."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from batch.scoring import Candidates, cold_start_scores, minmax, rank_users
+from cf.factors import Factors
+
+
+def _factors() -> Factors:
+    """Two tastes: users 1-3 love movies 10/11 (axis 0), users 4-6 love 20/21 (axis 1)."""
+    users = np.array([1, 2, 3, 4, 5, 6])
+    movies = np.array([10, 11, 20, 21, 30])
+    uv = np.array([[3, 0], [3, 0], [3, 0], [0, 3], [0, 3], [0, 3]], dtype=np.float32)
+    mv = np.array([[2, 0], [1.5, 0], [0, 2], [0, 1.5], [0.1, 0.1]], dtype=np.float32)
+    return Factors(users, movies, uv, mv, np.zeros(6, np.float32), np.zeros(5, np.float32))
+
+
+def _cands(ids: list[int], sim: list[float] | None = None, n_ratings: list[int] | None = None) -> Candidates:
+    sim = sim if sim is not None else list(np.linspace(0.9, 0.5, len(ids)))
+    return Candidates(
+        np.array(ids, dtype=np.int64),
+        np.array(sim, dtype=np.float32),
+        None if n_ratings is None else np.array(n_ratings),
+    )
+
+
+def _lists(ranked) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for u, r, m in sorted(zip(ranked.user_id, ranked.rank, ranked.movie_id, strict=True)):
+        out.setdefault(int(u), []).append(int(m))
+    return out
+
+
+@pytest.mark.parametrize("block", [1, 2, 4096])
+def test_right_movie_first_for_each_taste_and_block_size_does_not_matter(block: int) -> None:
+    f = _factors()
+    r = rank_users(f, np.arange(1, 7), _cands([30, 21, 20, 11, 10]), np.array([]), np.array([]), 2, block=block)
+    lists = _lists(r)
+    assert all(lists[u] == [10, 11] for u in (1, 2, 3))
+    assert all(lists[u] == [20, 21] for u in (4, 5, 6))
+    assert not r.cold.any()
+    # Score is the model's prediction: sigmoid of the logit, and the rating on the model's scale.
+    first = (r.user_id == 1) & (r.rank == 1)
+    assert r.score[first][0] == pytest.approx(1 / (1 + np.exp(-6.0)), rel=1e-5)
+    assert r.predicted_rating[first][0] == pytest.approx(0.5 + 4.5 / (1 + np.exp(-6.0)), rel=1e-5)
+
+
+def test_seen_movies_never_appear_and_short_lists_are_allowed() -> None:
+    f = _factors()
+    seen_u = np.array([1, 1, 4, 4, 4, 4, 4])
+    seen_m = np.array([10, 99, 20, 21, 10, 11, 30])  # user 4 has seen every candidate
+    r = rank_users(f, np.array([1, 2, 4]), _cands([10, 11, 20, 21, 30]), seen_u, seen_m, 3)
+    lists = _lists(r)
+    assert lists[1][:1] == [11] and 10 not in lists[1]
+    assert lists[2][:2] == [10, 11]
+    assert 4 not in lists
+    ranks_user1 = sorted(r.rank[r.user_id == 1].tolist())
+    assert ranks_user1 == [1, 2, 3]
+
+
+def test_unknown_users_get_cold_start_lists_from_similarity_and_popularity() -> None:
+    f = _factors()
+    cands = _cands([10, 20, 30], sim=[0.5, 0.9, 0.1], n_ratings=[100, 100, 100])
+    r = rank_users(f, np.array([1, 777]), cands, np.array([777]), np.array([20]), 2)
+    cold_rows = r.user_id == 777
+    assert r.cold[cold_rows].all() and not r.cold[~cold_rows].any()
+    # 20 is most similar but seen by 777; then similarity order.
+    assert _lists(r)[777] == [10, 30]
+    assert np.isnan(r.predicted_rating[cold_rows]).all()
+
+
+def test_popularity_prior_breaks_near_ties_in_similarity() -> None:
+    cands = _cands([1, 2, 3], sim=[0.9, 0.50, 0.49], n_ratings=[1, 1, 10_000])
+    s = cold_start_scores(cands)
+    assert s[0] > s[2] > s[1]
+
+
+def test_alpha_blends_similarity_in() -> None:
+    f = _factors()
+    # For user 1, movie 11 has a lower CF score than 10 but is far more similar to the query.
+    cands = _cands([10, 11], sim=[0.1, 0.9])
+    by_cf = _lists(rank_users(f, np.array([1]), cands, np.array([]), np.array([]), 2, alpha=0.0))
+    by_sim = _lists(rank_users(f, np.array([1]), cands, np.array([]), np.array([]), 2, alpha=0.9))
+    assert by_cf[1] == [10, 11]
+    assert by_sim[1] == [11, 10]
+
+
+def test_movie_unknown_to_model_gets_neutral_score() -> None:
+    f = _factors()
+    r = rank_users(f, np.array([1]), _cands([10, 555, 20]), np.array([]), np.array([]), 3)
+    assert _lists(r)[1] == [10, 555, 20]  # loved > neutral (logit 0) > disliked... here 20 has logit 0 too
+    assert r.score[r.movie_id == 555][0] == pytest.approx(0.5)
+
+
+def test_top_n_larger_than_candidates_and_empty_inputs() -> None:
+    f = _factors()
+    r = rank_users(f, np.array([1]), _cands([10, 20]), np.array([]), np.array([]), 50)
+    assert len(r) == 2
+    assert len(rank_users(f, np.array([1]), _cands([]), np.array([]), np.array([]), 5)) == 0
+
+
+def test_minmax() -> None:
+    assert minmax(np.array([1.0, 3.0])).tolist() == [0.0, 1.0]
+    assert minmax(np.array([2.0, 2.0])).tolist() == [1.0, 1.0]
