@@ -28,6 +28,9 @@ class Factors:
     global_bias: float = 0.0
     rating_min: float = 0.5
     rating_max: float = 5.0
+    # "rating": sigmoid(logit) is the min-max scaled rating, so `to_rating` is meaningful.
+    # "implicit": sigmoid(logit) is P(user rates movie); it ranks, but it is not a rating.
+    objective: str = "rating"
 
     def __post_init__(self) -> None:
         nu, nm = len(self.user_ids), len(self.movie_ids)
@@ -64,6 +67,16 @@ class Factors:
         out += self.global_bias
         return out
 
+    def pair_logits(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
+        """Scores before the sigmoid for aligned (user, movie) pairs (rows all >= 0)."""
+        u, m = self.user_vecs[user_rows], self.movie_vecs[movie_rows]
+        out = np.einsum("ij,ij->i", u, m)
+        return out + self.user_bias[user_rows] + self.movie_bias[movie_rows] + np.float32(self.global_bias)
+
+    @property
+    def predicts_ratings(self) -> bool:
+        return self.objective == "rating"
+
     def to_rating(self, logits: np.ndarray) -> np.ndarray:
         """Map logits to the rating scale (the model's output is the min-max scaled rating)."""
         return self.rating_min + (self.rating_max - self.rating_min) / (1.0 + np.exp(-logits))
@@ -78,6 +91,7 @@ class Factors:
             user_bias=self.user_bias,
             movie_bias=self.movie_bias,
             scalars=np.array([self.global_bias, self.rating_min, self.rating_max], dtype=np.float64),
+            objective=np.array(self.objective),
         )
 
     @classmethod
@@ -96,6 +110,7 @@ class Factors:
                 global_bias=g,
                 rating_min=lo,
                 rating_max=hi,
+                objective=str(z["objective"]) if "objective" in z.files else "rating",
             )
 
 

@@ -58,7 +58,10 @@ CREATE TABLE IF NOT EXISTS cf_models(
     objective  VARCHAR NOT NULL,
     metrics    JSON,
     path       VARCHAR NOT NULL,
-    is_current BOOLEAN NOT NULL DEFAULT false
+    is_current BOOLEAN NOT NULL DEFAULT false,
+    -- data snapshot the model was trained on, so a stale model is visible in SQL
+    n_ratings    BIGINT,
+    max_rated_at TIMESTAMP
 );
 
 CREATE TABLE IF NOT EXISTS saved_queries(
