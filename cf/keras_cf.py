@@ -1,0 +1,87 @@
+"""The Keras CF model behind the common recommender contract.
+
+It trains with TensorFlow (cf.train) and then scores with the exported numpy factors (cf.factors), so
+loading and scoring a saved model never imports TensorFlow. The `.keras` file is saved alongside for
+anyone who wants the Keras model itself (`keras.saving.load_model` needs no custom code beyond importing
+`cf.keras_model`, which registers the classes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cf.factors import Factors
+from cf.recommender import Recommender
+from cf.train import History, HyperParams
+from movierec.errors import ModelError
+
+FACTORS = "factors.npz"
+KERAS_FILE = "model.keras"
+
+
+class KerasCF(Recommender):
+    kind = "keras"
+
+    def __init__(self, **hyperparams) -> None:
+        self.hp = HyperParams(**hyperparams)
+        self.model = None  # the trained keras.Model, only in the process that trained it
+        self.history: History | None = None
+        self.factors: Factors | None = None
+
+    @property
+    def predicts_ratings(self) -> bool:  # type: ignore[override]
+        return self.hp.objective == "rating"
+
+    def _params(self) -> dict:
+        return self.hp.to_dict()
+
+    def _fit(self, user_rows, movie_rows, ratings, progress):
+        from cf import train
+
+        self.model, self.history = train.fit(
+            user_rows,
+            movie_rows,
+            ratings,
+            len(self.user_ids),
+            len(self.movie_ids),
+            self.hp,
+            self.rating_range,
+            progress=progress,
+        )
+        self.factors = Factors(
+            user_ids=self.user_ids,
+            movie_ids=self.movie_ids,
+            rating_min=self.rating_range[0],
+            rating_max=self.rating_range[1],
+            objective=self.hp.objective,
+            **self.model.weights_as_arrays(),
+        )
+
+    def _scores(self, user_rows, movie_rows):
+        f = self.factors
+        return f.logits(user_rows, np.arange(len(f.movie_ids)) if movie_rows is None else movie_rows)
+
+    def _predict_rows(self, user_rows, movie_rows):
+        return self.factors.to_rating(self.factors.pair_logits(user_rows, movie_rows))
+
+    def _save(self, directory: Path) -> None:
+        self.factors.save(directory / FACTORS)
+        if self.model is not None:
+            self.model.save(directory / KERAS_FILE)
+
+    def _load(self, directory: Path) -> None:
+        self.factors = Factors.load(directory / FACTORS)
+        check_factors(self.factors, self.user_ids, self.movie_ids, self.hp.dim, directory)
+
+
+def check_factors(f: Factors, user_ids: np.ndarray, movie_ids: np.ndarray, dim: int, where: Path) -> None:
+    """Refuse factors that do not belong to the id maps or hyperparameters saved beside them."""
+    if not (np.array_equal(f.user_ids, user_ids) and np.array_equal(f.movie_ids, movie_ids)):
+        raise ModelError(
+            f"{where}: factors cover {len(f.user_ids)} users / {len(f.movie_ids)} movies but the id maps hold "
+            f"{len(user_ids)} / {len(movie_ids)} (or other ids): the model directory is inconsistent, retrain"
+        )
+    if f.dim != dim:
+        raise ModelError(f"{where}: factors have dimension {f.dim} but the model was trained with dim={dim}")
