@@ -1,5 +1,319 @@
-"""CLI commands of this stage (filled in by its issue)."""
+"""CLI of the batch stage: saved queries, `batch run` / `batch report`, `recommend`, `show`, `nightly`.
+
+Only click and light core modules load here; each command imports its library module when it runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 import click
 
-COMMANDS: list[click.Command] = []
+from movierec.config import Settings
+from movierec.options import echo_json, json_option, quiet_option, settings_options
+
+
+def _rows(items: list[dict[str, Any]], columns: list[str]) -> None:
+    """A plain aligned table on stdout."""
+    cells = [[_fmt(item.get(c)) for c in columns] for item in items]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list | tuple):
+        return "|".join(str(v) for v in value)
+    return str(value)
+
+
+# --------------------------------------------------------------------------- saved queries
+
+
+def _query_options(f: Any, for_update: bool = False) -> Any:
+    default = None if for_update else True
+    opts = [
+        click.option("--genre", "genres", multiple=True, help="Candidates must have one of these genres."),
+        click.option("--exclude-genre", "exclude_genres", multiple=True, help="Candidates must not have it."),
+        click.option("--year-min", type=int, help="Earliest release year."),
+        click.option("--year-max", type=int, help="Latest release year."),
+        click.option(
+            "--candidates", type=int, default=None if for_update else 250, show_default=default,
+            help="Movies fetched from the vector store and reranked per user.",
+        ),
+        click.option("--top-n", type=int, default=None if for_update else 10, show_default=default,
+                     help="Length of each user's list."),
+        click.option("--user", "users", type=int, multiple=True, help="Only these users (default: every user)."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _update_options(f: Any) -> Any:
+    return _query_options(f, for_update=True)
+
+
+@click.group("queries")
+def queries_group() -> None:
+    """Saved queries: the searches the nightly batch answers for every user."""
+
+
+@queries_group.command("add")
+@click.argument("name")
+@click.argument("text")
+@_query_options
+@settings_options
+def queries_add(settings: Settings, name: str, text: str, **fields: Any) -> None:
+    """Save a query NAME searching for TEXT, e.g. `movierec queries add zombies "zombie films" --genre Horror`."""
+    from batch.queries import SavedQuery, add_query
+    from movierec.db import connect
+
+    users = tuple(fields.pop("users")) or None
+    q = SavedQuery(name=name, text=text, users=users, **{k: (tuple(v) if isinstance(v, tuple) else v)
+                                                          for k, v in fields.items()})  # fmt: skip
+    with connect(settings) as con:
+        saved = add_query(con, q)
+    click.echo(f"saved query {saved.name!r}")
+
+
+@queries_group.command("update")
+@click.argument("name")
+@click.option("--text", help="New search text.")
+@_update_options
+@click.option("--all-users", is_flag=True, help="Serve every user again (drop the --user list).")
+@click.option("--no-genres", is_flag=True, help="Drop the genre filter.")
+@click.option("--no-exclude-genres", is_flag=True, help="Drop the excluded genres.")
+@click.option("--no-years", is_flag=True, help="Drop the year range.")
+@settings_options
+def queries_update(
+    settings: Settings,
+    name: str,
+    text: str | None,
+    all_users: bool,
+    no_genres: bool,
+    no_exclude_genres: bool,
+    no_years: bool,
+    **fields: Any,
+) -> None:
+    """Change some fields of saved query NAME; options not given stay as they are."""
+    from batch.queries import clear_fields, update_query
+    from movierec.db import connect, transaction
+
+    changes: dict[str, Any] = {
+        "text": text,
+        "genres": tuple(fields["genres"]) or None,
+        "exclude_genres": tuple(fields["exclude_genres"]) or None,
+        "year_min": fields["year_min"],
+        "year_max": fields["year_max"],
+        "candidates": fields["candidates"],
+        "top_n": fields["top_n"],
+        "users": tuple(fields["users"]) or None,
+    }
+    clear = [f for f, flag in (("users", all_users), ("genres", no_genres),
+                               ("exclude_genres", no_exclude_genres), ("year_min", no_years),
+                               ("year_max", no_years)) if flag]  # fmt: skip
+    with connect(settings) as con, transaction(con):
+        clear_fields(con, name, clear)
+        update_query(con, name, **changes)
+    click.echo(f"updated query {name!r}")
+
+
+@queries_group.command("list")
+@json_option
+@settings_options
+def queries_list(settings: Settings, as_json: bool) -> None:
+    """List saved queries."""
+    from batch.queries import list_queries
+    from movierec.db import connect
+
+    with connect(settings, read_only=True) as con:
+        qs = [q.to_dict() for q in list_queries(con)]
+    if as_json:
+        echo_json(qs)
+    elif not qs:
+        click.echo("no saved queries; add one with `movierec queries add NAME TEXT`", err=True)
+    else:
+        for q in qs:
+            q["users"] = "all" if q["users"] is None else len(q["users"])
+        _rows(qs, ["name", "enabled", "text", "genres", "exclude_genres", "year_min", "year_max",
+                   "candidates", "top_n", "users"])  # fmt: skip
+
+
+@queries_group.command("show")
+@click.argument("name")
+@json_option
+@settings_options
+def queries_show(settings: Settings, name: str, as_json: bool) -> None:
+    """Print one saved query."""
+    from batch.queries import get_query
+    from movierec.db import connect
+
+    with connect(settings, read_only=True) as con:
+        q = get_query(con, name).to_dict()
+    if as_json:
+        echo_json(q)
+    else:
+        for key, value in q.items():
+            click.echo(f"{key:15} {'all' if key == 'users' and value is None else _fmt(value)}")
+
+
+@queries_group.command("remove")
+@click.argument("name")
+@settings_options
+def queries_remove(settings: Settings, name: str) -> None:
+    """Delete saved query NAME (lists already published stay with their runs)."""
+    from batch.queries import remove_query
+    from movierec.db import connect
+
+    with connect(settings) as con:
+        remove_query(con, name)
+    click.echo(f"removed query {name!r}")
+
+
+def _toggle(enabled: bool) -> click.Command:
+    @click.argument("name")
+    @settings_options
+    def command(settings: Settings, name: str) -> None:
+        from batch.queries import set_enabled
+        from movierec.db import connect
+
+        with connect(settings) as con:
+            set_enabled(con, name, enabled)
+        click.echo(f"{'enabled' if enabled else 'disabled'} query {name!r}")
+
+    command.__doc__ = f"{'Include' if enabled else 'Skip'} saved query NAME in the nightly batch."
+    return click.command("enable" if enabled else "disable")(command)
+
+
+queries_group.add_command(_toggle(True))
+queries_group.add_command(_toggle(False))
+
+
+# --------------------------------------------------------------------------- batch
+
+
+@click.group("batch")
+def batch_group() -> None:
+    """The nightly batch: every saved query x every user, published to DuckDB."""
+
+
+alpha_option = click.option(
+    "--alpha", type=float, default=0.0, show_default=True,
+    help="Weight of query similarity in the score (0 = CF prediction only, 1 = similarity only).",
+)  # fmt: skip
+
+
+@batch_group.command("run")
+@alpha_option
+@json_option
+@quiet_option
+@settings_options
+def batch_run(settings: Settings, alpha: float, as_json: bool, quiet: bool) -> None:
+    """Score every enabled saved query for its users and publish the lists in one transaction."""
+    from batch.run import run_batch
+
+    summary = run_batch(settings, alpha=alpha, progress=not quiet)
+    if as_json:
+        echo_json(summary.to_dict())
+    else:
+        click.echo(summary.line())
+
+
+@batch_group.command("report")
+@click.argument("run_id", type=int, required=False)
+@click.option("--chart", type=click.Path(dir_okay=False), help="Also write a PNG chart of the metrics.")
+@json_option
+@settings_options
+def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_json: bool) -> None:
+    """Quality of a run's lists per query (default: the latest successful run)."""
+    from batch.report import report, write_chart
+
+    rep = report(settings, run_id)
+    if chart:
+        write_chart(rep, chart)
+        click.echo(f"chart written to {chart}", err=True)
+    if as_json:
+        echo_json(rep)
+        return
+    run = rep["run"]
+    click.echo(
+        f"run {run['run_id']} ({run['status']}, {run['finished_at']}): {run['n_rows']:,} rows, "
+        f"{run['n_users']:,} users, model {run['cf_model_version']}, alpha {run['alpha']}"
+    )
+    _rows(rep["queries"], ["query", "candidates_found", "users_served", "genre_precision",
+                           "personalisation", "coverage", "distinct_movies"])  # fmt: skip
+
+
+# --------------------------------------------------------------------------- ad hoc
+
+
+@click.command("recommend")
+@click.argument("user_id", type=int)
+@click.argument("text")
+@click.option("--top-n", type=int, default=10, show_default=True)
+@click.option("--candidates", type=int, default=250, show_default=True)
+@click.option("--genre", "genres", multiple=True, help="Candidates must have one of these genres.")
+@click.option("--exclude-genre", "exclude_genres", multiple=True)
+@click.option("--year-min", type=int)
+@click.option("--year-max", type=int)
+@alpha_option
+@json_option
+@settings_options
+def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **kw: Any) -> None:
+    """Personalised list for USER_ID and TEXT, computed now exactly as the nightly batch would."""
+    from batch.recommend import recommend
+
+    res = recommend(settings, user_id, text, **kw)
+    if res.notice:
+        click.echo(f"note: {res.notice}", err=True)
+    if as_json:
+        keys = ("rank", "movie_id", "title", "genres", "score", "similarity", "source")
+        echo_json([{k: item[k] for k in keys} for item in res.items])
+        return
+    if res.history:
+        click.echo(f"User {user_id}'s highest-rated movies:")
+        _rows(res.history, ["rating", "movie_id", "title", "genres"])
+        click.echo("")
+    click.echo(f"Recommended for user {user_id}: {text}")
+    _rows(res.items, ["rank", "movie_id", "title", "genres", "score", "similarity", "source"])
+
+
+@click.command("show")
+@click.argument("user_id", type=int)
+@click.option("--query", help="Only this saved query.")
+@json_option
+@settings_options
+def show_cmd(settings: Settings, user_id: int, query: str | None, as_json: bool) -> None:
+    """The lists the last successful batch run published for USER_ID."""
+    from batch.recommend import show
+
+    items = show(settings, user_id, query)
+    if as_json:
+        keys = ("query", "rank", "movie_id", "title", "genres", "score", "similarity", "source")
+        echo_json([{k: item[k] for k in keys} for item in items])
+        return
+    click.echo(f"run {items[0]['run_id']}")
+    _rows(items, ["query", "rank", "movie_id", "title", "genres", "score", "similarity", "source"])
+
+
+@click.command("nightly")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False), required=False)
+@click.option("--retrain", is_flag=True, help="Train a new CF model even if the ratings did not change.")
+@alpha_option
+@quiet_option
+@settings_options
+def nightly_cmd(settings: Settings, data_dir: str | None, retrain: bool, alpha: float, quiet: bool) -> None:
+    """Ingest DATA_DIR (if given) -> embed new movies -> retrain if ratings changed -> batch run."""
+    from batch.nightly import nightly
+
+    summary = nightly(settings, data_dir, retrain=retrain, alpha=alpha, progress=not quiet)
+    click.echo(summary)
+
+
+COMMANDS: list[click.Command] = [queries_group, batch_group, recommend_cmd, show_cmd, nightly_cmd]

@@ -1,0 +1,242 @@
+"""`movierec batch run`: every enabled saved query, every target user, top-N published to DuckDB at once.
+
+Lifecycle, designed so analysts can read the database while the job works:
+1. take the batch lock (one run at a time), then in one short write: mark runs left 'running' by a dead
+   process as 'abandoned', record this run as 'running', read the saved queries;
+2. encode the queries, fetch candidates from the store, read users and the candidates' ratings through a
+   read-only connection (other readers are not blocked);
+3. score everything in memory (batch/scoring.py);
+4. publish in one write transaction: rows in from Arrow, the run marked 'succeeded', old runs beyond
+   `keep_runs` deleted. This is the only time other processes are locked out; its length is measured.
+A failure marks the run 'failed'; a kill leaves it 'running' until the next run marks it 'abandoned'. Either
+way the previous run stays what `latest_recommendations` shows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from batch.candidates import SeenIndex, encode_texts, fetch_candidates
+from batch.lock import batch_lock
+from batch.queries import SavedQuery, list_queries
+from batch.scoring import COLD_FORMULA, CF_FORMULA, Candidates, rank_users
+from movierec.config import Settings
+from movierec.db import connect, transaction
+from movierec.errors import BadInputError, BusyError, NotFoundError
+from movierec.progress import bar
+
+# How long the publish step waits for readers to let go of the file (readers hold it for milliseconds).
+PUBLISH_WAIT_SECONDS = 120.0
+
+
+@dataclass
+class QueryStats:
+    query_name: str
+    candidates_found: int
+    users_served: int
+    n_rows: int
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    n_queries: int
+    n_users: int
+    n_rows: int
+    seconds: float
+    lock_seconds: float
+    scoring_seconds: float
+    scoring_gflops: float
+    cf_model_version: str
+    alpha: float
+    queries: list[QueryStats] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"run {self.run_id}: {self.n_rows:,} rows for {self.n_users:,} users x {self.n_queries} queries "
+            f"in {self.seconds:.1f} s; database locked for writing {self.lock_seconds:.2f} s"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_batch(settings: Settings, alpha: float = 0.0, progress: bool = False) -> RunSummary:
+    """Compute and publish one run. Raises our errors on bad state; the previous run stays visible."""
+    check_alpha(alpha)
+    t_start = time.perf_counter()
+    with batch_lock(settings):
+        run_id, queries = _start(settings, alpha)
+        try:
+            summary = _compute_and_publish(settings, run_id, queries, alpha, progress, t_start)
+        except BaseException as exc:
+            _mark_failed(settings, run_id, exc)
+            raise
+    return summary
+
+
+def check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise BadInputError(f"--alpha must be between 0 and 1, got {alpha}")
+
+
+def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
+    with connect(settings) as con, transaction(con):
+        con.execute(
+            "UPDATE batch_runs SET status = 'abandoned', finished_at = current_timestamp, "
+            "error = 'the process stopped before publishing (killed or crashed)' WHERE status = 'running'"
+        )
+        queries = list_queries(con, enabled_only=True)
+        if not queries:
+            raise NotFoundError(
+                "no enabled saved queries: add one, e.g. "
+                "`movierec queries add zombies 'zombie films' --genre Horror`"
+            )
+        run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM batch_runs").fetchone()[0]
+        con.execute(
+            "INSERT INTO batch_runs (run_id, started_at, status, embedding_model, alpha, formula, n_queries) "
+            "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+            [run_id, datetime.now(), settings.model, alpha, f"{CF_FORMULA}; {COLD_FORMULA}", len(queries)],
+        )
+    return run_id, queries
+
+
+def _compute_and_publish(
+    settings: Settings, run_id: int, queries: list[SavedQuery], alpha: float, progress: bool, t_start: float
+) -> RunSummary:
+    from cf import load_current_factors
+
+    record, factors = load_current_factors(settings)
+
+    vectors = encode_texts(settings, [q.text for q in queries])
+    cands = fetch_candidates(settings, vectors, queries)
+
+    all_movies = np.unique(np.concatenate([c.movie_ids for c in cands] + [np.zeros(0, np.int64)]))
+    with connect(settings, read_only=True) as con:
+        everyone = con.execute("SELECT DISTINCT user_id FROM ratings ORDER BY user_id").fetchnumpy()["user_id"]
+        seen = SeenIndex.load(con, all_movies)
+    everyone = np.asarray(everyone, dtype=np.int64)
+
+    targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
+    tables: list[pa.Table] = []
+    stats: list[QueryStats] = []
+    scoring_s, flops = 0.0, 0.0
+    with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
+        for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
+            pbar.set_description(f"query {i + 1}/{len(queries)} {q.name}")
+            c = Candidates(c.movie_ids, c.similarity, seen.counts(c.movie_ids))
+            su, sm = seen.pairs(c.movie_ids)
+            t0 = time.perf_counter()
+            ranked = rank_users(factors, users, c, su, sm, q.top_n, alpha, progress=pbar)
+            scoring_s += time.perf_counter() - t0
+            flops += ranked.flops
+            tables.append(ranked.to_arrow(run_id, q.name))
+            stats.append(QueryStats(q.name, len(c), len(np.unique(ranked.user_id)), len(ranked)))
+
+    recs = pa.concat_tables(tables, promote_options="permissive") if tables else None
+    n_rows = sum(s.n_rows for s in stats)
+    n_users = int(len(np.unique(np.concatenate(targets)))) if targets else 0
+    lock_s = _publish(settings, run_id, queries, stats, recs, record, n_users, n_rows)
+    return RunSummary(
+        run_id=run_id,
+        n_queries=len(queries),
+        n_users=n_users,
+        n_rows=n_rows,
+        seconds=time.perf_counter() - t_start,
+        lock_seconds=lock_s,
+        scoring_seconds=scoring_s,
+        scoring_gflops=flops / scoring_s / 1e9 if scoring_s else 0.0,
+        cf_model_version=str(record.version),
+        alpha=alpha,
+        queries=stats,
+    )
+
+
+@retry(
+    retry=retry_if_exception_type(BusyError),
+    stop=stop_after_delay(PUBLISH_WAIT_SECONDS),
+    wait=wait_exponential(multiplier=0.05, max=1.0),
+    reraise=True,
+)
+def _publish(
+    settings: Settings,
+    run_id: int,
+    queries: list[SavedQuery],
+    stats: list[QueryStats],
+    recs: pa.Table | None,
+    record: Any,
+    n_users: int,
+    n_rows: int,
+) -> float:
+    """The one write of the results: all rows and the 'succeeded' mark commit together or not at all."""
+    query_rows = pa.table(
+        {
+            "run_id": [run_id] * len(queries),
+            "query_name": [q.name for q in queries],
+            "text": [q.text for q in queries],
+            "genres": [list(q.genres) for q in queries],
+            "exclude_genres": [list(q.exclude_genres) for q in queries],
+            "year_min": pa.array([q.year_min for q in queries], pa.int32()),
+            "year_max": pa.array([q.year_max for q in queries], pa.int32()),
+            "candidates": [q.candidates for q in queries],
+            "top_n": [q.top_n for q in queries],
+            "candidates_found": [s.candidates_found for s in stats],
+            "users_served": [s.users_served for s in stats],
+            "n_rows": [s.n_rows for s in stats],
+        }
+    )
+    t0 = time.perf_counter()
+    with connect(settings) as con:
+        with transaction(con):
+            if recs is not None and recs.num_rows:
+                con.register("_new_recs", recs)
+                con.execute(
+                    "INSERT INTO recommendations BY NAME SELECT run_id, query_name::VARCHAR AS query_name, "
+                    "user_id, rank, movie_id, score, similarity, predicted_rating, source::VARCHAR AS source "
+                    "FROM _new_recs"
+                )
+                con.unregister("_new_recs")
+            con.register("_new_queries", query_rows)
+            con.execute("INSERT INTO batch_run_queries BY NAME SELECT * FROM _new_queries")
+            con.unregister("_new_queries")
+            con.execute(
+                "UPDATE batch_runs SET status = 'succeeded', finished_at = ?, cf_model_version = ?, "
+                "n_users = ?, n_rows = ? WHERE run_id = ?",
+                [datetime.now(), str(record.version), n_users, n_rows, run_id],
+            )
+            _apply_retention(con, settings.keep_runs)
+    return time.perf_counter() - t0
+
+
+def _apply_retention(con: Any, keep_runs: int) -> None:
+    """Keep the newest `keep_runs` succeeded runs and anything newer; drop older runs entirely."""
+    row = con.execute(
+        "SELECT min(run_id) FROM (SELECT run_id FROM batch_runs WHERE status = 'succeeded' "
+        "ORDER BY run_id DESC LIMIT ?)",
+        [keep_runs],
+    ).fetchone()
+    oldest_kept = row[0]
+    if oldest_kept is None:
+        return
+    for table in ("recommendations", "batch_run_queries", "batch_runs"):
+        con.execute(f"DELETE FROM {table} WHERE run_id < ?", [oldest_kept])
+
+
+def _mark_failed(settings: Settings, run_id: int, exc: BaseException) -> None:
+    """Best effort: record why the run failed. If even that fails, the next run marks it abandoned."""
+    message = f"{type(exc).__name__}: {exc}"[:1000]
+    try:
+        with connect(settings) as con:
+            con.execute(
+                "UPDATE batch_runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
+                [datetime.now(), message, run_id],
+            )
+    except Exception:  # noqa: BLE001 - the original error matters more than this one
+        pass
