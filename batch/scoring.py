@@ -110,7 +110,6 @@ def rank_users(
     seen_movies: np.ndarray,
     top_n: int,
     alpha: float = 0.0,
-    predicts_ratings: bool = True,
     block: int = BLOCK_USERS,
     progress: object | None = None,
 ) -> Ranked:
@@ -120,6 +119,7 @@ def rank_users(
     so callers may pass just those. `progress` is a tqdm bar advanced by the number of users done.
     """
     user_ids = np.asarray(user_ids, dtype=np.int64)
+    predicts_ratings = factors.predicts_ratings
     k = len(cands)
     if k == 0 or len(user_ids) == 0:
         return _empty()
