@@ -1,1 +1,38 @@
-"""ingest stage."""
+"""ingest stage: MovieLens files -> DuckDB tables, the synthetic data generator, movie embeddings.
+
+Public front:
+- `ingest_dir(settings, directory, *, fmt=None, skip_bad_rows=False, progress=False) -> IngestReport`:
+  load a MovieLens directory (any GroupLens layout) into the project database, all or nothing.
+- `load(con, directory, ...) -> IngestReport`: the same through an open DuckDB connection.
+- `synthesize(directory, *, users, movies, ratings, seed=0, tags=None) -> SynthReport` and
+  `planted_truth(*, users, movies, seed=0) -> PlantedTruth`: synthetic data with a known answer.
+
+Names resolve lazily (PEP 562): `import ingest.cli` runs this file, and `movierec --help` must not pay
+for DuckDB, numpy or pyarrow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ingest.load import IngestReport, ingest_dir, load
+    from ingest.synth import PlantedTruth, SynthReport, planted_truth, synthesize
+
+_EXPORTS = {
+    "IngestReport": "ingest.load",
+    "ingest_dir": "ingest.load",
+    "load": "ingest.load",
+    "PlantedTruth": "ingest.synth",
+    "SynthReport": "ingest.synth",
+    "planted_truth": "ingest.synth",
+    "synthesize": "ingest.synth",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'ingest' has no attribute {name!r}")

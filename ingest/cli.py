@@ -1,5 +1,86 @@
-"""CLI commands of this stage (filled in by its issue)."""
+"""`movierec ingest DIR` and `movierec data synth DIR`: thin click wrappers over ingest.load / ingest.synth."""
+
+from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+from movierec.options import echo_json, json_option, quiet_option, settings_options
+
+FORMAT_CHOICES = ("csv", "dat", "100k")  # ingest.formats.FORMATS, repeated to keep --help import-light
+
+
+@click.command("ingest")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMAT_CHOICES),
+    help="Force the layout: csv (ml-latest, ml-20m/25m/32m), dat (ml-1m, ml-10m), 100k. Default: detect.",
+)
+@click.option("--skip-bad-rows", is_flag=True, help="Load the valid rows; report bad ones instead of failing.")
+@settings_options
+@json_option
+@quiet_option
+def ingest_command(directory: str, fmt: str | None, skip_bad_rows: bool, settings, as_json: bool, quiet: bool):
+    """Load a MovieLens directory DIRECTORY into DuckDB (movies, ratings, tags, links).
+
+    Idempotent: re-ingesting the same snapshot changes nothing; a newer snapshot updates changed rows.
+    Any bad row aborts the whole load with FILE:LINE and leaves the database as it was, unless
+    --skip-bad-rows.
+    """
+    from ingest.load import ingest_dir
+
+    report = ingest_dir(settings, directory, fmt=fmt, skip_bad_rows=skip_bad_rows, progress=not quiet)
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    new = sum(report.new.values())
+    updated = sum(report.updated.values())
+    click.echo(
+        f"{report.movies:,} movies, {report.ratings:,} ratings from {report.users:,} users, "
+        f"{report.tags:,} tags, {report.links:,} links in {settings.db_path}"
+    )
+    click.echo(f"{report.format} format, {new:,} rows new, {updated:,} updated, in {report.seconds:.1f} s")
+    if report.skipped:
+        click.echo(f"skipped {report.skipped:,} bad rows:")
+        for reason, n in report.skipped_reasons.items():
+            click.echo(f"  {n:>9,}  {reason}")
+
+
+@click.group("data")
+def data_group() -> None:
+    """Data sets for tests and benchmarks."""
+
+
+@data_group.command("synth")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--users", type=click.IntRange(min=1), default=610, show_default=True)
+@click.option("--movies", type=click.IntRange(min=1), default=9742, show_default=True)
+@click.option("--ratings", type=click.IntRange(min=1), default=100836, show_default=True)
+@click.option("--tags", type=click.IntRange(min=0), help="Tag rows (default: ratings / 25).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@json_option
+def synth_command(
+    directory: str, users: int, movies: int, ratings: int, tags: int | None, seed: int, as_json: bool
+) -> None:
+    """Write a synthetic MovieLens-shaped data set (movies.csv, ratings.csv, tags.csv) to DIRECTORY.
+
+    Ratings come from a planted low-rank taste model (see ingest.synth.planted_truth) with long-tail
+    popularity; the same arguments and seed give identical files. ml-25m size: --users 162541
+    --movies 62423 --ratings 25000095.
+    """
+    from dataclasses import asdict
+
+    from ingest.synth import synthesize
+
+    report = synthesize(directory, users=users, movies=movies, ratings=ratings, seed=seed, tags=tags)
+    if as_json:
+        echo_json(asdict(report))
+    else:
+        click.echo(
+            f"wrote {report.movies:,} movies, {report.ratings:,} ratings from {report.users:,} users, "
+            f"{report.tags:,} tags to {report.directory}"
+        )
+
+
+COMMANDS: list[click.Command] = [ingest_command, data_group]
