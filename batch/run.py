@@ -15,13 +15,15 @@ way the previous run stays what `latest_recommendations` shows.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from batch.candidates import SeenIndex, encode_texts, fetch_candidates
 from batch.lock import batch_lock
@@ -32,8 +34,24 @@ from movierec.db import connect, transaction
 from movierec.errors import BadInputError, BusyError, NotFoundError
 from movierec.progress import bar
 
-# How long the publish step waits for readers to let go of the file (readers hold it for milliseconds).
-PUBLISH_WAIT_SECONDS = 120.0
+# How long a write waits for readers to let go of the file (readers hold it for milliseconds to seconds).
+WRITE_WAIT_SECONDS = 120.0
+
+
+@contextmanager
+def _writer(settings: Settings) -> Iterator[tuple[Any, float]]:
+    """A write connection and when it was opened, retried while reader processes hold the file."""
+    with ExitStack() as stack:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(BusyError),
+            stop=stop_after_delay(WRITE_WAIT_SECONDS),
+            wait=wait_exponential(multiplier=0.02, max=0.5),
+            reraise=True,
+        ):
+            with attempt:
+                opened_at = time.perf_counter()
+                con = stack.enter_context(connect(settings))
+        yield con, opened_at
 
 
 @dataclass
@@ -88,7 +106,7 @@ def check_alpha(alpha: float) -> None:
 
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
-    with connect(settings) as con, transaction(con):
+    with _writer(settings) as (con, _), transaction(con):
         con.execute(
             "UPDATE batch_runs SET status = 'abandoned', finished_at = current_timestamp, "
             "error = 'the process stopped before publishing (killed or crashed)' WHERE status = 'running'"
@@ -159,12 +177,6 @@ def _compute_and_publish(
     )
 
 
-@retry(
-    retry=retry_if_exception_type(BusyError),
-    stop=stop_after_delay(PUBLISH_WAIT_SECONDS),
-    wait=wait_exponential(multiplier=0.05, max=1.0),
-    reraise=True,
-)
 def _publish(
     settings: Settings,
     run_id: int,
@@ -192,8 +204,7 @@ def _publish(
             "n_rows": [s.n_rows for s in stats],
         }
     )
-    t0 = time.perf_counter()
-    with connect(settings) as con:
+    with _writer(settings) as (con, t0):  # t0: lock taken; waiting for readers before is not counted
         with transaction(con):
             if recs is not None and recs.num_rows:
                 con.register("_new_recs", recs)
@@ -212,6 +223,7 @@ def _publish(
                 [datetime.now(), str(record.version), n_users, n_rows, run_id],
             )
             _apply_retention(con, settings.keep_runs)
+    # Closing (checkpoint) still excludes readers, so it counts.
     return time.perf_counter() - t0
 
 
@@ -233,7 +245,7 @@ def _mark_failed(settings: Settings, run_id: int, exc: BaseException) -> None:
     """Best effort: record why the run failed. If even that fails, the next run marks it abandoned."""
     message = f"{type(exc).__name__}: {exc}"[:1000]
     try:
-        with connect(settings) as con:
+        with _writer(settings) as (con, _):
             con.execute(
                 "UPDATE batch_runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
                 [datetime.now(), message, run_id],

@@ -1,0 +1,216 @@
+"""`movierec batch run` on a planted world: known answers, all-or-nothing publish under SIGKILL, a reader
+process that never sees a partial run, a second run refused, retention."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import batch_world as world
+from batch.run import run_batch
+from movierec.cli import main
+from movierec.config import Settings
+from movierec.db import connect
+
+pytestmark = pytest.mark.slow  # loads the offline sentence-transformers model
+
+
+@pytest.fixture
+def planted(settings: Settings) -> Settings:
+    return world.build(settings, (world.ZOMBIES, world.EVERYTHING))
+
+
+def _runs(settings: Settings) -> list[tuple]:
+    with connect(settings, read_only=True) as con:
+        return con.execute("SELECT run_id, status, n_rows, error FROM batch_runs ORDER BY run_id").fetchall()
+
+
+def test_known_answer_seen_removed_cold_start_flagged(planted: Settings) -> None:
+    result = CliRunner().invoke(main, ["batch", "run"])
+    assert result.exit_code == 0, result.output
+    assert "run 1:" in result.output and "locked for writing" in result.output
+
+    zombies = world.lists(planted, "zombies")
+    assert [m for m, _ in zombies[2]] == [101, 102] and zombies[3] == [(101, "cf"), (102, "cf")]
+    assert [m for m, _ in zombies[5]] == [103, 104]
+    assert zombies[1][0] == (102, "cf")  # 101 is user 1's favourite, but already rated
+    assert zombies[4][0] == (103, "cf") and 104 not in [m for m, _ in zombies[4]]
+    assert all(src == "cold_start" for _, src in zombies[world.COLD])
+    assert 101 not in [m for m, _ in zombies[world.COLD]]  # user 7 rated it
+    assert set(zombies) == {1, 2, 3, 4, 5, 6, 7}
+
+    with connect(planted, read_only=True) as con:
+        seen_hits = con.execute(
+            "SELECT count(*) FROM latest_recommendations l JOIN ratings r USING (user_id, movie_id)"
+        ).fetchone()[0]
+        genres_ok = con.execute(
+            "SELECT bool_and(list_contains(genres, 'Horror')) FROM latest_recommendations "
+            "WHERE query_name = 'zombies'"
+        ).fetchone()[0]
+        run = con.execute(
+            "SELECT status, alpha, formula, n_queries, n_users, n_rows, cf_model_version, embedding_model "
+            "FROM batch_runs"
+        ).fetchone()
+        per_query = dict(
+            con.execute("SELECT query_name, candidates_found FROM batch_run_queries WHERE run_id = 1").fetchall()
+        )
+        total = con.execute("SELECT count(*) FROM latest_recommendations").fetchone()[0]
+    assert seen_hits == 0
+    assert genres_ok
+    status, alpha, formula, n_queries, n_users, n_rows, version, emb = run
+    assert (status, alpha, n_queries, n_users, version, emb) == ("succeeded", 0.0, 2, 7, "planted-1", "offline-minilm")
+    assert "sigmoid(cf_logit)" in formula and "cold start" in formula
+    assert n_rows == total == 7 * 2 + 7 * 3
+    assert per_query == {"zombies": 4, "everything": 8}
+
+
+def test_alpha_is_stored_and_validated(planted: Settings) -> None:
+    summary = run_batch(planted, alpha=0.5)
+    assert summary.alpha == 0.5
+    with connect(planted, read_only=True) as con:
+        assert con.execute("SELECT alpha FROM batch_runs").fetchone()[0] == 0.5
+    result = CliRunner().invoke(main, ["batch", "run", "--alpha", "2"])
+    assert result.exit_code == 1 and "--alpha must be between 0 and 1" in result.output
+
+
+def test_no_saved_queries_is_a_clear_error(settings: Settings) -> None:
+    world.build(settings, ())
+    result = CliRunner().invoke(main, ["batch", "run"])
+    assert result.exit_code == 1
+    assert "no enabled saved queries" in result.output and "movierec queries add" in result.output
+    assert _runs(settings) == []
+
+
+def test_retention_keeps_last_n_runs(planted: Settings) -> None:
+    keep2 = Settings(home=planted.home, keep_runs=2)
+    for _ in range(3):
+        run_batch(keep2)
+    with connect(planted, read_only=True) as con:
+        kept = [r[0] for r in con.execute("SELECT DISTINCT run_id FROM recommendations ORDER BY 1").fetchall()]
+        runs = [r[0] for r in con.execute("SELECT run_id FROM batch_runs ORDER BY 1").fetchall()]
+        latest = con.execute("SELECT DISTINCT run_id FROM latest_recommendations").fetchall()
+    assert kept == [2, 3] and runs == [2, 3] and latest == [(3,)]
+
+
+def test_second_run_while_one_runs_is_refused(planted: Settings) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, time
+            from batch.lock import batch_lock
+            from movierec.config import Settings
+            with batch_lock(Settings()):
+                print('locked', flush=True)
+                time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "MOVIEREC_HOME": str(planted.home)},
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = CliRunner().invoke(main, ["batch", "run"])
+        assert result.exit_code == 1
+        assert "another batch run is in progress" in result.output and f"PID {holder.pid}" in result.output
+        assert _runs(planted) == []
+    finally:
+        holder.kill()
+        holder.communicate()
+    # The kernel drops the lock with its holder: no stale lock file blocks the next run.
+    assert run_batch(planted).run_id == 1
+
+
+def _batch_subprocess(settings: Settings) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "movierec.cli", "batch", "run", "--quiet"],
+        env={**os.environ, "MOVIEREC_HOME": str(settings.home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigkill_mid_run_leaves_previous_results_and_is_marked_abandoned(planted: Settings) -> None:
+    run_batch(planted)
+    before = world.lists(planted, "zombies")
+
+    proc = _batch_subprocess(planted)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(status == "running" for _, status, _, _ in _runs(planted)):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the batch ended before it could be killed: {proc.communicate()[1]!r}"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+
+    assert world.lists(planted, "zombies") == before
+    assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "running")]
+
+    run_batch(planted)
+    runs = _runs(planted)
+    assert [(r, s) for r, s, _, _ in runs] == [(1, "succeeded"), (2, "abandoned"), (3, "succeeded")]
+    assert "killed or crashed" in runs[1][3]
+    with connect(planted, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM recommendations WHERE run_id = 2").fetchone()[0] == 0
+
+
+def test_failed_run_is_recorded_and_previous_results_stay(planted: Settings) -> None:
+    run_batch(planted)
+    before = world.lists(planted, "zombies")
+    with connect(planted) as con:
+        path = con.execute("SELECT path FROM cf_models WHERE is_current").fetchone()[0]
+    (Path(path) / "factors.npz").unlink()
+    result = CliRunner().invoke(main, ["batch", "run"])
+    assert result.exit_code == 1 and "no factors" in result.output
+    runs = _runs(planted)
+    assert [(r, s) for r, s, _, _ in runs] == [(1, "succeeded"), (2, "failed")]
+    assert "no factors" in runs[1][3]
+    assert world.lists(planted, "zombies") == before
+
+
+READER = textwrap.dedent("""
+    import json, sys, time
+    from pathlib import Path
+    from movierec.config import Settings
+    from movierec.db import connect
+    stop, seen, bad = Path(sys.argv[1]), {}, []
+    while not stop.exists():
+        with connect(Settings(lock_timeout=60), read_only=True) as con:
+            rows = con.execute(
+                "SELECT l.run_id, count(*), any_value(b.n_rows) FROM latest_recommendations l "
+                "JOIN batch_runs b USING (run_id) GROUP BY l.run_id"
+            ).fetchall()
+        if len(rows) != 1 or rows[0][1] != rows[0][2]:
+            bad.append(rows)
+        for run_id, n, _ in rows:
+            seen[run_id] = seen.get(run_id, 0) + 1
+        time.sleep(0.005)
+    print(json.dumps({"seen": seen, "bad": bad}))
+""")
+
+
+def test_reader_process_never_sees_a_partial_run(planted: Settings, tmp_path: Path) -> None:
+    run_batch(planted)
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(stop)],
+        env={**os.environ, "MOVIEREC_HOME": str(planted.home)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)
+        summaries = [run_batch(planted) for _ in range(3)]
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=120)
+    observed = json.loads(out)
+    assert observed["bad"] == []
+    assert int(max(observed["seen"], key=int)) >= 2, observed  # it kept reading across publishes
+    assert all(s.lock_seconds < 5 for s in summaries)
