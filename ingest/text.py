@@ -43,6 +43,11 @@ class MovieText:
     genres: list[str]
     text: str
 
+    def point_hash(self, model_name: str) -> str:
+        """Changes when the vector or the payload would: text and model, plus title, year and genres
+        (so a corrected year updates the point although the text, without parentheses, is the same)."""
+        return text_hash(f"{self.text}\0{self.title}\0{self.year}\0{'|'.join(self.genres)}", model_name)
+
     def payload(self, model_name: str) -> dict[str, object]:
         """The point payload in the vector store."""
         return {
@@ -50,7 +55,7 @@ class MovieText:
             "title": self.title,
             "year": self.year,
             "genres": list(self.genres),
-            "text_hash": text_hash(self.text, model_name),
+            "text_hash": self.point_hash(model_name),
         }
 
 

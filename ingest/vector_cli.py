@@ -1,5 +1,103 @@
-"""CLI commands for embedding and search (filled in by its issue)."""
+"""`movierec embed` and `movierec search`: thin click commands over ingest.embed and ingest.search.
+
+Only click and light modules are imported here; torch and sentence-transformers load inside the
+commands, so `movierec --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 import click
 
-COMMANDS: list[click.Command] = []
+from movierec.config import Settings
+from movierec.options import echo_json, json_option, quiet_option, settings_options
+
+BATCH_SIZE = 64
+
+
+@click.command()
+@settings_options
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=BATCH_SIZE,
+    show_default=True,
+    help="Texts per model forward pass.",
+)
+@click.option("--with-tags", is_flag=True, help="Append each movie's most frequent user tags to its text.")
+@json_option
+@quiet_option
+def embed(settings: Settings, batch_size: int, with_tags: bool, as_json: bool, quiet: bool) -> None:
+    """Embed every movie's title and genres into the vector store (incremental).
+
+    Only new or changed movies are embedded and upserted; movies gone from the catalogue are removed.
+    A store built by another model is rebuilt. Uses the embedded Qdrant Edge store under HOME, or the
+    Qdrant server at --qdrant-url / QDRANT_URL.
+    """
+    from ingest.embed import embed_movies
+
+    summary = embed_movies(settings, batch_size=batch_size, with_tags=with_tags, progress=not quiet)
+    if as_json:
+        echo_json(summary.as_dict())
+    else:
+        click.echo(summary.line())
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """Rank, movie id, title, genres, similarity: aligned columns for a terminal."""
+    header = ("rank", "movie id", "title", "genres", "similarity")
+    body = [
+        (str(i), str(r["movie_id"]), r["title"], ", ".join(r["genres"]), f"{r['score']:.3f}")
+        for i, r in enumerate(rows, 1)
+    ]
+    widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
+    right = {0, 1, 4}  # numbers align right
+
+    def fmt(row: tuple[str, ...]) -> str:
+        pairs = enumerate(zip(row, widths, strict=True))
+        cells = [cell.rjust(w) if c in right else cell.ljust(w) for c, (cell, w) in pairs]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *(fmt(row) for row in body)])
+
+
+@click.command()
+@settings_options
+@click.argument("text")
+@click.option("--limit", "-n", type=int, default=10, show_default=True, help="Number of movies.")
+@click.option("--genre", "genres", multiple=True, help="Only movies with any of these genres (repeatable).")
+@click.option(
+    "--exclude-genre", "exclude_genres", multiple=True, help="Skip movies with this genre (repeatable)."
+)
+@click.option("--year-min", type=int, help="Released in or after this year.")
+@click.option("--year-max", type=int, help="Released in or before this year.")
+@json_option
+def search(
+    settings: Settings,
+    text: str,
+    limit: int,
+    genres: tuple[str, ...],
+    exclude_genres: tuple[str, ...],
+    year_min: int | None,
+    year_max: int | None,
+    as_json: bool,
+) -> None:
+    """Movies whose title and genres are closest in meaning to TEXT.
+
+    Example: movierec search "space adventure" --genre Sci-Fi --year-min 1980
+    """
+    from ingest.search import search as run_search
+    from movierec.store import SearchFilter
+
+    flt = SearchFilter(genres=genres, exclude_genres=exclude_genres, year_min=year_min, year_max=year_max)
+    rows = run_search(settings, text, limit=limit, flt=flt)
+    if as_json:
+        echo_json(rows)
+    elif rows:
+        click.echo(_table(rows))
+    else:
+        click.echo("no movies match the filters", err=True)
+
+
+COMMANDS: list[click.Command] = [embed, search]
