@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,3 +80,39 @@ def search(
         }
         for h in hits
     ]
+
+
+def genre_precision(
+    settings: Settings, queries: list[tuple[str, list[str]]], k: int = 10
+) -> list[dict[str, Any]]:
+    """Genre precision@k per query: the share of the top k whose genres include any relevant genre.
+
+    `queries` are (text, relevant genres) pairs, as in ../shared/eval/queries.csv. All queries are
+    encoded in one batch and searched together, without filters: this measures the embeddings alone.
+    """
+    from movierec.embedder import encode, load_model
+
+    vectors = encode(load_model(settings.model), [text for text, _ in queries])
+    with open_store(settings) as store:
+        store.require_model(settings.model)
+        results = store.search_batch(vectors, [k] * len(queries), [None] * len(queries))
+    rows = []
+    for (text, relevant), hits in zip(queries, results, strict=True):
+        good = [h for h in hits if set(h.payload.get("genres") or []) & set(relevant)]
+        rows.append(
+            {
+                "query": text,
+                "relevant_genres": list(relevant),
+                "precision": len(good) / k,
+                "misses": [h.payload.get("title") for h in hits if h not in good],
+            }
+        )
+    return rows
+
+
+def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, list[str]]]:
+    """The evaluation queries: a CSV with columns query, relevant_genres (`|`-separated, any of)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [(row["query"], row["relevant_genres"].split("|")) for row in csv.DictReader(fh)]
