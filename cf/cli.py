@@ -22,12 +22,12 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--objective", type=click.Choice(OBJECTIVES),
                      help="implicit: rated vs sampled unrated movies (default, ranks better); "
                           "rating: regress the scaled rating (the reference design)."),
-        click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (early stopping may end sooner)."),
+        click.option("--epochs", type=click.IntRange(min=1), help="Most epochs (early stopping)."),
         click.option("--batch-size", type=click.IntRange(min=1), help="Default: about 100 steps per epoch."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate."),
         click.option("--dim", type=click.IntRange(min=1), help="Embedding size (default 128)."),
-        click.option("--neg-ratio", type=click.IntRange(min=1), help="Sampled negatives per rating (implicit)."),
-        click.option("--l2", type=click.FloatRange(min=0), help="L2 weight on the embeddings and biases used."),
+        click.option("--neg-ratio", type=click.IntRange(min=1), help="Negatives per rating (implicit)."),
+        click.option("--l2", type=click.FloatRange(min=0), help="L2 weight on embeddings and biases."),
         click.option("--seed", type=int, help="Random seed (initialisation, sampling, validation split)."),
     ]  # fmt: skip
 
@@ -64,7 +64,8 @@ def train(settings, hyperparams: dict, as_json: bool, quiet: bool) -> None:
     m = record.metrics
     click.echo(
         f"model {record.version} ({record.objective}) trained on {record.n_ratings:,} ratings: "
-        f"val_loss {m['val_loss']:.4f} at epoch {m['best_epoch']}/{m['epochs_run']}, {m['train_seconds']:.0f}s\n"
+        f"val_loss {m['val_loss']:.4f} at epoch {m['best_epoch']}/{m['epochs_run']}, "
+        f"{m['train_seconds']:.0f}s\n"
         f"saved to {record.path} (current)"
     )
 
@@ -83,7 +84,8 @@ def evaluate(settings, hyperparams: dict, split: str, as_json: bool, quiet: bool
     catalogue coverage on a per-user 75/25 split, scoring every unseen movie.
     """
     from cf.data import load_ratings
-    from cf.evaluate import METRICS, evaluate as run
+    from cf.evaluate import METRICS
+    from cf.evaluate import evaluate as run
     from cf.keras_cf import KerasCF
     from cf.train import HyperParams
 
@@ -121,7 +123,9 @@ def similar(settings, movie: str, limit: int, as_json: bool) -> None:
     results = [{"movie_id": int(i), "title": titles.get(int(i)), "cosine": round(float(s), 4)}
                for i, s in zip(ids, sims, strict=True)]  # fmt: skip
     if as_json:
-        echo_json({"movie": {"movie_id": movie_id, "title": title}, "model": record.version, "similar": results})
+        echo_json(
+            {"movie": {"movie_id": movie_id, "title": title}, "model": record.version, "similar": results}
+        )
         return
     click.echo(f"closest to {title} ({movie_id}) in model {record.version}:")
     for r in results:
@@ -153,7 +157,9 @@ def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
     titles = load_movie_titles(settings)
 
     def rows(items):
-        return [{"movie_id": m, "title": titles.get(m), "bias": round(b, 4), "ratings": n} for m, b, n in items]
+        return [
+            {"movie_id": m, "title": titles.get(m), "bias": round(b, 4), "ratings": n} for m, b, n in items
+        ]
 
     out = {"model": record.to_dict(), "highest_bias": rows(high), "lowest_bias": rows(low)}
     if as_json:

@@ -65,7 +65,9 @@ def load_ratings(settings: Settings) -> Ratings:
                 "SELECT user_id, movie_id, rating, coalesce(epoch(rated_at), 0)::BIGINT AS ts FROM ratings"
             ).fetchnumpy()
         except Exception as exc:  # duckdb.CatalogException when the schema was never created
-            raise NotFoundError(f"no ratings table in {settings.db_path}: run `movierec ingest` first") from exc
+            raise NotFoundError(
+                f"no ratings table in {settings.db_path}: run `movierec ingest` first"
+            ) from exc
     if len(cols["user_id"]) == 0:
         raise NotFoundError(f"no ratings in {settings.db_path}: run `movierec ingest` first")
     return Ratings.from_arrays(cols["user_id"], cols["movie_id"], cols["rating"], cols["ts"])

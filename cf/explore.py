@@ -17,7 +17,9 @@ def find_movie(settings: Settings, query: str) -> tuple[int, str]:
         raise BadInputError("empty movie: give a movie id or part of a title")
     with connect(settings, read_only=True) as con:
         if query.isdigit():
-            row = con.execute("SELECT movie_id, title FROM movies WHERE movie_id = ?", [int(query)]).fetchone()
+            row = con.execute(
+                "SELECT movie_id, title FROM movies WHERE movie_id = ?", [int(query)]
+            ).fetchone()
             if row is None:
                 raise NotFoundError(f"no movie with id {query}")
             return int(row[0]), row[1]
@@ -40,12 +42,14 @@ def find_movie(settings: Settings, query: str) -> tuple[int, str]:
 
 
 def similar_movies(factors: Factors, movie_id: int, limit: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """The `limit` movies whose CF vectors have the highest cosine similarity to `movie_id`'s (itself left out)."""
+    """The `limit` movies whose CF vectors are closest (cosine) to `movie_id`'s, itself left out."""
     if limit < 1:
         raise BadInputError("--limit must be at least 1")
     row = int(factors.movie_index(np.array([movie_id]))[0])
     if row < 0:
-        raise NotFoundError(f"movie {movie_id} is not in the CF model (it had no ratings when the model was trained)")
+        raise NotFoundError(
+            f"movie {movie_id} is not in the CF model (it had no ratings when the model was trained)"
+        )
     vecs = factors.movie_vecs
     norms = np.linalg.norm(vecs, axis=1)
     sims = vecs @ vecs[row] / np.maximum(norms * norms[row], 1e-12)

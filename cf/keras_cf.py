@@ -80,8 +80,8 @@ def check_factors(f: Factors, user_ids: np.ndarray, movie_ids: np.ndarray, dim: 
     """Refuse factors that do not belong to the id maps or hyperparameters saved beside them."""
     if not (np.array_equal(f.user_ids, user_ids) and np.array_equal(f.movie_ids, movie_ids)):
         raise ModelError(
-            f"{where}: factors cover {len(f.user_ids)} users / {len(f.movie_ids)} movies but the id maps hold "
-            f"{len(user_ids)} / {len(movie_ids)} (or other ids): the model directory is inconsistent, retrain"
+            f"{where}: factors cover {len(f.user_ids)} users / {len(f.movie_ids)} movies but the id maps "
+            f"hold {len(user_ids)} / {len(movie_ids)} (or other ids): inconsistent model directory, retrain"
         )
     if f.dim != dim:
         raise ModelError(f"{where}: factors have dimension {f.dim} but the model was trained with dim={dim}")

@@ -54,12 +54,19 @@ class CFModel(keras.Model):
         super().__init__(**kw)
         self.n_users, self.n_movies, self.dim, self.l2, self.seed = n_users, n_movies, dim, l2, seed
         init = keras.initializers.HeNormal(seed=seed)
-        self.user_embedding = keras.layers.Embedding(n_users, dim, embeddings_initializer=init, name="user_vecs")
+        self.user_embedding = keras.layers.Embedding(
+            n_users, dim, embeddings_initializer=init, name="user_vecs"
+        )
         self.movie_embedding = keras.layers.Embedding(
-            n_movies, dim, embeddings_initializer=keras.initializers.HeNormal(seed=seed + 1), name="movie_vecs"
+            n_movies,
+            dim,
+            embeddings_initializer=keras.initializers.HeNormal(seed=seed + 1),
+            name="movie_vecs",
         )
         self.user_bias = keras.layers.Embedding(n_users, 1, embeddings_initializer="zeros", name="user_bias")
-        self.movie_bias = keras.layers.Embedding(n_movies, 1, embeddings_initializer="zeros", name="movie_bias")
+        self.movie_bias = keras.layers.Embedding(
+            n_movies, 1, embeddings_initializer="zeros", name="movie_bias"
+        )
         self.global_bias = self.add_weight(shape=(), initializer="zeros", name="global_bias")
 
     def logits(self, inputs, training: bool = False):

@@ -44,7 +44,9 @@ class Recommender(ABC):
         return self
 
     @abstractmethod
-    def _fit(self, user_rows: np.ndarray, movie_rows: np.ndarray, ratings: np.ndarray, progress: bool) -> None: ...
+    def _fit(
+        self, user_rows: np.ndarray, movie_rows: np.ndarray, ratings: np.ndarray, progress: bool
+    ) -> None: ...
 
     @abstractmethod
     def _scores(self, user_rows: np.ndarray, movie_rows: np.ndarray | None) -> np.ndarray:
@@ -58,7 +60,11 @@ class Recommender(ABC):
     def score(self, user_ids, movie_ids=None) -> np.ndarray:
         """Scores users x movies (all known movies when `movie_ids` is None); NaN for unknown ids."""
         u = index_of(self.user_ids, np.atleast_1d(user_ids))
-        m = np.arange(len(self.movie_ids)) if movie_ids is None else index_of(self.movie_ids, np.atleast_1d(movie_ids))
+        m = (
+            np.arange(len(self.movie_ids))
+            if movie_ids is None
+            else index_of(self.movie_ids, np.atleast_1d(movie_ids))
+        )
         out = np.full((len(u), len(m)), np.nan, dtype=np.float32)
         ku, km = u >= 0, m >= 0
         if ku.any() and km.any():
@@ -86,7 +92,11 @@ class Recommender(ABC):
             s = self._scores(ur, None).astype(np.float32, copy=True)
             if exclude_seen:
                 s[self.seen.mask(ur, n_movies)] = -np.inf
-            top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < n_movies else np.tile(np.arange(n_movies), (len(ur), 1))
+            top = (
+                np.argpartition(-s, k - 1, axis=1)[:, :k]
+                if k < n_movies
+                else np.tile(np.arange(n_movies), (len(ur), 1))
+            )
             top_s = np.take_along_axis(s, top, axis=1)
             order = np.argsort(-top_s, axis=1, kind="stable")
             top, top_s = np.take_along_axis(top, order, 1), np.take_along_axis(top_s, order, 1)
@@ -94,11 +104,15 @@ class Recommender(ABC):
             rows[start : start + len(ur)], vals[start : start + len(ur)] = top, top_s
         return rows, vals
 
-    def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(
+        self, user_id: int, n: int = 10, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-n (movie_ids, scores) for one user, movies they rated left out."""
         u = index_of(self.user_ids, [user_id])
         if u[0] < 0:
-            raise NotFoundError(f"user {user_id} is not in the {self.kind} model (no ratings when it was trained)")
+            raise NotFoundError(
+                f"user {user_id} is not in the {self.kind} model (no ratings when it was trained)"
+            )
         rows, vals = self.top_n_rows(u, n, exclude_seen)
         keep = rows[0] >= 0
         return self.movie_ids[rows[0][keep]], vals[0][keep]
@@ -145,10 +159,10 @@ class Recommender(ABC):
     def _params(self) -> dict:
         return {}
 
-    def _save(self, directory: Path) -> None:
+    def _save(self, directory: Path) -> None:  # noqa: B027 - models without extra state need nothing
         pass
 
-    def _load(self, directory: Path) -> None:
+    def _load(self, directory: Path) -> None:  # noqa: B027
         pass
 
 

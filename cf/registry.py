@@ -67,7 +67,9 @@ def _record(row: tuple) -> ModelRecord:
 def current_model(settings: Settings) -> ModelRecord | None:
     """The current model's record, or None when no model has been trained."""
     with connect(settings, read_only=True) as con:
-        if not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'cf_models'").fetchall():
+        if not con.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_name = 'cf_models'"
+        ).fetchall():
             return None
         row = con.execute(f"SELECT {_COLUMNS} FROM cf_models WHERE is_current LIMIT 1").fetchone()
     return _record(row) if row else None
@@ -103,10 +105,13 @@ def load_factors(model_dir: Path) -> Factors:
     ):
         raise ModelError(
             f"{model_dir}/factors.npz has {len(factors.user_ids)} users x {len(factors.movie_ids)} movies, "
-            f"dim {factors.dim}, but {SIDECAR} says {shape['n_users']} x {shape['n_movies']}, dim {shape['dim']}"
+            f"dim {factors.dim}, but {SIDECAR} says {shape['n_users']} x {shape['n_movies']}, "
+            f"dim {shape['dim']}: the model directory is inconsistent, retrain"
         )
     if factors.objective != meta["objective"]:
-        raise ModelError(f"{model_dir}: factors are for objective {factors.objective}, sidecar says {meta['objective']}")
+        raise ModelError(
+            f"{model_dir}: factors are for objective {factors.objective}, sidecar says {meta['objective']}"
+        )
     return factors
 
 
@@ -183,7 +188,11 @@ def train_model(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    max_ts = datetime.fromtimestamp(snapshot["max_rated_at"], UTC).replace(tzinfo=None) if snapshot["max_rated_at"] else None
+    max_ts = (
+        datetime.fromtimestamp(snapshot["max_rated_at"], UTC).replace(tzinfo=None)
+        if snapshot["max_rated_at"]
+        else None
+    )
     try:
         with connect(settings) as con, transaction(con):
             con.execute("UPDATE cf_models SET is_current = false WHERE is_current")
@@ -197,7 +206,9 @@ def train_model(
         shutil.rmtree(final, ignore_errors=True)
         raise
     say(f"model {version} saved to {final} and made current", enabled=progress)
-    return ModelRecord(version, final.resolve(), rec.hp.objective, trained_at, snapshot["n_ratings"], max_ts, metrics)
+    return ModelRecord(
+        version, final.resolve(), rec.hp.objective, trained_at, snapshot["n_ratings"], max_ts, metrics
+    )
 
 
 def _versions() -> dict:

@@ -110,7 +110,9 @@ def fit(
         train_y = ((ratings[~is_val] - lo) / scale).astype(np.float32)
         val_x, val_y = pairs(vu, vm), ((ratings[is_val] - lo) / scale).astype(np.float32)
     else:
-        nu, nm = sample_negatives(vu, n_movies, hp.neg_ratio, positive_keys, np.random.default_rng(hp.seed + 1))
+        nu, nm = sample_negatives(
+            vu, n_movies, hp.neg_ratio, positive_keys, np.random.default_rng(hp.seed + 1)
+        )
         val_x = pairs(np.r_[vu, nu], np.r_[vm, nm])
         val_y = np.r_[np.ones(len(vu)), np.zeros(len(nu))].astype(np.float32)
 
