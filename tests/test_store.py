@@ -1,0 +1,272 @@
+"""The vector store: both backends, known-answer filters, congruence, model record, locking."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from movierec.config import Settings
+from movierec.errors import BusyError, ModelError, NotFoundError
+from movierec.store import Hit, SearchFilter, open_store
+
+DIM = 16
+N = 400
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi"]
+
+
+def make_points(n: int = N, dim: int = DIM, seed: int = 1) -> tuple[list[int], np.ndarray, list[dict]]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [int(i) for i in rng.choice(200_000, size=n, replace=False)]
+    payloads = []
+    for k, movie_id in enumerate(ids):
+        genres = [] if k % 17 == 0 else sorted(set(rng.choice(GENRES, size=1 + k % 3).tolist()))
+        year = None if k % 11 == 0 else int(1930 + k % 90)
+        payloads.append({"movie_id": movie_id, "title": f"Movie {k}", "year": year, "genres": genres})
+    return ids, vectors, payloads
+
+
+def expected(
+    query: np.ndarray,
+    vectors: np.ndarray,
+    ids: list[int],
+    payloads: list[dict],
+    k: int,
+    flt: SearchFilter | None,
+) -> list[int]:
+    """Brute force, the known answer for any filter."""
+    keep = []
+    for p in payloads:
+        ok = True
+        if flt is not None:
+            genres = set(p["genres"])
+            if flt.genres and not genres & set(flt.genres):
+                ok = False
+            if genres & set(flt.exclude_genres):
+                ok = False
+            if flt.year_min is not None and (p["year"] is None or p["year"] < flt.year_min):
+                ok = False
+            if flt.year_max is not None and (p["year"] is None or p["year"] > flt.year_max):
+                ok = False
+        keep.append(ok)
+    scores = vectors @ query
+    order = [i for i in np.argsort(-scores, kind="stable") if keep[i]]
+    return [ids[i] for i in order[:k]]
+
+
+FILTERS = [
+    None,
+    SearchFilter(),
+    SearchFilter(genres=("Horror",)),
+    SearchFilter(genres=("Horror", "Sci-Fi")),
+    SearchFilter(exclude_genres=("Drama", "Comedy")),
+    SearchFilter(year_min=1990),
+    SearchFilter(year_max=1960),
+    SearchFilter(genres=("Action",), exclude_genres=("Comedy",), year_min=1950, year_max=2000),
+]
+
+BACKENDS = ["edge", "local-memory"]  # local-file is the same engine as local-memory, persisted (slow)
+
+
+def settings_for(backend: str, tmp_path: Path) -> Settings:
+    url = {"edge": None, "local-file": f"file:{tmp_path / 'qdrant-local'}", "local-memory": ":memory:"}[
+        backend
+    ]
+    collection = f"movies_{tmp_path.name}"  # :memory: lives for the whole test process
+    return Settings(home=tmp_path / "home", qdrant_url=url, collection=collection)
+
+
+@pytest.fixture
+def points() -> tuple[list[int], np.ndarray, list[dict]]:
+    return make_points()
+
+
+def fill(settings: Settings, points: tuple[list[int], np.ndarray, list[dict]], model: str = "m") -> None:
+    ids, vectors, payloads = points
+    with open_store(settings) as store:
+        store.reset(model, DIM)
+        store.upsert(ids, vectors, payloads)
+
+
+@pytest.mark.parametrize("backend", [*BACKENDS, "local-file"])
+def test_upsert_persists_with_model_record(backend: str, tmp_path: Path, points) -> None:
+    settings = settings_for(backend, tmp_path)
+    with open_store(settings) as store:
+        assert store.model_info() is None
+        assert store.count() == 0
+    fill(settings, points)
+    with open_store(settings) as store:  # reopened: the data and the record survive
+        assert store.model_info() == ("m", DIM)
+        assert store.count() == N
+        first = store.search(points[1][0], 1)[0]
+        assert first.movie_id == points[0][0]
+        assert first.score == pytest.approx(1.0, abs=1e-5)
+        assert first.payload["title"] == "Movie 0"
+        assert first.payload["genres"] == points[2][0]["genres"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_filters_give_the_known_answer(backend: str, tmp_path: Path, points) -> None:
+    ids, vectors, payloads = points
+    settings = settings_for(backend, tmp_path)
+    fill(settings, points)
+    queries = make_points(n=len(FILTERS), seed=7)[1]
+    with open_store(settings) as store:
+        for query, flt in zip(queries, FILTERS, strict=True):
+            hits = store.search(query, 25, flt)
+            assert [h.movie_id for h in hits] == expected(query, vectors, ids, payloads, 25, flt), flt
+            np.testing.assert_allclose(
+                [h.score for h in hits],
+                [float(vectors[ids.index(h.movie_id)] @ query) for h in hits],
+                atol=1e-5,
+            )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_search_batch_matches_single_searches(backend: str, tmp_path: Path, points) -> None:
+    settings = settings_for(backend, tmp_path)
+    fill(settings, points)
+    queries = make_points(n=len(FILTERS), seed=8)[1]
+    limits = [5 + 3 * i for i in range(len(FILTERS))]
+    with open_store(settings) as store:
+        batch = store.search_batch(queries, limits, FILTERS)
+        single = [store.search(q, k, f) for q, k, f in zip(queries, limits, FILTERS, strict=True)]
+    assert [[h.movie_id for h in hits] for hits in batch] == [[h.movie_id for h in hits] for hits in single]
+    assert [len(hits) for hits in batch] == limits
+
+
+def test_edge_and_qdrant_client_agree(tmp_path: Path, points) -> None:
+    """Congruence: the embedded engine and qdrant-client (server stand-in) return the same top-k."""
+    edge, local = settings_for("edge", tmp_path), settings_for("local-memory", tmp_path)
+    fill(edge, points)
+    fill(local, points)
+    queries = make_points(n=len(FILTERS), seed=9)[1]
+    limits = [50] * len(FILTERS)
+    with open_store(edge) as a, open_store(local) as b:
+        results_a = a.search_batch(queries, limits, FILTERS)
+        results_b = b.search_batch(queries, limits, FILTERS)
+    for hits_a, hits_b, flt in zip(results_a, results_b, FILTERS, strict=True):
+        assert [h.movie_id for h in hits_a] == [h.movie_id for h in hits_b], flt
+        np.testing.assert_allclose([h.score for h in hits_a], [h.score for h in hits_b], atol=1e-5)
+        assert [h.payload for h in hits_a] == [h.payload for h in hits_b]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reset_switches_model_and_drops_old_vectors(backend: str, tmp_path: Path, points) -> None:
+    settings = settings_for(backend, tmp_path)
+    fill(settings, points, model="old")
+    with open_store(settings) as store:
+        store.reset("new", 8)
+        assert store.model_info() == ("new", 8)
+        assert store.count() == 0
+        with pytest.raises(ModelError, match="dimension 8"):
+            store.upsert(points[0], points[1], points[2])  # 16-d vectors of the old model
+        store.upsert(points[0][:3], points[1][:3, :8], points[2][:3])
+        assert store.count() == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_delete_and_payload_values(backend: str, tmp_path: Path, points) -> None:
+    ids, vectors, payloads = points
+    settings = settings_for(backend, tmp_path)
+    with open_store(settings) as store:
+        store.reset("m", DIM)
+        store.upsert(ids, vectors, [{**p, "text_hash": f"h{p['movie_id']}"} for p in payloads])
+        store.delete(ids[:10])
+        values = store.payload_values("text_hash")
+    assert len(values) == N - 10
+    assert values == {i: f"h{i}" for i in ids[10:]}
+
+
+def test_upsert_needs_a_model_record(settings: Settings, points) -> None:
+    with open_store(settings) as store, pytest.raises(ModelError, match="records no model"):
+        store.upsert(*points)
+
+
+def test_require_model(settings: Settings, points) -> None:
+    with open_store(settings) as store, pytest.raises(NotFoundError, match="movierec embed"):
+        store.require_model("m")
+    fill(settings, points, model="m")
+    with open_store(settings) as store:
+        assert store.require_model("m") == DIM
+        with pytest.raises(ModelError, match="built with model 'm'.*--model other"):
+            store.require_model("other")
+
+
+def test_query_of_wrong_dimension_is_refused(settings: Settings, points) -> None:
+    fill(settings, points)
+    with open_store(settings) as store, pytest.raises(ModelError, match="dimension 8"):
+        store.search(np.ones(8, dtype=np.float32), 5)
+
+
+def test_search_filter_accepts_lists_and_is_hashable() -> None:
+    flt = SearchFilter(genres=["Horror"], exclude_genres=["Comedy"])  # type: ignore[arg-type]
+    assert flt.genres == ("Horror",) and hash(flt) == hash(SearchFilter(("Horror",), ("Comedy",)))
+    assert SearchFilter().is_empty and not SearchFilter(year_max=2000).is_empty
+    assert Hit(1, 0.5).payload == {}
+
+
+HOLDER = """
+import sys, time
+from movierec.config import Settings
+from movierec.store import open_store
+with open_store(Settings(home=sys.argv[1], qdrant_url=sys.argv[2] or None)):
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("backend", ["edge", "local-file"])
+def test_busy_store_names_the_holder(backend: str, tmp_path: Path) -> None:
+    settings = settings_for(backend, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(settings.home), settings.qdrant_url or ""],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        with (
+            pytest.raises(BusyError, match=rf"in use by PID {holder.pid}\b.*try again"),
+            open_store(settings, wait=0.5),
+        ):
+            pass
+        assert time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.communicate()
+    with open_store(settings, wait=0) as store:  # released when the holder dies
+        assert store.count() == 0
+
+
+def test_store_waits_for_a_short_holder(settings: Settings) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.replace("time.sleep(60)", "time.sleep(1)"), str(settings.home), ""],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with open_store(settings, wait=30) as store:
+            assert store.count() == 0
+    finally:
+        holder.kill()
+        holder.communicate()
+
+
+def test_unreachable_server_fails_fast(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, qdrant_url="http://127.0.0.1:9")
+    started = time.monotonic()
+    with (
+        pytest.raises(NotFoundError, match=r"cannot reach the Qdrant server at http://127.0.0.1:9"),
+        open_store(settings),
+    ):
+        pass
+    assert time.monotonic() - started < 10
