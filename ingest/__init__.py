@@ -29,7 +29,15 @@ _EXPORTS = {
     "planted_truth": "ingest.synth",
     "synthesize": "ingest.synth",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "IngestReport",
+    "PlantedTruth",
+    "SynthReport",
+    "ingest_dir",
+    "load",
+    "planted_truth",
+    "synthesize",
+]
 
 
 def __getattr__(name: str) -> Any:

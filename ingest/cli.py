@@ -1,4 +1,4 @@
-"""`movierec ingest DIR` and `movierec data synth DIR`: thin click wrappers over ingest.load / ingest.synth."""
+"""`movierec ingest DIR` and `movierec data synth DIR`: click wrappers over ingest.load / ingest.synth."""
 
 from __future__ import annotations
 
@@ -17,11 +17,15 @@ FORMAT_CHOICES = ("csv", "dat", "100k")  # ingest.formats.FORMATS, repeated to k
     type=click.Choice(FORMAT_CHOICES),
     help="Force the layout: csv (ml-latest, ml-20m/25m/32m), dat (ml-1m, ml-10m), 100k. Default: detect.",
 )
-@click.option("--skip-bad-rows", is_flag=True, help="Load the valid rows; report bad ones instead of failing.")
+@click.option(
+    "--skip-bad-rows", is_flag=True, help="Load the valid rows; report bad ones instead of failing."
+)
 @settings_options
 @json_option
 @quiet_option
-def ingest_command(directory: str, fmt: str | None, skip_bad_rows: bool, settings, as_json: bool, quiet: bool):
+def ingest_command(
+    directory: str, fmt: str | None, skip_bad_rows: bool, settings, as_json: bool, quiet: bool
+):
     """Load a MovieLens directory DIRECTORY into DuckDB (movies, ratings, tags, links).
 
     Idempotent: re-ingesting the same snapshot changes nothing; a newer snapshot updates changed rows.

@@ -38,16 +38,18 @@ GENRES: dict[str, int] = {
 }  # fmt: skip
 NO_GENRES = "(no genres listed)"
 
-_ADJECTIVES = (
+_ADJECTIVES = (  # noqa: SIM905 - a word list reads best as words
     "Silent Last Dark Golden Lost Broken Hidden Wild Crimson Eternal Frozen Secret Little Burning "
     "Midnight Quiet Savage Final Distant Electric Forgotten Iron Lonely Sweet Bitter Endless Perfect "
-    "Strange Red Blue Sacred Wicked Hollow Bright Deadly Northern Wandering Velvet Steel"
-).split() + ["Belle", "Über", "Señor", "Café", "Café-Noir", "Étrange", "Søndag", "Łódź", "東京", "Любовь"]
-_NOUNS = (
+    "Strange Red Blue Sacred Wicked Hollow Bright Deadly Northern Wandering Velvet Steel "
+    "Belle Über Señor Café Café-Noir Étrange Søndag Łódź 東京 Любовь"
+).split()
+_NOUNS = (  # noqa: SIM905
     "River Night Garden Road Kingdom Dream Heart Storm City Shadow Empire Island Summer Winter Game "
     "Ghost Hunter Machine Mountain Station Letter Mirror Promise Legacy Voyage Circus Harbor Planet "
-    "Detective Witness Dragon Zombie Prophecy Stranger Orchestra Desert Frontier Comet Carnival Wolves"
-).split() + ["Amélie", "Mädchen", "Niño", "Ōkami", "Château", "Fiancée", "Kärlek", "Ça", "Rêve", "Straße"]
+    "Detective Witness Dragon Zombie Prophecy Stranger Orchestra Desert Frontier Comet Carnival Wolves "
+    "Amélie Mädchen Niño Ōkami Château Fiancée Kärlek Ça Rêve Straße"
+).split()
 # Tag words per genre, so tags carry genre-like signal (used by `embed --with-tags`).
 _TAG_WORDS = {
     "Drama": "moving|tearjerker|character study|based on a true story",
@@ -135,20 +137,23 @@ def _check(users: int, movies: int, ratings: int) -> None:
         )
 
 
+_ZIPF_EXPONENT = 1.8  # with the offset below: ~90% of ratings on the top tenth of movies at ml-25m size
+
+
 def _popularity(movies: int, users: int, ratings: int) -> np.ndarray:
-    """Zipf-like weights 1/(rank + r0), r0 chosen so the top movie is rated by about half the users
-    (as in MovieLens) instead of more often than there are users."""
+    """Zipf-like weights (rank + r0)^-a. The offset r0 is chosen so the top movie is rated by about
+    half the users (as in MovieLens) instead of more often than there are users."""
     ranks = np.arange(1, movies + 1, dtype=np.float64)
     target = max(min(0.5 * users / ratings, 0.05), 1.5 / movies)
     lo, hi = 0.0, 1e9
-    for _ in range(60):
+    for _ in range(80):  # bisection on r0: the top share falls as r0 grows
         r0 = (lo + hi) / 2
-        w = 1.0 / (ranks + r0)
+        w = (ranks + r0) ** -_ZIPF_EXPONENT
         if w[0] / w.sum() > target:
             lo = r0
         else:
             hi = r0
-    w = 1.0 / (ranks + hi)
+    w = (ranks + hi) ** -_ZIPF_EXPONENT
     return w / w.sum()
 
 
@@ -190,9 +195,13 @@ def planted_truth(*, users: int, movies: int, seed: int = 0, noise: float = 0.6)
     base = np.where(
         style == 0,
         adj + " " + noun + ", The",  # MovieLens moves the article: "Godfather, The"
-        np.where(style == 1, noun + " of the " + noun2, np.where(style == 2, adj + " " + noun, "The " + noun)),
+        np.where(
+            style == 1, noun + " of the " + noun2, np.where(style == 2, adj + " " + noun, "The " + noun)
+        ),
     )
-    base = np.where(style == 4, base + ", Part " + (rng.integers(2, 5, movies)).astype(str).astype(object), base)
+    base = np.where(
+        style == 4, base + ", Part " + (rng.integers(2, 5, movies)).astype(str).astype(object), base
+    )
     year_txt = np.where(years > 0, " (" + years.astype(str).astype(object) + ")", "")
     titles = tuple((base + year_txt).tolist())
 

@@ -63,7 +63,12 @@ def write(directory: Path, files: dict[str, str | bytes]) -> Path:
 
 
 def csv_dir(tmp_path: Path, name: str = "ml", **replace: str) -> Path:
-    files = {"movies.csv": MOVIES_CSV, "ratings.csv": RATINGS_CSV, "tags.csv": TAGS_CSV, "links.csv": LINKS_CSV}
+    files = {
+        "movies.csv": MOVIES_CSV,
+        "ratings.csv": RATINGS_CSV,
+        "tags.csv": TAGS_CSV,
+        "links.csv": LINKS_CSV,
+    }
     for key, content in replace.items():
         files[key.replace("_", ".")] = content
     return write(tmp_path / name, files)
@@ -93,7 +98,9 @@ def test_csv_format_keeps_awkward_rows_exactly(settings: Settings, tmp_path: Pat
     assert rows[7] == ("Cosmos (1980-1981)", 1980, ["Documentary"])
     assert rows[8] == ('Quote "Unquote" (2001)', 2001, ["Comedy"])
     with connect(settings) as con:
-        assert con.execute("SELECT rating, rated_at FROM ratings WHERE user_id = 2 AND movie_id = 4").fetchall() == [
+        assert con.execute(
+            "SELECT rating, rated_at FROM ratings WHERE user_id = 2 AND movie_id = 4"
+        ).fetchall() == [
             (3.5, utc(1260759144))  # Unix time read as UTC, not local time
         ]
         # A tag repeated with two timestamps is one row with the latest time.
@@ -125,7 +132,12 @@ def test_dat_format_latin1_double_colon(settings: Settings, tmp_path: Path) -> N
     assert rows[1] == ("Toy Story (1995)", 1995, ["Animation", "Children", "Comedy"])
     assert rows[2] == ('City of Lost Children, The "La Cité" (1995)', 1995, ["Adventure", "Sci-Fi"])
     assert rows[3] == ("Nobody's Film", None, ["Drama"])
-    assert sorted(r[:3] for r in snapshot(settings)["ratings"]) == [(1, 1, 5.0), (1, 2, 3.0), (2, 1, 4.0), (2, 3, 1.0)]
+    assert sorted(r[:3] for r in snapshot(settings)["ratings"]) == [
+        (1, 1, 5.0),
+        (1, 2, 3.0),
+        (2, 1, 4.0),
+        (2, 3, 1.0),
+    ]
 
 
 def ml100k_dir(tmp_path: Path, with_genre_file: bool = True) -> Path:
@@ -136,7 +148,8 @@ def ml100k_dir(tmp_path: Path, with_genre_file: bool = True) -> Path:
     }
     titles = {1: "Toy Story (1995)", 2: "GoldenEye (1995)", 3: "Café Society (1995)"}
     item = "".join(
-        f"{i}|{titles[i]}|01-Jan-1995||http://us.imdb.com/x|" + "|".join(map(str, f)) + "\n" for i, f in flags.items()
+        f"{i}|{titles[i]}|01-Jan-1995||http://us.imdb.com/x|" + "|".join(map(str, f)) + "\n"
+        for i, f in flags.items()
     ).encode("latin-1")
     files: dict[str, str | bytes] = {
         "u.item": item,
@@ -178,24 +191,76 @@ RATINGS_HEAD = "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.0,9649
 # (name, files that replace the valid ones, expected error: file and line and why)
 BAD_INPUTS = [
     ("missing movies file", {"movies.csv": None}, r"movies\.csv: missing file"),
-    ("missing column", {"ratings.csv": "userId,movieId,timestamp\n1,1,964982703\n"}, r"ratings\.csv:1: missing column rating"),
-    ("too few fields", {"ratings.csv": RATINGS_HEAD + "1,3\n"}, r"ratings\.csv:4: malformed line \(too few fields\)"),
-    ("too many fields", {"ratings.csv": RATINGS_HEAD + "1,3,4.0,964982703,9\n"}, r"ratings\.csv:4: malformed line \(too many"),
-    ("non-numeric rating", {"ratings.csv": RATINGS_HEAD + "1,3,four,964982703\n"}, r"ratings\.csv:4: malformed value .*four"),
-    ("rating above 5", {"ratings.csv": RATINGS_HEAD + "1,3,5.5,964982703\n"}, r"ratings\.csv:4: rating out of range"),
-    ("rating zero", {"ratings.csv": RATINGS_HEAD + "1,3,0,964982703\n"}, r"ratings\.csv:4: rating out of range"),
+    (
+        "missing column",
+        {"ratings.csv": "userId,movieId,timestamp\n1,1,964982703\n"},
+        r"ratings\.csv:1: missing column rating",
+    ),
+    (
+        "too few fields",
+        {"ratings.csv": RATINGS_HEAD + "1,3\n"},
+        r"ratings\.csv:4: malformed line \(too few fields\)",
+    ),
+    (
+        "too many fields",
+        {"ratings.csv": RATINGS_HEAD + "1,3,4.0,964982703,9\n"},
+        r"ratings\.csv:4: malformed line \(too many",
+    ),
+    (
+        "non-numeric rating",
+        {"ratings.csv": RATINGS_HEAD + "1,3,four,964982703\n"},
+        r"ratings\.csv:4: malformed value .*four",
+    ),
+    (
+        "rating above 5",
+        {"ratings.csv": RATINGS_HEAD + "1,3,5.5,964982703\n"},
+        r"ratings\.csv:4: rating out of range",
+    ),
+    (
+        "rating zero",
+        {"ratings.csv": RATINGS_HEAD + "1,3,0,964982703\n"},
+        r"ratings\.csv:4: rating out of range",
+    ),
     ("missing rating", {"ratings.csv": RATINGS_HEAD + "1,3,,964982703\n"}, r"ratings\.csv:4: missing rating"),
-    ("unknown movie", {"ratings.csv": RATINGS_HEAD + "1,999,4.0,964982703\n"}, r"ratings\.csv:4: unknown movie \(user_id=1, movie_id=999"),
-    ("duplicate rating", {"ratings.csv": RATINGS_HEAD + "1,1,2.0,964982704\n"}, r"ratings\.csv:4: duplicate key"),
-    ("duplicate movie", {"movies.csv": MOVIES_CSV + "3,Again (2000),Drama\n"}, r"movies\.csv:10: duplicate key"),
+    (
+        "unknown movie",
+        {"ratings.csv": RATINGS_HEAD + "1,999,4.0,964982703\n"},
+        r"ratings\.csv:4: unknown movie \(user_id=1, movie_id=999",
+    ),
+    (
+        "duplicate rating",
+        {"ratings.csv": RATINGS_HEAD + "1,1,2.0,964982704\n"},
+        r"ratings\.csv:4: duplicate key",
+    ),
+    (
+        "duplicate movie",
+        {"movies.csv": MOVIES_CSV + "3,Again (2000),Drama\n"},
+        r"movies\.csv:10: duplicate key",
+    ),
     ("movie without title", {"movies.csv": MOVIES_CSV + "9,,Drama\n"}, r"movies\.csv:10: missing title"),
-    ("bad movie id", {"movies.csv": MOVIES_CSV + "x9,Nine (1999),Drama\n"}, r"movies\.csv:10: malformed value"),
-    ("tag for unknown movie", {"tags.csv": "userId,movieId,tag,timestamp\n1,77,x,1\n"}, r"tags\.csv:2: unknown movie"),
+    (
+        "bad movie id",
+        {"movies.csv": MOVIES_CSV + "x9,Nine (1999),Drama\n"},
+        r"movies\.csv:10: malformed value",
+    ),
+    (
+        "tag for unknown movie",
+        {"tags.csv": "userId,movieId,tag,timestamp\n1,77,x,1\n"},
+        r"tags\.csv:2: unknown movie",
+    ),
     ("empty ratings file", {"ratings.csv": ""}, r"ratings\.csv: empty file"),
     ("header-only movies file", {"movies.csv": "movieId,title,genres\n"}, r"movies\.csv: empty file"),
-    ("bad line after a blank line", {"ratings.csv": RATINGS_HEAD + "\n1,3,9.0,964982703\n"}, r"ratings\.csv:5: rating out"),
-    ("bad rating after a malformed line", {"ratings.csv": RATINGS_HEAD + "x,1,1.0,1\n1,3,9,1\n"}, r"ratings\.csv:4: malformed"),
-]  # fmt: skip
+    (
+        "bad line after a blank line",
+        {"ratings.csv": RATINGS_HEAD + "\n1,3,9.0,964982703\n"},
+        r"ratings\.csv:5: rating out",
+    ),
+    (
+        "bad rating after a malformed line",
+        {"ratings.csv": RATINGS_HEAD + "x,1,1.0,1\n1,3,9,1\n"},
+        r"ratings\.csv:4: malformed",
+    ),
+]
 
 
 @pytest.mark.parametrize(("files", "message"), [b[1:] for b in BAD_INPUTS], ids=[b[0] for b in BAD_INPUTS])
@@ -211,7 +276,9 @@ def test_bad_input_fails_clearly_and_changes_nothing(
         if content is None:
             (bad / name).unlink()
         else:
-            (bad / name).write_text(content.replace("Toy Story (1995)", "Toy Story 2 (1999)"), encoding="utf-8")
+            (bad / name).write_text(
+                content.replace("Toy Story (1995)", "Toy Story 2 (1999)"), encoding="utf-8"
+            )
     with pytest.raises((BadInputError, NotFoundError), match=message):
         ingest_dir(settings, bad)
     assert snapshot(settings) == before
@@ -222,7 +289,10 @@ def test_first_bad_line_is_reported_with_the_total(settings: Settings, tmp_path:
     with pytest.raises(BadInputError) as err:
         ingest_dir(settings, csv_dir(tmp_path, ratings_csv=ratings))
     message = str(err.value)
-    assert "ratings.csv:4: rating out of range 0.5..5 (user_id=1, movie_id=3, rating=9.0); 2 more bad rows" in message
+    assert (
+        "ratings.csv:4: rating out of range 0.5..5 (user_id=1, movie_id=3, rating=9.0); 2 more bad rows"
+        in message
+    )
     assert "--skip-bad-rows" in message
     assert snapshot(settings)["ratings"] == []
 
@@ -263,9 +333,9 @@ def test_newer_snapshot_upserts_by_key(settings: Settings, tmp_path: Path) -> No
     assert report.new == {"movies": 1, "links": 0, "ratings": 1, "tags": 0}
     assert report.updated == {"movies": 0, "links": 0, "ratings": 1, "tags": 0}
     with connect(settings) as con:
-        assert con.execute("SELECT rating, rated_at FROM ratings WHERE user_id = 1 AND movie_id = 1").fetchall() == [
-            (2.5, utc(1500000000))
-        ]
+        assert con.execute(
+            "SELECT rating, rated_at FROM ratings WHERE user_id = 1 AND movie_id = 1"
+        ).fetchall() == [(2.5, utc(1500000000))]
         assert con.execute(
             "SELECT count(*), count(DISTINCT (user_id, movie_id)) FROM ratings"
         ).fetchall() == [(9, 9)]
@@ -338,4 +408,6 @@ def test_real_ml_latest_small(settings: Settings, ml_small: Path) -> None:
     with connect(settings) as con:
         assert con.execute("SELECT min(rating), max(rating) FROM ratings").fetchall() == [(0.5, 5.0)]
         assert con.execute("SELECT count(*) FROM movies WHERE year IS NULL").fetchall()[0][0] < 20
-        assert con.execute("SELECT count(DISTINCT (user_id, movie_id)) FROM ratings").fetchall() == [(100_004,)]
+        assert con.execute("SELECT count(DISTINCT (user_id, movie_id)) FROM ratings").fetchall() == [
+            (100_004,)
+        ]
