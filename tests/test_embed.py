@@ -1,0 +1,192 @@
+"""Movie text, incremental embedding, model switches and the `movierec embed` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ingest.embed import embed_movies
+from ingest.text import clean_title, movie_text, movie_texts
+from movierec.cli import main
+from movierec.config import Settings
+from movierec.db import connect
+from movierec.errors import NotFoundError
+from movierec.store import open_store
+from tests.vector_world import MOVIES, add_movies, set_title
+
+
+def test_clean_title_drops_every_parenthesised_part() -> None:
+    assert clean_title("Toy Story (1995)") == "Toy Story"
+    assert clean_title("Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)") == "Amélie"
+    assert clean_title("Godfather, The (1972)") == "Godfather, The"
+    assert clean_title("Untitled Home Video") == "Untitled Home Video"
+
+
+def test_movie_text_is_title_then_genres_then_tags() -> None:
+    genres = ["Adventure", "Animation", "Children"]
+    assert movie_text("Toy Story (1995)", genres) == "Toy Story Adventure Animation Children"
+    assert movie_text("Pulse (2001)", ["(no genres listed)"]) == "Pulse"
+    assert movie_text("Heat (1995)", [], ["heist", "los angeles"]) == "Heat heist los angeles"
+
+
+def test_movie_texts_from_duckdb_with_most_frequent_tags(settings: Settings) -> None:
+    add_movies(settings)
+    with connect(settings, read_only=True) as con:
+        plain = {m.movie_id: m for m in movie_texts(con)}
+        tagged = {m.movie_id: m.text for m in movie_texts(con, with_tags=True, tags_per_movie=2)}
+    assert len(plain) == len(MOVIES)
+    assert plain[15].text == "Untitled Home Video" and plain[15].genres == [] and plain[15].year is None
+    assert plain[14].text == "Godfather, The Crime Drama"
+    # "mafia" x3 (any case) beats "classic" x1 and "al pacino" x1; ties go alphabetically; blank tags drop.
+    assert tagged[14] == "Godfather, The Crime Drama mafia al pacino"
+    assert tagged[1] == "Night of the Living Dead Horror zombies classic"
+    assert tagged[10] == "Interstellar Sci-Fi IMAX space"
+    assert tagged[5] == plain[5].text  # no tags: unchanged
+
+
+@pytest.fixture
+def catalogue(settings: Settings) -> Settings:
+    add_movies(settings)
+    return settings
+
+
+@pytest.mark.slow
+def test_second_run_upserts_nothing_and_a_changed_title_re_embeds_one(catalogue: Settings) -> None:
+    first = embed_movies(catalogue)
+    assert (first.embedded, first.upserted, first.unchanged) == (len(MOVIES), len(MOVIES), 0)
+    assert (first.model, first.dim, first.backend, first.rebuilt) == (
+        "offline-minilm",
+        384,
+        "qdrant-edge",
+        None,
+    )
+
+    second = embed_movies(catalogue)
+    assert (second.embedded, second.upserted, second.unchanged) == (0, 0, len(MOVIES))
+
+    set_title(catalogue, 6, "Notting Hill Revisited (1999)")
+    third = embed_movies(catalogue)
+    assert (third.embedded, third.upserted, third.unchanged) == (1, 1, len(MOVIES) - 1)
+    with open_store(catalogue) as store:
+        assert store.count() == len(MOVIES)
+        hits = store.search_batch(*_query(catalogue, "Notting Hill Revisited"), [None])[0]
+        assert hits[0].movie_id == 6 and hits[0].payload["title"] == "Notting Hill Revisited (1999)"
+
+
+def _query(settings: Settings, text: str):
+    from movierec.embedder import encode, load_model
+
+    return encode(load_model(settings.model), [text]), [1]
+
+
+@pytest.mark.slow
+def test_payload_only_change_and_removed_movies(catalogue: Settings) -> None:
+    embed_movies(catalogue)
+    with connect(catalogue) as con:
+        con.execute("UPDATE movies SET year = 1970 WHERE movie_id = 1")  # text unchanged, payload not
+        con.execute("DELETE FROM movies WHERE movie_id = 15")
+    summary = embed_movies(catalogue)
+    assert (summary.upserted, summary.removed, summary.movies) == (1, 1, len(MOVIES) - 1)
+    with open_store(catalogue) as store:
+        assert store.count() == len(MOVIES) - 1
+        assert store.payload_values("year")[1] == 1970
+
+
+@pytest.mark.slow
+def test_deleted_store_is_rebuilt_in_full(catalogue: Settings) -> None:
+    embed_movies(catalogue)
+    shutil.rmtree(catalogue.edge_path)
+    summary = embed_movies(catalogue)
+    assert summary.upserted == len(MOVIES) and summary.rebuilt is None
+    with open_store(catalogue) as store:
+        assert store.count() == len(MOVIES)
+
+
+@pytest.mark.slow
+def test_switching_model_rebuilds_and_never_mixes_vectors(catalogue: Settings, tmp_path: Path) -> None:
+    """A second model: the same weights under another name (a local directory), so no mocks."""
+    from movierec.embedder import resolve_model
+
+    other = tmp_path / "minilm-copy"
+    other.symlink_to(resolve_model("offline-minilm"), target_is_directory=True)
+    embed_movies(catalogue)
+
+    switched = Settings(home=catalogue.home, model=str(other))
+    summary = embed_movies(switched)
+    assert summary.rebuilt is not None and "offline-minilm" in summary.rebuilt
+    assert (summary.upserted, summary.unchanged) == (len(MOVIES), 0)
+    with open_store(switched) as store:
+        assert store.model_info() == (str(other), 384)
+        assert store.count() == len(MOVIES)
+        hashes = store.payload_values("text_hash")
+    with connect(switched, read_only=True) as con:
+        expected = {m.movie_id: m.point_hash(str(other)) for m in movie_texts(con)}
+    assert hashes == expected  # every point comes from the new model
+
+    assert embed_movies(switched).upserted == 0
+    back = embed_movies(catalogue)
+    assert back.rebuilt is not None and back.upserted == len(MOVIES)
+
+
+@pytest.mark.slow
+def test_with_tags_re_embeds_only_tagged_movies(catalogue: Settings) -> None:
+    embed_movies(catalogue)
+    summary = embed_movies(catalogue, with_tags=True)
+    assert summary.upserted == 3  # movies 1, 10 and 14 have tags
+
+
+def test_no_movies_is_a_clear_error(settings: Settings) -> None:
+    with connect(settings):
+        pass
+    with pytest.raises(NotFoundError, match="no movies.*movierec ingest"):
+        embed_movies(settings)
+
+
+def test_no_database_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(NotFoundError, match="movierec ingest"):
+        embed_movies(settings)
+
+
+@pytest.mark.slow
+def test_cli_embed_json_and_summary(catalogue: Settings) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["embed", "--json", "--batch-size", "4", "--home", str(catalogue.home)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["embedded"] == data["upserted"] == len(MOVIES)
+    assert {"unchanged", "model", "dim", "backend"} <= set(data)
+    assert "embedding" in result.stderr  # the progress bar, on stderr
+
+    again = runner.invoke(main, ["embed", "--quiet", "--home", str(catalogue.home)])
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith("embedded 0, upserted 0, unchanged 15")
+    assert again.stderr == ""
+
+
+@pytest.mark.slow
+def test_cli_embed_to_a_qdrant_client_store(catalogue: Settings, tmp_path: Path) -> None:
+    """--qdrant-url takes the server path (qdrant-client); local mode stands in for the server."""
+    url = f"file:{tmp_path / 'server-stand-in'}"
+    result = CliRunner().invoke(main, ["embed", "--json", "--qdrant-url", url, "--home", str(catalogue.home)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["backend"], data["upserted"]) == ("qdrant-local", len(MOVIES))
+    assert not catalogue.edge_path.exists()
+
+
+def test_cli_embed_bad_model_is_one_line(catalogue: Settings) -> None:
+    result = CliRunner().invoke(
+        main, ["embed", "--model", "movierec-tests/missing", "--home", str(catalogue.home)]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: model 'movierec-tests/missing'")
+    assert "--model offline-minilm" in result.stderr and "Traceback" not in result.output
+
+
+def test_cli_embed_rejects_bad_batch_size() -> None:
+    result = CliRunner().invoke(main, ["embed", "--batch-size", "0"])
+    assert result.exit_code == 2 and "batch-size" in result.stderr
