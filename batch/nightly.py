@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from movierec.config import Settings
 from movierec.db import connect
@@ -38,9 +39,13 @@ def nightly(
     *,
     retrain: bool = False,
     alpha: float = 0.0,
+    train_options: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> str:
-    """Run every stage in order; raise the first stage's error, prefixed with the stage name."""
+    """Run every stage in order; raise the first stage's error, prefixed with the stage name.
+
+    `train_options` go to `cf.train_model` (epochs, dim, ...); the model's defaults otherwise.
+    """
     from batch.run import check_alpha
 
     check_alpha(alpha)
@@ -69,7 +74,7 @@ def nightly(
             from cf import train_model
 
             say(f"nightly: training ({why})", enabled=progress)
-            rec = train_model(settings, progress=progress)
+            rec = train_model(settings, progress=progress, **(train_options or {}))
             st.note = f"model {rec.version} ({why})"
     with stage("batch") as st:
         from batch.queries import list_queries

@@ -1,0 +1,75 @@
+"""End to end on the real ml-latest-small: `movierec nightly` ingests, embeds, trains, publishes; reruns
+skip training when the ratings did not change; a failing stage stops the job and keeps yesterday's lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from batch.nightly import nightly
+from batch.report import report
+from movierec.cli import main
+from movierec.config import Settings
+from movierec.db import connect
+from movierec.errors import NotFoundError
+
+pytestmark = [pytest.mark.slow, pytest.mark.realdata]
+
+
+def _latest(settings: Settings) -> list[tuple]:
+    with connect(settings, read_only=True) as con:
+        return con.execute(
+            "SELECT run_id, query_name, user_id, rank, movie_id FROM latest_recommendations ORDER BY ALL"
+        ).fetchall()
+
+
+def test_nightly_end_to_end_on_ml_latest_small(settings: Settings, ml_small: Path, tmp_path: Path) -> None:
+    quick = {"epochs": 2, "dim": 32}
+    # Without saved queries every stage runs, then the job says clearly that nothing was published.
+    with pytest.raises(NotFoundError, match="nightly stopped at batch: there are no enabled saved queries"):
+        nightly(settings, ml_small, train_options=quick)
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ratings").fetchone()[0] == 100_004
+        assert con.execute("SELECT count(*) FROM cf_models").fetchone()[0] == 1
+
+    runner = CliRunner()
+    for args in (["zombies", "Horror films with zombies", "--genre", "Horror"],
+                 ["space", "space adventure", "--genre", "Sci-Fi", "--year-min", "1990", "--top-n", "5"]):  # fmt: skip
+        assert runner.invoke(main, ["queries", "add", *args]).exit_code == 0
+
+    result = runner.invoke(main, ["nightly", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "train" in result.output and "skipped, ratings unchanged" in result.output
+    assert "run 1:" in result.output
+
+    with connect(settings, read_only=True) as con:
+        per_query = dict(
+            con.execute("SELECT query_name, count(*) FROM latest_recommendations GROUP BY 1").fetchall()
+        )
+        seen = con.execute(
+            "SELECT count(*) FROM latest_recommendations JOIN ratings USING (user_id, movie_id)"
+        ).fetchone()[0]
+        wrong = con.execute(
+            "SELECT count(*) FROM latest_recommendations WHERE (query_name = 'zombies' AND NOT "
+            "list_contains(genres, 'Horror')) OR (query_name = 'space' AND (NOT list_contains(genres, "
+            "'Sci-Fi') OR year < 1990))"
+        ).fetchone()[0]
+        sources = con.execute("SELECT DISTINCT source FROM latest_recommendations").fetchall()
+    assert per_query == {"zombies": 671 * 10, "space": 671 * 5}
+    assert seen == 0 and wrong == 0 and sources == [("cf",)]
+    rep = {q["query"]: q for q in report(settings)["queries"]}
+    assert rep["zombies"]["genre_precision"] == 1.0 and rep["zombies"]["candidates_found"] == 250
+    assert rep["zombies"]["personalisation"] > 0.2
+
+    # A broken snapshot stops the job at ingest; yesterday's lists stay published.
+    before = _latest(settings)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n")
+    (bad / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,not-a-number,964982703\n")
+    result = runner.invoke(main, ["nightly", str(bad), "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: nightly stopped at ingest:") and result.output.count("\n") == 1
+    assert _latest(settings) == before
