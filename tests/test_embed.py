@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from vector_world import MOVIES, add_movies, set_title
 
 from ingest.embed import embed_movies
 from ingest.text import clean_title, movie_text, movie_texts
@@ -16,7 +17,6 @@ from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import NotFoundError
 from movierec.store import open_store
-from tests.vector_world import MOVIES, add_movies, set_title
 
 
 def test_clean_title_drops_every_parenthesised_part() -> None:
