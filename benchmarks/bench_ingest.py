@@ -1,9 +1,11 @@
 """Ingest throughput at ml-25m size: `movierec ingest` into a fresh database, then the same snapshot again.
 
     .venv/bin/python benchmarks/bench_ingest.py [--users 162541 --movies 62423 --ratings 25000095]
+                                                [--compare-primary-key]
 
 The synthetic data set is generated once and cached under benchmarks/out/ (gitignored). Prints a
-Markdown table for BENCHMARKS.md. The machine is shared: the load average is printed with the numbers.
+Markdown table for BENCHMARKS.md. The machine is shared: the load average (1 min) before each run and the
+process's CPU time are printed with the wall times, so contention can be told from work.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +31,7 @@ def main() -> None:
     ap.add_argument("--movies", type=int, default=62_423)
     ap.add_argument("--ratings", type=int, default=25_000_095)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compare-primary-key", action="store_true", help="also time ratings with a PRIMARY KEY")
     args = ap.parse_args()
 
     data = OUT / f"synth-u{args.users}-m{args.movies}-r{args.ratings}-s{args.seed}"
@@ -41,24 +45,65 @@ def main() -> None:
     size_mb = sum(f.stat().st_size for f in data.iterdir()) / 1e6
 
     rows = []
-    for label in ("fresh database", "same snapshot again (idempotent)"):
+    runs = [f"fresh database, run {i}" for i in (1, 2, 3)] + ["same snapshot again (idempotent)"]
+    for label in runs:
+        if label.startswith("fresh"):
+            shutil.rmtree(home, ignore_errors=True)
         load = os.getloadavg()[0]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _cpu_seconds()
         report = ingest_dir(settings, data)  # wall time includes opening and closing (checkpoint) the DB
-        rows.append((label, report, time.perf_counter() - t0, load))
+        rows.append((label, report, time.perf_counter() - t0, _cpu_seconds() - cpu0, load))
 
     print(f"\n{dt.date.today()}, {os.cpu_count()} cores, input {size_mb:,.0f} MB\n")
-    print("| run | ratings | all rows | seconds | ratings/s | all rows/s | rows written | load avg |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for label, r, seconds, load in rows:
+    print("| run | ratings | all rows | seconds | ratings/s | all rows/s | rows written | CPU s | load avg |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for label, r, seconds, cpu, load in rows:
         total = sum(r.read.values())
         written = sum(r.new.values()) + sum(r.updated.values())
         rates = f"{r.read['ratings'] / seconds / 1e6:.2f} M | {total / seconds / 1e6:.2f} M"
         print(
             f"| {label} | {r.read['ratings']:,} | {total:,} | {seconds:.1f} | {rates} "
-            f"| {written:,} | {load:.1f} |"
+            f"| {written:,} | {cpu:.1f} | {load:.1f} |"
         )
     shutil.rmtree(home, ignore_errors=True)
+    if args.compare_primary_key:
+        compare_primary_key(data)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads): the work done, whatever the contention."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def compare_primary_key(data: Path) -> None:
+    """Why `ratings` has no PRIMARY KEY: the same Arrow insert into a table with and without one."""
+    import duckdb
+
+    from ingest.formats import detect, read_ratings_arrow
+
+    table = read_ratings_arrow(detect(data))
+    print("\n| ratings DDL | insert + commit, s |\n| --- | ---: |")
+    for label, key in (
+        ("no key (ours)", ""),
+        ("PRIMARY KEY (user_id, movie_id)", ", PRIMARY KEY (user_id, movie_id)"),
+    ):
+        path = OUT / "pk-compare.duckdb"
+        path.unlink(missing_ok=True)
+        con = duckdb.connect(str(path))
+        con.execute("SET enable_progress_bar = false")
+        con.execute(
+            "CREATE TABLE ratings(user_id INTEGER NOT NULL, movie_id INTEGER NOT NULL, "
+            f"rating FLOAT NOT NULL, rated_at TIMESTAMP{key})"
+        )
+        con.register("arrow_ratings", table)
+        t0 = time.perf_counter()
+        con.execute("BEGIN")
+        con.execute("INSERT INTO ratings SELECT * FROM arrow_ratings")
+        con.execute("COMMIT")
+        print(f"| {label} | {time.perf_counter() - t0:.1f} |")
+        con.close()
+        path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -157,7 +157,11 @@ def _fast_stage(con: duckdb.DuckDBPyConnection, source: Source) -> str | None:
     operations, and scanned by DuckDB without a copy. None when anything is off, so that the DuckDB
     path (`_stage` + `_validate`) finds the bad lines or skips the bad rows."""
     table = read_ratings_arrow(source)
-    if table is None or any(table[c].null_count for c in ("user_id", "movie_id", "rating")):
+    if (
+        table is None
+        or not table.num_rows
+        or any(table[c].null_count for c in ("user_id", "movie_id", "rating"))
+    ):
         return None
     rating = table["rating"]
     in_range = pc.and_(pc.greater_equal(rating, 0.5), pc.less_equal(rating, 5.0))  # NaN -> false
@@ -251,6 +255,8 @@ def _validate(
     ).fetchall()
     for _, kind, _ in rejects:
         reasons[f"{path.name}: {_reject_reason(kind)}"] += 1
+    if table in ("movies", "ratings") and not rejects and not _count(con, f"SELECT count(*) FROM {stage}"):
+        raise BadInputError(f"{path}: empty file (no rows)")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _bad AS {_bad_rows_sql(table, stage)}")
     if table != "tags":  # MovieLens repeats a few tags; the upsert keeps the latest of each
         con.execute(f"INSERT INTO _bad {_duplicates_sql(table, stage)}")

@@ -124,6 +124,13 @@ def dat_dir(tmp_path: Path) -> Path:
     return write(tmp_path / "ml-1m", {"movies.dat": movies, "ratings.dat": ratings, "tags.dat": tags})
 
 
+def test_dat_file_without_rows_is_empty(settings: Settings, tmp_path: Path) -> None:
+    source = dat_dir(tmp_path)
+    (source / "ratings.dat").write_text("\n\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"ratings\.dat: empty file"):
+        ingest_dir(settings, source)
+
+
 def test_dat_format_latin1_double_colon(settings: Settings, tmp_path: Path) -> None:
     report = ingest_dir(settings, dat_dir(tmp_path))
     assert (report.format, report.movies, report.ratings, report.users, report.tags) == ("dat", 3, 4, 2, 1)
@@ -411,3 +418,14 @@ def test_real_ml_latest_small(settings: Settings, ml_small: Path) -> None:
         assert con.execute("SELECT count(DISTINCT (user_id, movie_id)) FROM ratings").fetchall() == [
             (100_004,)
         ]
+
+
+def test_fast_and_diagnostic_readers_store_the_same_rows(tmp_path: Path) -> None:
+    """Clean ratings go through pyarrow, files with a bad row through DuckDB's reader: same result."""
+    fast, slow = Settings(home=tmp_path / "fast"), Settings(home=tmp_path / "slow")
+    ingest_dir(fast, csv_dir(tmp_path, "clean"))
+    report = ingest_dir(
+        slow, csv_dir(tmp_path, "dirty", ratings_csv=RATINGS_CSV + "1,3,nope,1\n"), skip_bad_rows=True
+    )
+    assert report.skipped == 1
+    assert snapshot(fast) == snapshot(slow)
