@@ -67,11 +67,11 @@ class History:
 def sample_negatives(
     user_rows: np.ndarray, n_movies: int, ratio: int, positive_keys: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`ratio` random movies per positive, redrawn once where they hit something the user rated.
+    """`ratio` random movies per positive, redrawn (up to 5 times) where they hit something the user rated.
     `positive_keys` is the sorted array user_row * n_movies + movie_row of all known positives."""
-    users = np.repeat(user_rows, ratio)
+    users = np.repeat(user_rows.astype(np.int64), ratio)
     movies = rng.integers(0, n_movies, len(users))
-    for _ in range(2):
+    for _ in range(6):
         keys = users * n_movies + movies
         pos = np.searchsorted(positive_keys, keys).clip(0, max(len(positive_keys) - 1, 0))
         clash = positive_keys[pos] == keys if len(positive_keys) else np.zeros(len(keys), bool)
@@ -91,7 +91,12 @@ def fit(
     rating_range: tuple[float, float],
     progress: bool = False,
 ):
-    """Train a `CFModel` on indexed ratings; return (model, History). Keeps the best epoch's weights."""
+    """Train a `CFModel` on indexed ratings; return (model, History). Keeps the best epoch's weights.
+
+    One `model.fit` call over a `keras.utils.PyDataset` that reshuffles (and, for `implicit`, redraws the
+    negatives) at every epoch end: one traced train function, Keras' own EarlyStopping."""
+    import keras
+
     from cf import keras_model  # TensorFlow loads here, not at CLI start
 
     rng = np.random.default_rng(hp.seed)
@@ -99,56 +104,75 @@ def fit(
     is_val = rng.random(n) < hp.val_frac if n >= 20 else np.zeros(n, dtype=bool)
     lo, hi = rating_range
     scale = (hi - lo) or 1.0
-
-    def pairs(u: np.ndarray, m: np.ndarray) -> np.ndarray:
-        return np.stack([u, m], axis=1).astype(np.int32)
-
     positive_keys = np.sort(user_rows.astype(np.int64) * n_movies + movie_rows)
     tu, tm = user_rows[~is_val], movie_rows[~is_val]
     vu, vm = user_rows[is_val], movie_rows[is_val]
     if hp.objective == "rating":
         train_y = ((ratings[~is_val] - lo) / scale).astype(np.float32)
-        val_x, val_y = pairs(vu, vm), ((ratings[is_val] - lo) / scale).astype(np.float32)
+        val_x, val_y = _pairs(vu, vm), ((ratings[is_val] - lo) / scale).astype(np.float32)
     else:
-        nu, nm = sample_negatives(
-            vu, n_movies, hp.neg_ratio, positive_keys, np.random.default_rng(hp.seed + 1)
-        )
-        val_x = pairs(np.r_[vu, nu], np.r_[vm, nm])
+        train_y = None
+        val_rng = np.random.default_rng(hp.seed + 1)
+        nu, nm = sample_negatives(vu, n_movies, hp.neg_ratio, positive_keys, val_rng)
+        val_x = _pairs(np.r_[vu, nu], np.r_[vm, nm])
         val_y = np.r_[np.ones(len(vu)), np.zeros(len(nu))].astype(np.float32)
 
     samples = len(tu) * (1 if hp.objective == "rating" else 1 + hp.neg_ratio)
     batch = hp.resolved_batch_size(samples)
     model = keras_model.build(n_users, n_movies, hp.dim, hp.l2, hp.lr, hp.seed)
     hist = History(samples_per_epoch=samples, batch_size=batch)
-    best, best_weights, waited = np.inf, None, 0
-    for epoch in range(1, hp.epochs + 1):
-        t0 = time.perf_counter()
-        if hp.objective == "rating":
-            x, y = pairs(tu, tm), train_y
-        else:
-            nu, nm = sample_negatives(tu, n_movies, hp.neg_ratio, positive_keys, rng)
-            x = pairs(np.r_[tu, nu], np.r_[tm, nm])
-            y = np.r_[np.ones(len(tu)), np.zeros(len(nu))].astype(np.float32)
-        order = rng.permutation(len(x))  # shuffle here: cheaper than Keras' per-batch shuffle
-        h = model.fit(x[order], y[order], batch_size=batch, epochs=1, shuffle=False, verbose=0)
-        loss = float(h.history["loss"][-1])
-        val = float(model.evaluate(val_x, val_y, batch_size=65536, verbose=0)) if len(val_x) else loss
-        hist.loss.append(loss)
-        hist.val_loss.append(val)
-        hist.seconds.append(time.perf_counter() - t0)
-        say(
-            f"epoch {epoch}/{hp.epochs}: loss {loss:.4f}  val_loss {val:.4f}  "
-            f"{hist.seconds[-1]:.1f}s ({samples / hist.seconds[-1]:,.0f} samples/s)",
-            enabled=progress,
-        )
-        if val < best - 1e-5:
-            best, waited, hist.best_epoch = val, 0, epoch
-            best_weights = model.get_weights()
-        else:
-            waited += 1
-            if waited >= hp.patience:
-                say(f"early stop: val_loss has not improved for {hp.patience} epochs", enabled=progress)
-                break
-    if best_weights is not None:
-        model.set_weights(best_weights)
+
+    class Epochs(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return max(1, -(-len(self.x) // batch))
+
+        def __getitem__(self, i: int):
+            return self.x[i * batch : (i + 1) * batch], self.y[i * batch : (i + 1) * batch]
+
+        def on_epoch_end(self) -> None:
+            if hp.objective == "rating":
+                x, y = _pairs(tu, tm), train_y
+            else:
+                nu, nm = sample_negatives(tu, n_movies, hp.neg_ratio, positive_keys, rng)
+                x = _pairs(np.r_[tu, nu], np.r_[tm, nm])
+                y = np.r_[np.ones(len(tu)), np.zeros(len(nu))].astype(np.float32)
+            order = rng.permutation(len(x))
+            self.x, self.y = x[order], y[order]
+
+    class Report(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            logs = logs or {}
+            hist.loss.append(float(logs["loss"]))
+            hist.val_loss.append(float(logs.get("val_loss", logs["loss"])))
+            hist.seconds.append(time.perf_counter() - self.t0)
+            say(
+                f"epoch {epoch + 1}/{hp.epochs}: loss {hist.loss[-1]:.4f}  val_loss {hist.val_loss[-1]:.4f}  "
+                f"{hist.seconds[-1]:.1f}s ({samples / hist.seconds[-1]:,.0f} samples/s)",
+                enabled=progress,
+            )
+
+    monitor = "val_loss" if len(val_x) else "loss"
+    stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=hp.patience, restore_best_weights=True)
+    model.fit(
+        Epochs(),
+        validation_data=(val_x, val_y) if len(val_x) else None,
+        validation_batch_size=65536,
+        epochs=hp.epochs,
+        callbacks=[Report(), stop],
+        verbose=0,
+    )
+    hist.best_epoch = int(np.argmin(hist.val_loss)) + 1
+    if stop.stopped_epoch:
+        say(f"early stop: val_loss has not improved for {hp.patience} epochs", enabled=progress)
     return model, hist
+
+
+def _pairs(u: np.ndarray, m: np.ndarray) -> np.ndarray:
+    return np.stack([u, m], axis=1).astype(np.int32)
