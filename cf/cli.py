@@ -73,8 +73,9 @@ def train(settings, hyperparams: dict, as_json: bool, quiet: bool) -> None:
 @click.command()
 @settings_options
 @hyperparam_options
-@click.option("--split", type=click.Choice(["time", "random"]), default="time", show_default=True,
-              help="Ranking holdout: each user's latest 25% of ratings, or a random 25%.")  # fmt: skip
+@click.option("--split", type=click.Choice(["random", "time"]), default="random", show_default=True,
+              help="Ranking holdout: a random 25% of each user's ratings (as the published anchors), "
+                   "or each user's latest 25%.")  # fmt: skip
 @json_option
 @quiet_option
 def evaluate(settings, hyperparams: dict, split: str, as_json: bool, quiet: bool) -> None:

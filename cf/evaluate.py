@@ -81,7 +81,7 @@ def evaluate(
     data: Ratings,
     make_model,
     *,
-    split: str = "time",
+    split: str = "random",
     ranking_test_frac: float = 0.25,
     rating_test_frac: float = 0.1,
     seed: int = 0,

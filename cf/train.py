@@ -28,7 +28,7 @@ class HyperParams:
     epochs: int = 30
     batch_size: int | None = None
     lr: float = 2e-3
-    l2: float = 1e-4
+    l2: float = 1e-2
     neg_ratio: int = 4
     patience: int = 2
     val_frac: float = 0.05
