@@ -27,13 +27,15 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate."),
         click.option("--dim", type=click.IntRange(min=1), help="Embedding size (default 128)."),
         click.option("--neg-ratio", type=click.IntRange(min=1), help="Negatives per rating (implicit)."),
+        click.option("--implicit-loss", type=click.Choice(["bce", "bpr"]),
+                     help="Loss of the implicit objective: pointwise BCE (default) or pairwise BPR."),
         click.option("--l2", type=click.FloatRange(min=0), help="L2 weight on embeddings and biases."),
         click.option("--seed", type=int, help="Random seed (initialisation, sampling, validation split)."),
     ]  # fmt: skip
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kw: Any) -> Any:
-        names = ("objective", "epochs", "batch_size", "lr", "dim", "neg_ratio", "l2", "seed")
+        names = ("objective", "epochs", "batch_size", "lr", "dim", "neg_ratio", "implicit_loss", "l2", "seed")
         kw["hyperparams"] = {n: kw.pop(n) for n in names if kw.get(n) is not None}
         for n in names:
             kw.pop(n, None)

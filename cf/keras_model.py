@@ -104,6 +104,28 @@ class CFModel(keras.Model):
         }
 
 
+class PairwiseCF(keras.Model):
+    """BPR training view of a CFModel: sigmoid(score(u, i) - score(u, j)) for rows [[u, i, j]], i rated
+    and j not. Binary cross-entropy against 1 is then exactly the BPR loss -log sigmoid(s_ui - s_uj).
+    Only the wrapped CFModel is saved."""
+
+    def __init__(self, scorer: CFModel, **kw):
+        super().__init__(**kw)
+        self.scorer = scorer
+
+    def call(self, inputs, training: bool = False):
+        pos = self.scorer.logits(ops.stack([inputs[:, 0], inputs[:, 1]], axis=1), training=training)
+        neg = self.scorer.logits(ops.stack([inputs[:, 0], inputs[:, 2]], axis=1), training=training)
+        return ops.sigmoid(pos - neg)
+
+
+def build_pairwise(scorer: CFModel, lr: float) -> PairwiseCF:
+    model = PairwiseCF(scorer)
+    model.compile(optimizer=LazyAdam(learning_rate=lr), loss=keras.losses.BinaryCrossentropy())
+    model(tf.zeros((1, 3), dtype=tf.int32))
+    return model
+
+
 def build(n_users: int, n_movies: int, dim: int, l2: float, lr: float, seed: int) -> CFModel:
     keras.utils.set_random_seed(seed)
     model = CFModel(n_users, n_movies, dim=dim, l2=l2, seed=seed)

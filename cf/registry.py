@@ -135,6 +135,7 @@ def train_model(
     lr: float | None = None,
     dim: int | None = None,
     neg_ratio: int | None = None,
+    implicit_loss: str | None = None,
     l2: float | None = None,
     seed: int | None = None,
     progress: bool = False,
@@ -144,7 +145,7 @@ def train_model(
     from cf.keras_cf import KerasCF
 
     given = dict(objective=objective, epochs=epochs, batch_size=batch_size, lr=lr, dim=dim,
-                 neg_ratio=neg_ratio, l2=l2, seed=seed)  # fmt: skip
+                 neg_ratio=neg_ratio, implicit_loss=implicit_loss, l2=l2, seed=seed)  # fmt: skip
     rec = KerasCF(**{k: v for k, v in given.items() if v is not None})
     data = load_ratings(settings)
     snapshot = data.snapshot()

@@ -1,8 +1,10 @@
 """Training loop for the Keras CF model: both objectives, early stopping, per-epoch progress.
 
 `rating`: each observed rating, min-max scaled to [0, 1], is the BCE target (the reference design).
-`implicit`: each observed rating is a positive (target 1) and `neg_ratio` movies the user has not rated,
-drawn uniformly and redrawn every epoch, are negatives (target 0). Same model, same loss, same optimizer.
+`implicit`: each observed rating is a positive and `neg_ratio` movies the user has not rated, drawn
+uniformly and redrawn every epoch, are negatives. With `implicit_loss="bce"` (default) they are targets 1
+and 0 of the same BCE; with "bpr" each (positive, negative) pair is one BPR example, -log sigmoid(s_ui - s_uj)
+(BCE against 1 on a pairwise view of the same model). Same model, same optimizer.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class HyperParams:
     lr: float = 2e-3
     l2: float = 1e-2
     neg_ratio: int = 4
+    implicit_loss: str = "bce"
     patience: int = 2
     val_frac: float = 0.05
     seed: int = 42
@@ -37,6 +40,8 @@ class HyperParams:
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise BadInputError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
+        if self.implicit_loss not in ("bce", "bpr"):
+            raise BadInputError(f"unknown implicit loss {self.implicit_loss!r}: use bce or bpr")
         for name in ("dim", "epochs", "neg_ratio"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"--{name.replace('_', '-')} must be at least 1")
@@ -100,6 +105,7 @@ def fit(
     from cf import keras_model  # TensorFlow loads here, not at CLI start
 
     rng = np.random.default_rng(hp.seed)
+    bpr = hp.objective == "implicit" and hp.implicit_loss == "bpr"
     n = len(user_rows)
     is_val = rng.random(n) < hp.val_frac if n >= 20 else np.zeros(n, dtype=bool)
     lo, hi = rating_range
@@ -114,12 +120,17 @@ def fit(
         train_y = None
         val_rng = np.random.default_rng(hp.seed + 1)
         nu, nm = sample_negatives(vu, n_movies, hp.neg_ratio, positive_keys, val_rng)
-        val_x = _pairs(np.r_[vu, nu], np.r_[vm, nm])
-        val_y = np.r_[np.ones(len(vu)), np.zeros(len(nu))].astype(np.float32)
+        if bpr:
+            val_x = np.stack([nu, np.repeat(vm, hp.neg_ratio), nm], axis=1).astype(np.int32)
+            val_y = np.ones(len(nu), dtype=np.float32)
+        else:
+            val_x = _pairs(np.r_[vu, nu], np.r_[vm, nm])
+            val_y = np.r_[np.ones(len(vu)), np.zeros(len(nu))].astype(np.float32)
 
-    samples = len(tu) * (1 if hp.objective == "rating" else 1 + hp.neg_ratio)
+    samples = len(tu) * (1 if hp.objective == "rating" else hp.neg_ratio if bpr else 1 + hp.neg_ratio)
     batch = hp.resolved_batch_size(samples)
     model = keras_model.build(n_users, n_movies, hp.dim, hp.l2, hp.lr, hp.seed)
+    trained = keras_model.build_pairwise(model, hp.lr) if bpr else model
     hist = History(samples_per_epoch=samples, batch_size=batch)
 
     class Epochs(keras.utils.PyDataset):
@@ -138,8 +149,12 @@ def fit(
                 x, y = _pairs(tu, tm), train_y
             else:
                 nu, nm = sample_negatives(tu, n_movies, hp.neg_ratio, positive_keys, rng)
-                x = _pairs(np.r_[tu, nu], np.r_[tm, nm])
-                y = np.r_[np.ones(len(tu)), np.zeros(len(nu))].astype(np.float32)
+                if bpr:
+                    x = np.stack([nu, np.repeat(tm, hp.neg_ratio), nm], axis=1).astype(np.int32)
+                    y = np.ones(len(nu), dtype=np.float32)
+                else:
+                    x = _pairs(np.r_[tu, nu], np.r_[tm, nm])
+                    y = np.r_[np.ones(len(tu)), np.zeros(len(nu))].astype(np.float32)
             order = rng.permutation(len(x))
             self.x, self.y = x[order], y[order]
 
@@ -160,7 +175,7 @@ def fit(
 
     monitor = "val_loss" if len(val_x) else "loss"
     stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=hp.patience, restore_best_weights=True)
-    model.fit(
+    trained.fit(
         Epochs(),
         validation_data=(val_x, val_y) if len(val_x) else None,
         validation_batch_size=65536,
