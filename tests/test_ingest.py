@@ -147,6 +147,17 @@ def test_dat_format_latin1_double_colon(settings: Settings, tmp_path: Path) -> N
     ]
 
 
+def test_dat_format_utf8_text_is_detected(settings: Settings, tmp_path: Path) -> None:
+    """ml-1m ships latin-1; a .dat release in UTF-8 must not come out as mojibake."""
+    source = dat_dir(tmp_path)
+    (source / "movies.dat").write_text(
+        "1::Amélie (2001)::Comedy|Romance\n2::東京物語 (1953)::Drama\n3::X::Drama\n", encoding="utf-8"
+    )
+    ingest_dir(settings, source)
+    titles = {r[0]: r[1] for r in snapshot(settings)["movies"]}
+    assert titles[1] == "Amélie (2001)" and titles[2] == "東京物語 (1953)"
+
+
 def ml100k_dir(tmp_path: Path, with_genre_file: bool = True) -> Path:
     flags = {
         1: [0, 0, 0, 1, 1, 1] + [0] * 13,  # Animation, Children's, Comedy
