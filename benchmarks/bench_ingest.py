@@ -80,9 +80,9 @@ def compare_primary_key(data: Path) -> None:
     """Why `ratings` has no PRIMARY KEY: the same Arrow insert into a table with and without one."""
     import duckdb
 
-    from ingest.formats import detect, read_ratings_arrow
+    from ingest.formats import detect, read_arrow
 
-    table = read_ratings_arrow(detect(data))
+    table = read_arrow(detect(data), "ratings")
     print("\n| ratings DDL | insert + commit, s |\n| --- | ---: |")
     for label, key in (
         ("no key (ours)", ""),

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.formats import Source, detect, header_lines, read_ratings_arrow, select_sql
+from ingest.formats import Source, detect, header_lines, read_arrow, select_sql
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError
@@ -111,7 +111,7 @@ def load(
             if table not in source.files:
                 continue
             pbar.set_postfix_str(f"reading {source.files[table].name}")
-            stage = _fast_stage(con, source) if table == "ratings" else None
+            stage = _fast_stage(con, source, table)
             problems: list[_Problem] = []
             if stage is None:  # the DuckDB reader: slower, but it finds every bad line
                 stage = _stage(con, source, table)
@@ -127,7 +127,7 @@ def load(
                 )
             pbar.set_postfix_str(f"writing {table}")
             report.new[table], report.updated[table] = _upsert(con, table, stage)
-            if stage == _ARROW_STAGE:
+            if stage.startswith(_ARROW_PREFIX):
                 con.unregister(stage)
             else:
                 con.execute(f"DROP TABLE {stage}")
@@ -149,31 +149,30 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(con.execute(sql).fetchall()[0][0])
 
 
-_ARROW_STAGE = "_arrow_ratings"
+_ARROW_PREFIX = "_arrow_"
 
 
-def _fast_stage(con: duckdb.DuckDBPyConnection, source: Source) -> str | None:
-    """Ratings through pyarrow when the file is clean: parsed in parallel, checked with whole-column
-    operations, and scanned by DuckDB without a copy. None when anything is off, so that the DuckDB
-    path (`_stage` + `_validate`) finds the bad lines or skips the bad rows."""
-    table = read_ratings_arrow(source)
-    if (
-        table is None
-        or not table.num_rows
-        or any(table[c].null_count for c in ("user_id", "movie_id", "rating"))
-    ):
+def _fast_stage(con: duckdb.DuckDBPyConnection, source: Source, table: str) -> str | None:
+    """Ratings and tags through pyarrow when the file is clean: parsed in parallel, checked with
+    whole-column operations, and scanned by DuckDB without a copy. None when anything is off (or the
+    file has no fast path), so that the DuckDB path (`_stage` + `_validate`) finds the bad lines or
+    skips the bad rows."""
+    data = read_arrow(source, table)
+    if data is None or not data.num_rows or any(data[c].null_count for c in _NOT_NULL[table]):
         return None
-    rating = table["rating"]
-    in_range = pc.and_(pc.greater_equal(rating, 0.5), pc.less_equal(rating, 5.0))  # NaN -> false
-    if not pc.all(in_range).as_py():
+    if table == "ratings":
+        rating = data["rating"]
+        in_range = pc.and_(pc.greater_equal(rating, 0.5), pc.less_equal(rating, 5.0))  # NaN -> false
+        if not pc.all(in_range).as_py() or _has_duplicate_pairs(con, data):
+            return None
+    con.register("_movie_ids", pa.table({"movie_id": pc.unique(data["movie_id"])}))
+    unknown = _count(con, "SELECT count(*) FROM _movie_ids r ANTI JOIN movies m USING (movie_id)")
+    con.unregister("_movie_ids")
+    if unknown:
         return None
-    con.register("_rating_movies", pa.table({"movie_id": pc.unique(table["movie_id"])}))
-    unknown = _count(con, "SELECT count(*) FROM _rating_movies r ANTI JOIN movies m USING (movie_id)")
-    con.unregister("_rating_movies")
-    if unknown or _has_duplicate_pairs(con, table):
-        return None
-    con.register(_ARROW_STAGE, table)
-    return _ARROW_STAGE
+    stage = _ARROW_PREFIX + table
+    con.register(stage, data)
+    return stage
 
 
 def _has_duplicate_pairs(con: duckdb.DuckDBPyConnection, table: pa.Table) -> bool:
@@ -320,15 +319,10 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, stage: str) -> tuple[int
     keys, values = _KEYS[table]
     cols = ", ".join(keys + values)
     if table == "tags":  # keep the latest of repeated (user, movie, tag)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {stage} AS SELECT {', '.join(keys)}, max(tagged_at) AS tagged_at "
-            f"FROM {stage} GROUP BY ALL"
-        )
+        stage = f"(SELECT {', '.join(keys)}, max(tagged_at) AS tagged_at FROM {stage} GROUP BY ALL)"
     if _count(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)") == 0:
         # Fresh table: everything is new, no join needed (the fast path at ml-25m scale).
-        n = _count(con, f"SELECT count(*) FROM {stage}")
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}")
-        return n, 0
+        return _count(con, f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}"), 0  # rows inserted
     on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
     differs = " OR ".join(f"t.{v} IS DISTINCT FROM s.{v}" for v in values)
     con.execute(

@@ -432,11 +432,14 @@ def test_real_ml_latest_small(settings: Settings, ml_small: Path) -> None:
 
 
 def test_fast_and_diagnostic_readers_store_the_same_rows(tmp_path: Path) -> None:
-    """Clean ratings go through pyarrow, files with a bad row through DuckDB's reader: same result."""
+    """Clean ratings and tags go through pyarrow, files with a bad row through DuckDB's reader: same
+    result (including the repeated tag kept once with its latest time)."""
     fast, slow = Settings(home=tmp_path / "fast"), Settings(home=tmp_path / "slow")
     ingest_dir(fast, csv_dir(tmp_path, "clean"))
-    report = ingest_dir(
-        slow, csv_dir(tmp_path, "dirty", ratings_csv=RATINGS_CSV + "1,3,nope,1\n"), skip_bad_rows=True
+    dirty = csv_dir(
+        tmp_path, "dirty", ratings_csv=RATINGS_CSV + "1,3,nope,1\n", tags_csv=TAGS_CSV + "1,2,,1139045800\n"
     )
-    assert report.skipped == 1
+    report = ingest_dir(slow, dirty, skip_bad_rows=True)
+    assert report.skipped_reasons == {"ratings.csv: malformed value": 1, "tags.csv: missing tag": 1}
     assert snapshot(fast) == snapshot(slow)
+    assert len(snapshot(slow)["tags"]) == 2
