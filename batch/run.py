@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from batch.candidates import SeenIndex, encode_texts, fetch_candidates
 from batch.lock import batch_lock
+from batch.publish import RunWriter, point_views, remove_orphans
 from batch.queries import SavedQuery, list_queries
 from batch.scoring import COLD_FORMULA, CF_FORMULA, Candidates, rank_users
 from movierec.config import Settings
@@ -60,6 +61,8 @@ class QueryStats:
     candidates_found: int
     users_served: int
     n_rows: int
+    seconds: float = 0.0  # scoring time
+    flops: float = 0.0  # of the CF matrix products
 
 
 @dataclass
@@ -123,6 +126,8 @@ def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
             "VALUES (?, ?, 'running', ?, ?, ?, ?)",
             [run_id, datetime.now(), settings.model, alpha, f"{CF_FORMULA}; {COLD_FORMULA}", len(queries)],
         )
+        succeeded = {r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE status = 'succeeded'").fetchall()}
+    remove_orphans(settings, succeeded)  # files of killed runs; safe, we hold the batch lock
     return run_id, queries
 
 
@@ -143,25 +148,20 @@ def _compute_and_publish(
     everyone = np.asarray(everyone, dtype=np.int64)
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
-    tables: list[pa.Table] = []
     stats: list[QueryStats] = []
     scoring_s, flops = 0.0, 0.0
-    with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
-        for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
-            pbar.set_description(f"query {i + 1}/{len(queries)} {q.name}")
-            c = Candidates(c.movie_ids, c.similarity, seen.counts(c.movie_ids))
-            su, sm = seen.pairs(c.movie_ids)
-            t0 = time.perf_counter()
-            ranked = rank_users(factors, users, c, su, sm, q.top_n, alpha, progress=pbar)
-            scoring_s += time.perf_counter() - t0
-            flops += ranked.flops
-            tables.append(ranked.to_arrow(run_id, q.name))
-            stats.append(QueryStats(q.name, len(c), len(np.unique(ranked.user_id)), len(ranked)))
-
-    recs = pa.concat_tables(tables, promote_options="permissive") if tables else None
+    out = RunWriter(settings, run_id)
+    try:
+        _score_all(queries, cands, targets, factors, seen, alpha, run_id, out, stats, progress)
+        out.finish()
+    except BaseException:
+        out.abort()
+        raise
+    scoring_s = sum(st.seconds for st in stats)
+    flops = sum(st.flops for st in stats)
     n_rows = sum(s.n_rows for s in stats)
     n_users = int(len(np.unique(np.concatenate(targets)))) if targets else 0
-    lock_s = _publish(settings, run_id, queries, stats, recs, record, n_users, n_rows)
+    lock_s = _publish(settings, run_id, queries, stats, record, n_users, n_rows)
     return RunSummary(
         run_id=run_id,
         n_queries=len(queries),
@@ -177,17 +177,43 @@ def _compute_and_publish(
     )
 
 
+def _score_all(
+    queries: list[SavedQuery],
+    cands: list[Candidates],
+    targets: list[np.ndarray],
+    factors: Any,
+    seen: SeenIndex,
+    alpha: float,
+    run_id: int,
+    out: RunWriter,
+    stats: list[QueryStats],
+    progress: bool,
+) -> None:
+    with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
+        for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
+            pbar.set_description(f"query {i + 1}/{len(queries)} {q.name}")
+            c = Candidates(c.movie_ids, c.similarity, seen.counts(c.movie_ids))
+            su, sm = seen.pairs(c.movie_ids)
+            t0 = time.perf_counter()
+            ranked = rank_users(factors, users, c, su, sm, q.top_n, alpha, progress=pbar)
+            seconds = time.perf_counter() - t0
+            out.write(ranked.to_arrow(run_id, q.name))
+            stats.append(
+                QueryStats(q.name, len(c), len(np.unique(ranked.user_id)), len(ranked), seconds, ranked.flops)
+            )
+
+
 def _publish(
     settings: Settings,
     run_id: int,
     queries: list[SavedQuery],
     stats: list[QueryStats],
-    recs: pa.Table | None,
     record: Any,
     n_users: int,
     n_rows: int,
 ) -> float:
-    """The one write of the results: all rows and the 'succeeded' mark commit together or not at all."""
+    """The one write of the results: the run file named by the view and the 'succeeded' mark commit
+    together or not at all. Returns how long other processes were locked out of the database."""
     query_rows = pa.table(
         {
             "run_id": [run_id] * len(queries),
@@ -206,14 +232,6 @@ def _publish(
     )
     with _writer(settings) as (con, t0):  # t0: lock taken; waiting for readers before is not counted
         with transaction(con):
-            if recs is not None and recs.num_rows:
-                con.register("_new_recs", recs)
-                con.execute(
-                    "INSERT INTO recommendations BY NAME SELECT run_id, query_name::VARCHAR AS query_name, "
-                    "user_id, rank, movie_id, score, similarity, predicted_rating, source::VARCHAR AS source "
-                    "FROM _new_recs"
-                )
-                con.unregister("_new_recs")
             con.register("_new_queries", query_rows)
             con.execute("INSERT INTO batch_run_queries BY NAME SELECT * FROM _new_queries")
             con.unregister("_new_queries")
@@ -222,23 +240,11 @@ def _publish(
                 "n_users = ?, n_rows = ? WHERE run_id = ?",
                 [datetime.now(), str(record.version), n_users, n_rows, run_id],
             )
-            _apply_retention(con, settings.keep_runs)
-    # Closing (checkpoint) still excludes readers, so it counts.
-    return time.perf_counter() - t0
-
-
-def _apply_retention(con: Any, keep_runs: int) -> None:
-    """Keep the newest `keep_runs` succeeded runs and anything newer; drop older runs entirely."""
-    row = con.execute(
-        "SELECT min(run_id) FROM (SELECT run_id FROM batch_runs WHERE status = 'succeeded' "
-        "ORDER BY run_id DESC LIMIT ?)",
-        [keep_runs],
-    ).fetchone()
-    oldest_kept = row[0]
-    if oldest_kept is None:
-        return
-    for table in ("recommendations", "batch_run_queries", "batch_runs"):
-        con.execute(f"DELETE FROM {table} WHERE run_id < ?", [oldest_kept])
+            dropped = point_views(con, settings, settings.keep_runs)
+    lock_s = time.perf_counter() - t0  # closing (checkpoint) still excludes readers, so it counts
+    for f in dropped:  # no view names them any more
+        f.unlink(missing_ok=True)
+    return lock_s
 
 
 def _mark_failed(settings: Settings, run_id: int, exc: BaseException) -> None:

@@ -109,17 +109,15 @@ CREATE TABLE IF NOT EXISTS batch_run_queries(
     n_rows            BIGINT NOT NULL,
     PRIMARY KEY (run_id, query_name)
 );
-CREATE TABLE IF NOT EXISTS recommendations(
-    run_id           INTEGER NOT NULL,
-    query_name       VARCHAR NOT NULL,
-    user_id          INTEGER NOT NULL,
-    rank             SMALLINT NOT NULL,
-    movie_id         INTEGER NOT NULL,
-    score            FLOAT NOT NULL,
-    similarity       FLOAT,
-    predicted_rating FLOAT,
-    source           VARCHAR NOT NULL
-);
+-- A view, not a table: each batch run writes its rows to a Parquet file next to the database while
+-- readers keep reading, then publishing points this view at the kept runs' files in one short
+-- transaction (batch/publish.py). Writing 30M rows into a table would lock readers out for a minute.
+-- Until the first run it is empty, with these columns.
+CREATE VIEW IF NOT EXISTS recommendations AS
+SELECT NULL::INTEGER AS run_id, NULL::VARCHAR AS query_name, NULL::INTEGER AS user_id,
+       NULL::SMALLINT AS rank, NULL::INTEGER AS movie_id, NULL::FLOAT AS score, NULL::FLOAT AS similarity,
+       NULL::FLOAT AS predicted_rating, NULL::VARCHAR AS source
+WHERE false;
 CREATE OR REPLACE VIEW latest_recommendations AS
 SELECT r.run_id, r.query_name, r.user_id, r.rank, r.movie_id, m.title, m.year, m.genres,
        r.score, r.similarity, r.predicted_rating, r.source

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import batch_world as world
+from batch.publish import runs_dir
 from batch.run import run_batch
 from movierec.cli import main
 from movierec.config import Settings
@@ -99,6 +100,7 @@ def test_retention_keeps_last_n_runs(planted: Settings) -> None:
         runs = [r[0] for r in con.execute("SELECT run_id FROM batch_runs ORDER BY 1").fetchall()]
         latest = con.execute("SELECT DISTINCT run_id FROM latest_recommendations").fetchall()
     assert kept == [2, 3] and runs == [2, 3] and latest == [(3,)]
+    assert sorted(f.name for f in runs_dir(planted).iterdir()) == ["run-000002.parquet", "run-000003.parquet"]
 
 
 def test_second_run_while_one_runs_is_refused(planted: Settings) -> None:
@@ -152,12 +154,17 @@ def test_sigkill_mid_run_leaves_previous_results_and_is_marked_abandoned(planted
     assert world.lists(planted, "zombies") == before
     assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "running")]
 
+    # What a kill during the write would leave behind: a partial file and one no view names.
+    (runs_dir(planted) / "run-000002.parquet.tmp").write_bytes(b"partial")
+    (runs_dir(planted) / "run-000002.parquet").write_bytes(b"never published")
     run_batch(planted)
     runs = _runs(planted)
     assert [(r, s) for r, s, _, _ in runs] == [(1, "succeeded"), (2, "abandoned"), (3, "succeeded")]
     assert "killed or crashed" in runs[1][3]
     with connect(planted, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM recommendations WHERE run_id = 2").fetchone()[0] == 0
+    # Whatever the killed run had written is gone; only succeeded runs own files.
+    assert sorted(f.name for f in runs_dir(planted).iterdir()) == ["run-000001.parquet", "run-000003.parquet"]
 
 
 def test_failed_run_is_recorded_and_previous_results_stay(planted: Settings) -> None:
