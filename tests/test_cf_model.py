@@ -24,6 +24,7 @@ MAKERS = {
     "bias": BiasOnly,
     "keras-implicit": lambda: KerasCF(objective="implicit", **TINY),
     "keras-rating": lambda: KerasCF(objective="rating", **TINY),
+    "keras-bpr": lambda: KerasCF(objective="implicit", implicit_loss="bpr", **TINY),
 }
 _FITTED: dict[str, Recommender] = {}
 
@@ -77,7 +78,7 @@ def test_unknown_user_and_movie(fitted: Recommender) -> None:
 # --- known answers -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["keras-implicit", "keras-rating"])
+@pytest.mark.parametrize("name", ["keras-implicit", "keras-rating", "keras-bpr"])
 def test_personal_models_find_the_planted_movie(name: str) -> None:
     """Each user's unrated own-group movie must come first. Popularity cannot know it: the other group's
     movies have more ratings (checked below), so this fails for a model that learned only biases."""
@@ -166,6 +167,8 @@ def test_sampled_negatives_avoid_rated_movies() -> None:
 def test_bad_hyperparameters_are_refused() -> None:
     with pytest.raises(BadInputError, match="objective"):
         HyperParams(objective="clicks")
+    with pytest.raises(BadInputError, match="implicit loss"):
+        HyperParams(implicit_loss="warp")
     with pytest.raises(BadInputError, match="--epochs"):
         HyperParams(epochs=0)
 
