@@ -24,13 +24,18 @@ def encode_texts(settings: Settings, texts: Sequence[str]) -> np.ndarray:
     return encode(model, list(texts))
 
 
-def fetch_candidates(settings: Settings, vectors: np.ndarray, queries: Sequence[SavedQuery]) -> list[Candidates]:
+def fetch_candidates(
+    settings: Settings, vectors: np.ndarray, queries: Sequence[SavedQuery]
+) -> list[Candidates]:
     """ANN + payload filters for every query in one batch call to the store."""
     from movierec.store import SearchFilter, open_store
 
     filters = [
         SearchFilter(
-            genres=tuple(q.genres), exclude_genres=tuple(q.exclude_genres), year_min=q.year_min, year_max=q.year_max
+            genres=tuple(q.genres),
+            exclude_genres=tuple(q.exclude_genres),
+            year_min=q.year_min,
+            year_max=q.year_max,
         )
         for q in queries
     ]
@@ -66,7 +71,9 @@ class SeenIndex:
         try:
             sql = "SELECT r.movie_id, r.user_id FROM ratings r SEMI JOIN _cand_movies c USING (movie_id)"
             if user_ids is not None:
-                con.register("_cand_users", pa.table({"user_id": pa.array(np.asarray(user_ids, dtype=np.int32))}))
+                con.register(
+                    "_cand_users", pa.table({"user_id": pa.array(np.asarray(user_ids, dtype=np.int32))})
+                )
                 sql += " SEMI JOIN _cand_users u USING (user_id)"
             res = con.execute(sql + " ORDER BY r.movie_id").fetchnumpy()
         finally:
@@ -81,7 +88,9 @@ class SeenIndex:
     def pairs(self, cand_movies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(users, movies) of every rating of these candidates."""
         pos = np.searchsorted(self.movie_ids, cand_movies).clip(0, max(len(self.movie_ids) - 1, 0))
-        found = (self.movie_ids[pos] == cand_movies) if len(self.movie_ids) else np.zeros(len(cand_movies), bool)
+        found = (
+            (self.movie_ids[pos] == cand_movies) if len(self.movie_ids) else np.zeros(len(cand_movies), bool)
+        )
         starts, ends = self.indptr[pos[found]], self.indptr[pos[found] + 1]
         lengths = ends - starts
         idx = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())

@@ -48,7 +48,7 @@ def _query_options(f: Any, for_update: bool = False) -> Any:
         ),
         click.option("--top-n", type=int, default=None if for_update else 10, show_default=default,
                      help="Length of each user's list."),
-        click.option("--user", "users", type=int, multiple=True, help="Only these users (default: every user)."),
+        click.option("--user", "users", type=int, multiple=True, help="Only these users (default: all)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
@@ -70,7 +70,10 @@ def queries_group() -> None:
 @_query_options
 @settings_options
 def queries_add(settings: Settings, name: str, text: str, **fields: Any) -> None:
-    """Save a query NAME searching for TEXT, e.g. `movierec queries add zombies "zombie films" --genre Horror`."""
+    """Save a query NAME searching for TEXT.
+
+    Example: movierec queries add zombies "zombie films" --genre Horror
+    """
     from batch.queries import SavedQuery, add_query
     from movierec.db import connect
 

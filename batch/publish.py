@@ -80,7 +80,8 @@ def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
     kept = [
         r[0]
         for r in con.execute(
-            "SELECT run_id FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT ?", [keep_runs]
+            "SELECT run_id FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT ?",
+            [keep_runs],
         ).fetchall()
     ]
     files = [run_file(settings, r) for r in sorted(kept)]
@@ -91,7 +92,9 @@ def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
         f"source::VARCHAR AS source FROM read_parquet([{listing}])"
     )
     oldest = min(kept)
-    dropped = [r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE run_id < ?", [oldest]).fetchall()]
+    dropped = [
+        r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE run_id < ?", [oldest]).fetchall()
+    ]
     for table in ("batch_run_queries", "batch_runs"):
         con.execute(f"DELETE FROM {table} WHERE run_id < ?", [oldest])
     return [run_file(settings, r) for r in dropped]

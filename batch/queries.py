@@ -116,7 +116,13 @@ def update_query(con: duckdb.DuckDBPyConnection, name: str, **changes: Any) -> S
 
 def clear_fields(con: duckdb.DuckDBPyConnection, name: str, fields: list[str]) -> SavedQuery:
     """Reset optional fields to 'no constraint' (year bounds, genre lists, users = all)."""
-    allowed = {"genres": "[]", "exclude_genres": "[]", "year_min": "NULL", "year_max": "NULL", "users": "NULL"}
+    allowed = {
+        "genres": "[]",
+        "exclude_genres": "[]",
+        "year_min": "NULL",
+        "year_max": "NULL",
+        "users": "NULL",
+    }
     get_query(con, name)
     if fields:
         sets = ", ".join(f"{f} = {allowed[f]}" for f in fields)
@@ -142,7 +148,9 @@ def get_query(con: duckdb.DuckDBPyConnection, name: str) -> SavedQuery:
     row = con.execute(f"SELECT {_COLUMNS} FROM saved_queries WHERE name = ?", [name]).fetchone()
     if row is None:
         known = [q.name for q in list_queries(con)]
-        hint = f"; saved queries: {', '.join(known)}" if known else "; none saved yet (`movierec queries add`)"
+        hint = (
+            f"; saved queries: {', '.join(known)}" if known else "; none saved yet (`movierec queries add`)"
+        )
         raise NotFoundError(f"no saved query named {name!r}{hint}")
     return _from_row(row)
 

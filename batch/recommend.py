@@ -10,7 +10,7 @@ import numpy as np
 
 from batch.candidates import SeenIndex, encode_texts, fetch_candidates
 from batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
-from batch.scoring import SOURCE_COLD, SOURCE_CF, Candidates, rank_users
+from batch.scoring import SOURCE_CF, SOURCE_COLD, Candidates, rank_users
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import NotFoundError
@@ -44,7 +44,9 @@ def recommend(
     from cf import load_current_factors
 
     check_alpha(alpha)
-    q = SavedQuery("ad hoc", text, tuple(genres), tuple(exclude_genres), year_min, year_max, candidates, top_n)
+    q = SavedQuery(
+        "ad hoc", text, tuple(genres), tuple(exclude_genres), year_min, year_max, candidates, top_n
+    )
     with connect(settings, read_only=True) as con:
         q = validate(con, q)
         history = _history(con, user_id)
@@ -60,7 +62,9 @@ def recommend(
     notice = None
     if factors.user_index(np.array([user_id]))[0] < 0:
         why = "has no ratings" if not history else "rated movies only after the current CF model was trained"
-        notice = f"user {user_id} {why}: showing the cold-start list (query similarity with a popularity prior)"
+        notice = (
+            f"user {user_id} {why}: showing the cold-start list (query similarity with a popularity prior)"
+        )
     movies = _movie_meta(settings, ranked.movie_id)
     items = [
         {
@@ -75,7 +79,12 @@ def recommend(
             "source": SOURCE_COLD if c else SOURCE_CF,
         }
         for r, m, s, sim, p, c in zip(
-            ranked.rank, ranked.movie_id, ranked.score, ranked.similarity, ranked.predicted_rating, ranked.cold,
+            ranked.rank,
+            ranked.movie_id,
+            ranked.score,
+            ranked.similarity,
+            ranked.predicted_rating,
+            ranked.cold,
             strict=True,
         )
     ]
@@ -86,8 +95,8 @@ def recommend(
 def show(settings: Settings, user_id: int, query: str | None = None) -> list[dict[str, Any]]:
     """The lists the last successful batch run published for a user (all queries, or one)."""
     sql = (
-        "SELECT query_name, rank, movie_id, title, year, genres, score, similarity, predicted_rating, source, "
-        "run_id FROM latest_recommendations WHERE user_id = ?"
+        "SELECT query_name, rank, movie_id, title, year, genres, score, similarity, predicted_rating, "
+        "source, run_id FROM latest_recommendations WHERE user_id = ?"
     )
     params: list[Any] = [user_id]
     if query is not None:
@@ -98,7 +107,9 @@ def show(settings: Settings, user_id: int, query: str | None = None) -> list[dic
         if not rows:
             runs = con.execute("SELECT count(*) FROM batch_runs WHERE status = 'succeeded'").fetchone()[0]
             if not runs:
-                raise NotFoundError("no successful batch run yet: run `movierec batch run` (or `movierec nightly`)")
+                raise NotFoundError(
+                    "no successful batch run yet: run `movierec batch run` (or `movierec nightly`)"
+                )
             if query is not None:
                 known = [
                     r[0]

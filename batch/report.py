@@ -31,7 +31,8 @@ def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
     with connect(settings, read_only=True) as con:
         if run_id is None:
             row = con.execute(
-                f"SELECT {_RUN_COLUMNS} FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT 1"
+                f"SELECT {_RUN_COLUMNS} FROM batch_runs WHERE status = 'succeeded' "
+                "ORDER BY run_id DESC LIMIT 1"
             ).fetchone()
             if row is None:
                 raise NotFoundError("no successful batch run yet: run `movierec batch run`")
@@ -39,7 +40,9 @@ def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
             row = con.execute(f"SELECT {_RUN_COLUMNS} FROM batch_runs WHERE run_id = ?", [run_id]).fetchone()
             if row is None:
                 known = [r[0] for r in con.execute("SELECT run_id FROM batch_runs ORDER BY 1").fetchall()]
-                raise NotFoundError(f"no batch run {run_id}; runs kept: {', '.join(map(str, known)) or 'none'}")
+                raise NotFoundError(
+                    f"no batch run {run_id}; runs kept: {', '.join(map(str, known)) or 'none'}"
+                )
         run = dict(zip([c.strip() for c in _RUN_COLUMNS.split(",")], row, strict=True))
         catalogue = con.execute("SELECT count(*) FROM movies").fetchone()[0]
         per_query = con.execute(

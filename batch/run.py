@@ -29,7 +29,7 @@ from batch.candidates import SeenIndex, encode_texts, fetch_candidates
 from batch.lock import batch_lock
 from batch.publish import RunWriter, point_views, remove_orphans
 from batch.queries import SavedQuery, list_queries
-from batch.scoring import COLD_FORMULA, CF_FORMULA, Candidates, rank_users
+from batch.scoring import CF_FORMULA, COLD_FORMULA, Candidates, rank_users
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError, BusyError, NotFoundError
@@ -126,7 +126,9 @@ def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
             "VALUES (?, ?, 'running', ?, ?, ?, ?)",
             [run_id, datetime.now(), settings.model, alpha, f"{CF_FORMULA}; {COLD_FORMULA}", len(queries)],
         )
-        succeeded = {r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE status = 'succeeded'").fetchall()}
+        succeeded = {
+            r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE status = 'succeeded'").fetchall()
+        }
     remove_orphans(settings, succeeded)  # files of killed runs; safe, we hold the batch lock
     return run_id, queries
 
@@ -143,7 +145,9 @@ def _compute_and_publish(
 
     all_movies = np.unique(np.concatenate([c.movie_ids for c in cands] + [np.zeros(0, np.int64)]))
     with connect(settings, read_only=True) as con:
-        everyone = con.execute("SELECT DISTINCT user_id FROM ratings ORDER BY user_id").fetchnumpy()["user_id"]
+        everyone = con.execute("SELECT DISTINCT user_id FROM ratings ORDER BY user_id").fetchnumpy()[
+            "user_id"
+        ]
         seen = SeenIndex.load(con, all_movies)
     everyone = np.asarray(everyone, dtype=np.int64)
 
@@ -230,17 +234,17 @@ def _publish(
             "n_rows": [s.n_rows for s in stats],
         }
     )
-    with _writer(settings) as (con, t0):  # t0: lock taken; waiting for readers before is not counted
-        with transaction(con):
-            con.register("_new_queries", query_rows)
-            con.execute("INSERT INTO batch_run_queries BY NAME SELECT * FROM _new_queries")
-            con.unregister("_new_queries")
-            con.execute(
-                "UPDATE batch_runs SET status = 'succeeded', finished_at = ?, cf_model_version = ?, "
-                "n_users = ?, n_rows = ? WHERE run_id = ?",
-                [datetime.now(), str(record.version), n_users, n_rows, run_id],
-            )
-            dropped = point_views(con, settings, settings.keep_runs)
+    # t0: when the lock was taken; waiting for readers to let go is not part of the window.
+    with _writer(settings) as (con, t0), transaction(con):
+        con.register("_new_queries", query_rows)
+        con.execute("INSERT INTO batch_run_queries BY NAME SELECT * FROM _new_queries")
+        con.unregister("_new_queries")
+        con.execute(
+            "UPDATE batch_runs SET status = 'succeeded', finished_at = ?, cf_model_version = ?, "
+            "n_users = ?, n_rows = ? WHERE run_id = ?",
+            [datetime.now(), str(record.version), n_users, n_rows, run_id],
+        )
+        dropped = point_views(con, settings, settings.keep_runs)
     lock_s = time.perf_counter() - t0  # closing (checkpoint) still excludes readers, so it counts
     for f in dropped:  # no view names them any more
         f.unlink(missing_ok=True)

@@ -2,15 +2,15 @@
 for many users at once with the exported CF factors, seen movies removed, top-N kept.
 
 Why it is fast: a block of users x candidates is one BLAS matrix product; seen movies are masked from a
-list of (user, candidate) pairs built once per query (only ratings of the candidates matter, so it is small);
-top-N comes from N passes of a row-wise argmax, and the sigmoid is applied only to the N survivors when the ranking is by CF
-alone (the sigmoid is monotonic, so ranking on logits gives the same order).
+list of (user, candidate) pairs built once per query (only ratings of the candidates matter: it is small);
+top-N comes from N passes of a row-wise argmax, and the sigmoid is applied only to the N survivors when
+the ranking is by CF alone (the sigmoid is monotonic, so ranking on logits gives the same order).
 
 Score formulas (stored with each run):
 - CF users: `score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)`; with alpha = 0 this is
   the model's prediction (the min-max scaled rating for the rating objective), as in the reference design.
 - Users the CF model does not know (cold start): `score = (1 - w) * minmax(similarity) + w * popularity`,
-  popularity = log(1 + ratings) / log(1 + max ratings) over the query's candidates, w = COLD_POPULARITY_WEIGHT.
+  popularity = log(1 + ratings) / log(1 + max ratings) over the candidates, w = COLD_POPULARITY_WEIGHT.
 - Candidates the CF model does not know (movies newer than the model): no learned vector, so their interaction
   term is 0 and their bias is the median movie bias: a neutral prior, neither buried nor promoted.
 """
@@ -26,7 +26,10 @@ from cf.factors import Factors
 
 COLD_POPULARITY_WEIGHT = 0.25
 CF_FORMULA = "score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)"
-COLD_FORMULA = f"cold start: score = {1 - COLD_POPULARITY_WEIGHT:g} * minmax(similarity) + {COLD_POPULARITY_WEIGHT:g} * log_popularity"
+COLD_FORMULA = (
+    f"cold start: score = {1 - COLD_POPULARITY_WEIGHT:g} * minmax(similarity) "
+    f"+ {COLD_POPULARITY_WEIGHT:g} * log_popularity"
+)
 BLOCK_USERS = 4096
 ARGMAX_TOP_N = 32
 
@@ -159,13 +162,12 @@ def rank_users(
         flops += 2.0 * logits.shape[0] * logits.shape[1] * factors.dim
         logits += factors.user_bias[rows, None]
         logits += mbias[None, :]
-        if alpha > 0:
-            rank_by = (1 - alpha) * _sigmoid(logits) + alpha * sim_norm[None, :]
-        else:
-            rank_by = logits
+        rank_by = (1 - alpha) * _sigmoid(logits) + alpha * sim_norm[None, :] if alpha > 0 else logits
         _mask_seen(rank_by, pos, seen_t, seen_j)
         parts.append(
-            _top_n(rank_by, logits, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, factors)
+            _top_n(
+                rank_by, logits, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, factors
+            )
         )
         if progress is not None:
             progress.update(len(pos))
@@ -176,7 +178,9 @@ def rank_users(
             pos = cold_pos[start : start + block]
             rank_by = np.repeat(cold[None, :], len(pos), axis=0)
             _mask_seen(rank_by, pos, seen_t, seen_j)
-            parts.append(_top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, alpha, False, factors))
+            parts.append(
+                _top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, alpha, False, factors)
+            )
             if progress is not None:
                 progress.update(len(pos))
 

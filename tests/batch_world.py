@@ -31,9 +31,17 @@ MOVIES = [
     (302, "Galaxy Frontier (1999)", 1999, ["Sci-Fi"]),
 ]
 RATINGS = [
-    (1, 101, 5.0), (1, 201, 3.0), (2, 201, 4.0), (3, 301, 2.5), (4, 104, 4.5), (4, 302, 3.0),
-    (5, 202, 4.0), (6, 301, 3.5), (7, 101, 4.0), (7, 202, 2.0),
-]  # fmt: skip
+    (1, 101, 5.0),
+    (1, 201, 3.0),
+    (2, 201, 4.0),
+    (3, 301, 2.5),
+    (4, 104, 4.5),
+    (4, 302, 3.0),
+    (5, 202, 4.0),
+    (6, 301, 3.5),
+    (7, 101, 4.0),
+    (7, 202, 2.0),
+]
 TASTE_A, TASTE_B, COLD = (1, 2, 3), (4, 5, 6), 7
 ZOMBIES = SavedQuery("zombies", "zombie horror films", genres=("Horror",), candidates=4, top_n=2)
 EVERYTHING = SavedQuery("everything", "movies", candidates=8, top_n=3)
@@ -55,7 +63,9 @@ def register_model(settings: Settings, factors: Factors, version: str = "planted
     path.mkdir(parents=True, exist_ok=True)
     factors.save(path / "factors.npz")
     shape = {"n_users": len(factors.user_ids), "n_movies": len(factors.movie_ids), "dim": factors.dim}
-    (path / "model.json").write_text(json.dumps({"version": version, "objective": factors.objective, "shape": shape}))
+    (path / "model.json").write_text(
+        json.dumps({"version": version, "objective": factors.objective, "shape": shape})
+    )
     with connect(settings) as con:
         con.execute("UPDATE cf_models SET is_current = false")
         con.execute(

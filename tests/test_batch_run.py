@@ -12,10 +12,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import batch_world as world
 import pytest
 from click.testing import CliRunner
 
-import batch_world as world
 from batch.publish import runs_dir
 from batch.run import run_batch
 from movierec.cli import main
@@ -62,13 +62,22 @@ def test_known_answer_seen_removed_cold_start_flagged(planted: Settings) -> None
             "FROM batch_runs"
         ).fetchone()
         per_query = dict(
-            con.execute("SELECT query_name, candidates_found FROM batch_run_queries WHERE run_id = 1").fetchall()
+            con.execute(
+                "SELECT query_name, candidates_found FROM batch_run_queries WHERE run_id = 1"
+            ).fetchall()
         )
         total = con.execute("SELECT count(*) FROM latest_recommendations").fetchone()[0]
     assert seen_hits == 0
     assert genres_ok
     status, alpha, formula, n_queries, n_users, n_rows, version, emb = run
-    assert (status, alpha, n_queries, n_users, version, emb) == ("succeeded", 0.0, 2, 7, "planted-1", "offline-minilm")
+    assert (status, alpha, n_queries, n_users, version, emb) == (
+        "succeeded",
+        0.0,
+        2,
+        7,
+        "planted-1",
+        "offline-minilm",
+    )
     assert "sigmoid(cf_logit)" in formula and "cold start" in formula
     assert n_rows == total == 7 * 2 + 7 * 3
     assert per_query == {"zombies": 4, "everything": 8}
@@ -96,7 +105,9 @@ def test_retention_keeps_last_n_runs(planted: Settings) -> None:
     for _ in range(3):
         run_batch(keep2)
     with connect(planted, read_only=True) as con:
-        kept = [r[0] for r in con.execute("SELECT DISTINCT run_id FROM recommendations ORDER BY 1").fetchall()]
+        kept = [
+            r[0] for r in con.execute("SELECT DISTINCT run_id FROM recommendations ORDER BY 1").fetchall()
+        ]
         runs = [r[0] for r in con.execute("SELECT run_id FROM batch_runs ORDER BY 1").fetchall()]
         latest = con.execute("SELECT DISTINCT run_id FROM latest_recommendations").fetchall()
     assert kept == [2, 3] and runs == [2, 3] and latest == [(3,)]
@@ -105,16 +116,22 @@ def test_retention_keeps_last_n_runs(planted: Settings) -> None:
 
 def test_second_run_while_one_runs_is_refused(planted: Settings) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent("""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
             import sys, time
             from batch.lock import batch_lock
             from movierec.config import Settings
             with batch_lock(Settings()):
                 print('locked', flush=True)
                 time.sleep(60)
-        """)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "MOVIEREC_HOME": str(planted.home)},
-    )  # fmt: skip
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "MOVIEREC_HOME": str(planted.home)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         result = CliRunner().invoke(main, ["batch", "run"])

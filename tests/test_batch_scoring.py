@@ -29,7 +29,7 @@ def _cands(ids: list[int], sim: list[float] | None = None, n_ratings: list[int] 
 
 def _lists(ranked) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
-    for u, r, m in sorted(zip(ranked.user_id, ranked.rank, ranked.movie_id, strict=True)):
+    for u, _, m in sorted(zip(ranked.user_id, ranked.rank, ranked.movie_id, strict=True)):
         out.setdefault(int(u), []).append(int(m))
     return out
 
@@ -37,7 +37,9 @@ def _lists(ranked) -> dict[int, list[int]]:
 @pytest.mark.parametrize("block", [1, 2, 4096])
 def test_right_movie_first_for_each_taste_and_block_size_does_not_matter(block: int) -> None:
     f = _factors()
-    r = rank_users(f, np.arange(1, 7), _cands([30, 21, 20, 11, 10]), np.array([]), np.array([]), 2, block=block)
+    r = rank_users(
+        f, np.arange(1, 7), _cands([30, 21, 20, 11, 10]), np.array([]), np.array([]), 2, block=block
+    )
     lists = _lists(r)
     assert all(lists[u] == [10, 11] for u in (1, 2, 3))
     assert all(lists[u] == [20, 21] for u in (4, 5, 6))

@@ -35,8 +35,10 @@ def test_nightly_end_to_end_on_ml_latest_small(settings: Settings, ml_small: Pat
         assert con.execute("SELECT count(*) FROM cf_models").fetchone()[0] == 1
 
     runner = CliRunner()
-    for args in (["zombies", "Horror films with zombies", "--genre", "Horror"],
-                 ["space", "space adventure", "--genre", "Sci-Fi", "--year-min", "1990", "--top-n", "5"]):  # fmt: skip
+    for args in (
+        ["zombies", "Horror films with zombies", "--genre", "Horror"],
+        ["space", "space adventure", "--genre", "Sci-Fi", "--year-min", "1990", "--top-n", "5"],
+    ):
         assert runner.invoke(main, ["queries", "add", *args]).exit_code == 0
 
     result = runner.invoke(main, ["nightly", "--quiet"])

@@ -28,8 +28,20 @@ def run(*args: str) -> tuple[int, str]:
 
 
 def test_add_list_show_update_enable_remove(catalogue: Settings) -> None:
-    code, out = run("queries", "add", "zombies", "zombie films", "--genre", "horror", "--year-min", "1960",
-                    "--candidates", "100", "--top-n", "5")  # fmt: skip
+    code, out = run(
+        "queries",
+        "add",
+        "zombies",
+        "zombie films",
+        "--genre",
+        "horror",
+        "--year-min",
+        "1960",
+        "--candidates",
+        "100",
+        "--top-n",
+        "5",
+    )
     assert code == 0, out
     code, out = run("queries", "add", "fun", "funny cartoons", "--user", "3", "--user", "1")
     assert code == 0, out
@@ -67,15 +79,24 @@ def test_add_list_show_update_enable_remove(catalogue: Settings) -> None:
     [
         (["queries", "add", "q", "   "], "text is empty"),
         (["queries", "add", "", "zombies"], "name is empty"),
-        (["queries", "add", "q", "zombies", "--genre", "Zombiecore"], "unknown genre 'Zombiecore'; known genres: Action, Animation, Comedy, Horror"),
+        (
+            ["queries", "add", "q", "zombies", "--genre", "Zombiecore"],
+            "unknown genre 'Zombiecore'; known genres: Action, Animation, Comedy, Horror",
+        ),
         (["queries", "add", "q", "zombies", "--exclude-genre", "Western"], "unknown genre 'Western'"),
         (["queries", "add", "q", "zombies", "--top-n", "300"], "--top-n 300 is larger than --candidates 250"),
         (["queries", "add", "q", "zombies", "--candidates", "0"], "--candidates must be a positive number"),
         (["queries", "add", "q", "zombies", "--top-n", "-1"], "--top-n must be a positive number"),
         (["queries", "add", "q", "zombies", "--year-min", "0"], "--year-min must be a positive year"),
-        (["queries", "add", "q", "zombies", "--year-min", "2000", "--year-max", "1990"], "is after --year-max"),
+        (
+            ["queries", "add", "q", "zombies", "--year-min", "2000", "--year-max", "1990"],
+            "is after --year-max",
+        ),
         (["queries", "add", "q", "zombies", "--user", "0"], "user ids must be positive"),
-        (["queries", "add", "q", "zombies", "--genre", "Horror", "--exclude-genre", "Horror"], "both wanted and excluded"),
+        (
+            ["queries", "add", "q", "zombies", "--genre", "Horror", "--exclude-genre", "Horror"],
+            "both wanted and excluded",
+        ),
         (["queries", "add", "dup", "again"], "already exists"),
         (["queries", "update", "dup", "--top-n", "0"], "--top-n must be a positive number"),
         (["queries", "update", "dup", "--candidates", "5"], "--top-n 10 is larger than --candidates 5"),
@@ -85,8 +106,10 @@ def test_add_list_show_update_enable_remove(catalogue: Settings) -> None:
         (["queries", "show", "nope"], "no saved query named 'nope'"),
         (["queries", "enable", "nope"], "no saved query named 'nope'"),
     ],
-)  # fmt: skip
-def test_validation_errors_are_one_line_and_change_nothing(catalogue: Settings, args: list[str], message: str) -> None:
+)
+def test_validation_errors_are_one_line_and_change_nothing(
+    catalogue: Settings, args: list[str], message: str
+) -> None:
     assert run("queries", "add", "dup", "duplicate me")[0] == 0
     before = run("queries", "list", "--json")[1]
     code, out = run(*args)

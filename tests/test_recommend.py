@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import batch_world as world
 import pytest
 from click.testing import CliRunner
 
-import batch_world as world
 from batch.run import run_batch
 from movierec.cli import main
 from movierec.config import Settings
@@ -33,8 +33,19 @@ def invoke(settings: Settings, *args: str) -> tuple[int, str, str]:
 
 
 def test_recommend_json_matches_the_batch_for_the_same_query(planted: Settings) -> None:
-    code, out, err = invoke(planted, "recommend", "2", "zombie horror films", "--genre", "Horror",
-                            "--candidates", "4", "--top-n", "2", "--json")  # fmt: skip
+    code, out, err = invoke(
+        planted,
+        "recommend",
+        "2",
+        "zombie horror films",
+        "--genre",
+        "Horror",
+        "--candidates",
+        "4",
+        "--top-n",
+        "2",
+        "--json",
+    )
     assert code == 0, err
     items = json.loads(out)
     assert all(set(i) == KEYS for i in items)
@@ -51,7 +62,9 @@ def test_recommend_json_matches_the_batch_for_the_same_query(planted: Settings) 
 
 
 def test_recommend_table_shows_history_first_and_hides_seen(planted: Settings) -> None:
-    code, out, _ = invoke(planted, "recommend", "1", "zombie horror films", "--genre", "Horror", "--top-n", "3")
+    code, out, _ = invoke(
+        planted, "recommend", "1", "zombie horror films", "--genre", "Horror", "--top-n", "3"
+    )
     assert code == 0
     history, recs = out.split("Recommended for user 1")
     assert "highest-rated" in history and "Zombie Apocalypse" in history  # user 1 rated 101 with 5 stars
