@@ -53,7 +53,10 @@ class RunWriter:
         self.path = run_file(settings, run_id)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_suffix(".parquet.tmp")
-        self._writer = pq.ParquetWriter(self.tmp, ARROW_SCHEMA, compression="zstd")
+        # Dictionary-encode only the two string columns: trying it on 30M distinct floats costs 3x the time.
+        self._writer = pq.ParquetWriter(
+            self.tmp, ARROW_SCHEMA, compression="zstd", use_dictionary=["query_name", "source"]
+        )
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:

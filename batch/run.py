@@ -63,6 +63,7 @@ class QueryStats:
     n_rows: int
     seconds: float = 0.0  # scoring time
     flops: float = 0.0  # of the CF matrix products
+    matmul_seconds: float = 0.0  # time in those products
 
 
 @dataclass
@@ -75,9 +76,11 @@ class RunSummary:
     lock_seconds: float
     scoring_seconds: float
     scoring_gflops: float
+    matmul_gflops: float
     cf_model_version: str
     alpha: float
     queries: list[QueryStats] = field(default_factory=list)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per step, where the time went
 
     def line(self) -> str:
         return (
@@ -138,10 +141,21 @@ def _compute_and_publish(
 ) -> RunSummary:
     from cf import load_current_factors
 
-    record, factors = load_current_factors(settings)
+    stages: dict[str, float] = {}
+    mark = time.perf_counter()
 
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        stages[name] = round(now - mark, 3)
+        mark = now
+
+    record, factors = load_current_factors(settings)
+    lap("load CF factors")
     vectors = encode_texts(settings, [q.text for q in queries])
+    lap("load text model, encode queries")
     cands = fetch_candidates(settings, vectors, queries)
+    lap("fetch candidates")
 
     all_movies = np.unique(np.concatenate([c.movie_ids for c in cands] + [np.zeros(0, np.int64)]))
     with connect(settings, read_only=True) as con:
@@ -150,6 +164,7 @@ def _compute_and_publish(
         ]
         seen = SeenIndex.load(con, all_movies)
     everyone = np.asarray(everyone, dtype=np.int64)
+    lap("read users and candidates' ratings")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     stats: list[QueryStats] = []
@@ -161,11 +176,14 @@ def _compute_and_publish(
     except BaseException:
         out.abort()
         raise
+    lap("score and write Parquet")
     scoring_s = sum(st.seconds for st in stats)
     flops = sum(st.flops for st in stats)
+    matmul_s = sum(st.matmul_seconds for st in stats)
     n_rows = sum(s.n_rows for s in stats)
     n_users = int(len(np.unique(np.concatenate(targets)))) if targets else 0
     lock_s = _publish(settings, run_id, queries, stats, record, n_users, n_rows)
+    lap("publish (incl. waiting for readers)")
     return RunSummary(
         run_id=run_id,
         n_queries=len(queries),
@@ -175,9 +193,11 @@ def _compute_and_publish(
         lock_seconds=lock_s,
         scoring_seconds=scoring_s,
         scoring_gflops=flops / scoring_s / 1e9 if scoring_s else 0.0,
+        matmul_gflops=flops / matmul_s / 1e9 if matmul_s else 0.0,
         cf_model_version=str(record.version),
         alpha=alpha,
         queries=stats,
+        stages=stages,
     )
 
 
@@ -203,7 +223,15 @@ def _score_all(
             seconds = time.perf_counter() - t0
             out.write(ranked.to_arrow(run_id, q.name))
             stats.append(
-                QueryStats(q.name, len(c), len(np.unique(ranked.user_id)), len(ranked), seconds, ranked.flops)
+                QueryStats(
+                    q.name,
+                    len(c),
+                    len(np.unique(ranked.user_id)),
+                    len(ranked),
+                    seconds,
+                    ranked.flops,
+                    ranked.matmul_seconds,
+                )
             )
 
 

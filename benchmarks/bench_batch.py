@@ -1,0 +1,228 @@
+"""The nightly batch at ml-25m scale: `movierec batch run` over 20 saved queries x every user.
+
+    .venv/bin/python benchmarks/bench_batch.py [--users 162541 --movies 62423 --ratings 25000095]
+                                               [--queries 20 --candidates 250 --top-n 10 --sample 40]
+
+Set-up (not timed, excluded by the issue): the synthetic MovieLens-shaped data set (cached under
+benchmarks/out/, shared with bench_ingest.py) is ingested into a fresh database; the vector store gets one
+random unit vector per movie (384-d, the offline model's size) with the real genre/year payloads; the CF
+model is random factors of dim 128, registered as the current model. Ratings, seen filtering and
+everything the batch does are real: the run is `movierec batch run` in a subprocess, whose wall time and
+peak RSS are measured. The reference approach (one Keras `predict` per user over its candidates) is timed
+on a sample of users with the real Keras CF model and extrapolated. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out"
+GENRES = [
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
+TEXTS = [
+    "horror films with zombies",
+    "feel-good family comedy",
+    "space adventure",
+    "heist thriller",
+    "romantic comedy in Paris",
+    "war drama",
+    "animated fairy tale",
+    "detective mystery",
+    "western showdown",
+    "coming of age drama",
+    "superhero action",
+    "musical romance",
+    "true crime documentary",
+    "haunted house",
+    "time travel science fiction",
+    "sports underdog story",
+    "spy thriller",
+    "dark fantasy epic",
+    "road trip comedy",
+    "courtroom drama",
+]
+
+
+def _setup(args: argparse.Namespace, home: Path) -> None:
+    from batch.queries import SavedQuery, add_query
+    from cf.factors import Factors
+    from ingest.load import ingest_dir
+    from ingest.synth import synthesize
+    from movierec.config import Settings
+    from movierec.db import connect
+    from movierec.store import open_store
+
+    data = OUT / f"synth-u{args.users}-m{args.movies}-r{args.ratings}-s0"
+    if not (data / "ratings.csv").exists():
+        t0 = time.perf_counter()
+        synthesize(data, users=args.users, movies=args.movies, ratings=args.ratings, seed=0)
+        print(f"generated {data.name} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    settings = Settings(home=home, model="offline-minilm")
+    t0 = time.perf_counter()
+    ingest_dir(settings, data)
+    print(f"ingested in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+    with connect(settings, read_only=True) as con:
+        movies = con.execute("SELECT movie_id, title, year, genres FROM movies ORDER BY movie_id").fetchall()
+        users = con.execute("SELECT DISTINCT user_id FROM ratings ORDER BY 1").fetchnumpy()["user_id"]
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((len(movies), 384)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    with open_store(settings) as store:
+        store.reset("offline-minilm", 384)
+        payloads = [{"movie_id": m, "title": t, "year": y, "genres": list(g)} for m, t, y, g in movies]
+        store.upsert([m[0] for m in movies], vecs, payloads)
+
+    dim = 128
+    movie_ids = np.array([m[0] for m in movies], dtype=np.int64)
+    factors = Factors(
+        user_ids=np.asarray(users, dtype=np.int64),
+        movie_ids=movie_ids,
+        user_vecs=(rng.standard_normal((len(users), dim)) * 0.1).astype(np.float32),
+        movie_vecs=(rng.standard_normal((len(movie_ids), dim)) * 0.1).astype(np.float32),
+        user_bias=(rng.standard_normal(len(users)) * 0.1).astype(np.float32),
+        movie_bias=(rng.standard_normal(len(movie_ids)) * 0.1).astype(np.float32),
+    )
+    model_dir = settings.models_path / "bench-random"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    factors.save(model_dir / "factors.npz")
+    shape = {"n_users": len(users), "n_movies": len(movie_ids), "dim": dim}
+    (model_dir / "model.json").write_text(json.dumps({"objective": "rating", "shape": shape}))
+    with connect(settings) as con:
+        con.execute(
+            "INSERT INTO cf_models (version, trained_at, objective, metrics, path, is_current) "
+            "VALUES ('bench-random', now(), 'rating', '{}', ?, true)",
+            [str(model_dir)],
+        )
+        for i in range(args.queries):
+            genres = (GENRES[i % len(GENRES)],) if i % 4 != 3 else ()  # most queries filter by genre
+            add_query(con, SavedQuery(f"q{i:02d}", TEXTS[i % len(TEXTS)], genres=genres,
+                                      candidates=args.candidates, top_n=args.top_n))  # fmt: skip
+
+
+def _keras_reference(args: argparse.Namespace, n_users: int, n_movies: int) -> float:
+    """Seconds per user of the reference: one model.predict over the user's candidates."""
+    import tensorflow as tf
+
+    from cf.keras_model import build
+
+    model = build(n_users, n_movies, dim=128, l2=1e-6, lr=1e-3, seed=0)
+    rng = np.random.default_rng(1)
+    calls = []
+    for u in rng.integers(0, n_users, args.sample + 3):
+        pairs = np.stack([np.full(args.candidates, u), rng.integers(0, n_movies, args.candidates)], axis=1)
+        t0 = time.perf_counter()
+        model.predict(tf.constant(pairs, dtype=tf.int32), verbose=0)
+        calls.append(time.perf_counter() - t0)
+    return float(np.median(calls[3:]))  # the first calls build the predict function
+
+
+def _matmul_gflops(n_users: int, dim: int, k: int, block: int) -> float:
+    rng = np.random.default_rng(2)
+    u = rng.standard_normal((n_users, dim)).astype(np.float32)
+    m = np.ascontiguousarray(rng.standard_normal((k, dim)).astype(np.float32).T)
+    t0 = time.perf_counter()
+    for s in range(0, n_users, block):
+        _ = u[s : s + block] @ m
+    return 2.0 * n_users * dim * k / (time.perf_counter() - t0) / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=162_541)
+    ap.add_argument("--movies", type=int, default=62_423)
+    ap.add_argument("--ratings", type=int, default=25_000_095)
+    ap.add_argument("--queries", type=int, default=20)
+    ap.add_argument("--candidates", type=int, default=250)
+    ap.add_argument("--top-n", type=int, default=10)
+    ap.add_argument("--sample", type=int, default=40, help="users timed for the Keras reference")
+    ap.add_argument("--reuse", action="store_true", help="reuse the set-up of the previous run")
+    args = ap.parse_args()
+
+    home = OUT / "bench-batch-home"
+    if not (args.reuse and (home / "movierec.duckdb").exists()):
+        shutil.rmtree(home, ignore_errors=True)
+        _setup(args, home)
+
+    env = {
+        **os.environ,
+        "MOVIEREC_HOME": str(home),
+        "MOVIEREC_MODEL": "offline-minilm",
+        "HF_HUB_OFFLINE": "1",
+    }
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "movierec.cli", "batch", "run", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"batch run failed: {proc.stderr[-2000:]}")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_gb = usage.ru_maxrss / 1e6  # kB on Linux
+    cpu_s = usage.ru_utime + usage.ru_stime
+    s = json.loads(proc.stdout)
+    lists = s["n_users"] * s["n_queries"]
+
+    per_user = _keras_reference(args, args.users, args.movies)
+    reference = per_user * lists
+    matmul = _matmul_gflops(args.users, 128, args.candidates, 4096)
+
+    print(f"\n{dt.date.today()}, {os.cpu_count()} cores, load average {load:.1f} at start (shared machine)\n")
+    print("| measure | value |")
+    print("| --- | ---: |")
+    rows = [
+        ("users x queries (lists)", f"{s['n_users']:,} x {s['n_queries']} = {lists:,}"),
+        ("rows published", f"{s['n_rows']:,}"),
+        ("batch run wall time, whole command (s)", f"{wall:.1f}"),
+        ("of which inside run_batch (s)", f"{s['seconds']:.1f}"),
+        ("CPU time of the batch process, user + system (s)", f"{cpu_s:.1f}"),
+        ("peak RSS of the batch process (GB)", f"{peak_gb:.2f}"),
+        ("lists/s", f"{lists / wall:,.0f}"),
+        ("lock window: readers locked out during publish (s)", f"{s['lock_seconds']:.2f}"),
+        ("scoring step: time (s)", f"{s['scoring_seconds']:.1f}"),
+        ("scoring step: effective GFLOP/s (matmul FLOPs / whole step)", f"{s['scoring_gflops']:.1f}"),
+        ("scoring step: the matrix products alone, inside the batch (GFLOP/s)", f"{s['matmul_gflops']:.1f}"),
+        ("numpy matmul alone, same shapes, right after (GFLOP/s)", f"{matmul:.1f}"),
+        (f"reference: one Keras predict per user ({args.sample} users, median ms)", f"{per_user * 1e3:.1f}"),
+        ("reference extrapolated to all lists (h)", f"{reference / 3600:.1f}"),
+        ("speed-up vs reference", f"{reference / wall:,.0f}x"),
+    ]
+    rows += [(f"step: {name} (s)", f"{sec:.1f}") for name, sec in s["stages"].items()]
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
