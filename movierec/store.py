@@ -375,7 +375,9 @@ class ClientStore(VectorStore):
             self._owned = True
         else:
             self.backend, self.location = "qdrant-server", f"{url.rstrip('/')}/collections/{collection}"
-            self._client = QdrantClient(url=url, api_key=api_key, timeout=30)
+            # No version probe at construction: on an unreachable server it only adds a warning
+            # before our own clear error below.
+            self._client = QdrantClient(url=url, api_key=api_key, timeout=30, check_compatibility=False)
             self._owned = True
             try:
                 self._client.get_collections()
