@@ -190,3 +190,32 @@ def test_cli_embed_bad_model_is_one_line(catalogue: Settings) -> None:
 def test_cli_embed_rejects_bad_batch_size() -> None:
     result = CliRunner().invoke(main, ["embed", "--batch-size", "0"])
     assert result.exit_code == 2 and "batch-size" in result.stderr
+
+
+HOLDER = """
+import sys, time
+from movierec.config import Settings
+from movierec.store import open_store
+with open_store(Settings(home=sys.argv[1])):
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_cli_embed_on_a_busy_store_names_the_holder(catalogue: Settings) -> None:
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(catalogue.home)], stdout=subprocess.PIPE, text=True
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+            result = CliRunner(env={"MOVIEREC_LOCK_TIMEOUT": "0.5"}).invoke(
+                main, ["embed", "--home", str(catalogue.home)]
+            )
+        finally:
+            holder.kill()
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: vector store ") and f"in use by PID {holder.pid}" in result.stderr
+    assert "Traceback" not in result.output
