@@ -117,7 +117,18 @@ def test_cli_train_show_similar(world: Settings) -> None:
 
 def test_cli_evaluate_json_has_model_and_both_baselines(world: Settings) -> None:
     r = CliRunner().invoke(
-        main, ["evaluate", "--home", str(world.home), *FAST, "--objective", "rating", "--split", "random", "--json"]
+        main,
+        [
+            "evaluate",
+            "--home",
+            str(world.home),
+            *FAST,
+            "--objective",
+            "rating",
+            "--split",
+            "random",
+            "--json",
+        ],
     )
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)

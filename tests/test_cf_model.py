@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cf_world import GROUP_USERS, checkerboard, missing_movie
 
 from cf.data import Ratings, per_user_split, random_split
 from cf.evaluate import ranking_metrics
@@ -14,7 +15,6 @@ from cf.keras_cf import KerasCF
 from cf.recommender import BiasOnly, Popularity, Recommender
 from cf.train import HyperParams, sample_negatives
 from movierec.errors import BadInputError, ModelError, NotFoundError
-from cf_world import GROUP_USERS, checkerboard, missing_movie
 
 # Small and strongly regularised: the planted set has 40 users; a few seconds per fit on 2 cores.
 TINY = {"dim": 8, "epochs": 20, "batch_size": 64, "lr": 0.02, "val_frac": 0.0, "patience": 30, "l2": 3e-2}
@@ -109,7 +109,9 @@ def test_loading_refuses_factors_that_do_not_match_the_id_maps(tmp_path: Path) -
     model = _FITTED.get("keras-rating") or MAKERS["keras-rating"]().fit(checkerboard())
     model.save(tmp_path / "m")
     f = model.factors
-    other = type(f)(f.user_ids[:-1], f.movie_ids, f.user_vecs[:-1], f.movie_vecs, f.user_bias[:-1], f.movie_bias)
+    other = type(f)(
+        f.user_ids[:-1], f.movie_ids, f.user_vecs[:-1], f.movie_vecs, f.user_bias[:-1], f.movie_bias
+    )
     other.save(tmp_path / "m" / "factors.npz")
     with pytest.raises(ModelError, match="id maps"):
         Recommender.load(tmp_path / "m")
@@ -191,9 +193,11 @@ def test_ranking_metrics_known_answer() -> None:
 
 
 def test_per_user_time_split_holds_out_each_users_latest_quarter() -> None:
-    data = Ratings.from_arrays(np.repeat([1, 2], 8), np.tile(np.arange(8), 2), np.ones(16), np.tile(np.arange(8), 2))
+    data = Ratings.from_arrays(
+        np.repeat([1, 2], 8), np.tile(np.arange(8), 2), np.ones(16), np.tile(np.arange(8), 2)
+    )
     train, test = per_user_split(data, 0.25, by="time")
-    assert sorted(zip(test.user_ids, test.movie_ids)) == [(1, 6), (1, 7), (2, 6), (2, 7)]
+    assert sorted(zip(test.user_ids, test.movie_ids, strict=True)) == [(1, 6), (1, 7), (2, 6), (2, 7)]
     assert len(train) == 12
     _, rnd = per_user_split(data, 0.25, by="random", seed=1)
     assert np.bincount(rnd.user_ids).tolist() == [0, 2, 2]
