@@ -84,10 +84,18 @@ def test_known_answer_seen_removed_cold_start_flagged(planted: Settings) -> None
 
 
 def test_alpha_is_stored_and_validated(planted: Settings) -> None:
-    summary = run_batch(planted, alpha=0.5)
-    assert summary.alpha == 0.5
+    result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["alpha"] == 0.5 and summary["run_id"] == 1 and summary["n_rows"] == 7 * 2 + 7 * 3
+    assert summary["lock_seconds"] < summary["seconds"]
+    assert {q["query_name"]: q["users_served"] for q in summary["queries"]} == {"zombies": 7, "everything": 7}
+    assert "score and write Parquet" in summary["stages"]
     with connect(planted, read_only=True) as con:
         assert con.execute("SELECT alpha FROM batch_runs").fetchone()[0] == 0.5
+        # Blended scores: every CF score lies between the two normalised parts' extremes [0, 1].
+        lo, hi = con.execute("SELECT min(score), max(score) FROM latest_recommendations").fetchone()
+    assert 0.0 <= lo <= hi <= 1.0
     result = CliRunner().invoke(main, ["batch", "run", "--alpha", "2"])
     assert result.exit_code == 1 and "--alpha must be between 0 and 1" in result.output
 
