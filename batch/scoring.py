@@ -17,11 +17,14 @@ Score formulas (stored with each run):
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+from threadpoolctl import threadpool_limits
 
 from cf.factors import Factors
 
@@ -118,11 +121,13 @@ def rank_users(
     alpha: float = 0.0,
     block: int = BLOCK_USERS,
     progress: object | None = None,
+    workers: int | None = None,
 ) -> Ranked:
     """Top-`top_n` candidates for each of `user_ids` (sorted, unique), never a movie the user rated.
 
     `seen_users`/`seen_movies` are (user, movie) rating pairs; only pairs whose movie is a candidate matter,
     so callers may pass just those. `progress` is a tqdm bar advanced by the number of users done.
+    Blocks of users run on `workers` threads (default: one per core, at most 4).
     """
     user_ids = np.asarray(user_ids, dtype=np.int64)
     predicts_ratings = factors.predicts_ratings
@@ -147,11 +152,11 @@ def rank_users(
     seen_t, seen_j = _seen_pairs(user_ids, cands.movie_ids, seen_users, seen_movies)
 
     urows = factors.user_index(user_ids)
-    parts: list[Ranked] = []
-    flops, matmul_s = 0.0, 0.0
     known_pos = np.flatnonzero(urows >= 0)
     cold_pos = np.flatnonzero(urows < 0)
-    for start in range(0, len(known_pos), block):
+    cold = cold_start_scores(cands) if len(cold_pos) else None
+
+    def known_block(start: int) -> tuple[Ranked, float]:
         pos = known_pos[start : start + block]
         rows = urows[pos]
         # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
@@ -162,35 +167,45 @@ def rank_users(
         )
         t0 = time.perf_counter()
         logits = uvecs @ mvecs_t
-        matmul_s += time.perf_counter() - t0
-        flops += 2.0 * logits.shape[0] * logits.shape[1] * factors.dim
+        matmul_s = time.perf_counter() - t0
         logits += factors.user_bias[rows, None]
         logits += mbias[None, :]
         rank_by = (1 - alpha) * _sigmoid(logits) + alpha * sim_norm[None, :] if alpha > 0 else logits
         _mask_seen(rank_by, pos, seen_t, seen_j)
-        parts.append(
-            _top_n(
-                rank_by, logits, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, factors
-            )
+        out = _top_n(
+            rank_by, logits, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, factors
         )
         if progress is not None:
             progress.update(len(pos))
+        return out, matmul_s
 
-    if len(cold_pos):
-        cold = cold_start_scores(cands)
-        for start in range(0, len(cold_pos), block):
-            pos = cold_pos[start : start + block]
-            rank_by = np.repeat(cold[None, :], len(pos), axis=0)
-            _mask_seen(rank_by, pos, seen_t, seen_j)
-            parts.append(
-                _top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, alpha, False, factors)
-            )
-            if progress is not None:
-                progress.update(len(pos))
+    def cold_block(start: int) -> tuple[Ranked, float]:
+        pos = cold_pos[start : start + block]
+        rank_by = np.repeat(cold[None, :], len(pos), axis=0)
+        _mask_seen(rank_by, pos, seen_t, seen_j)
+        out = _top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, alpha, False, factors)
+        if progress is not None:
+            progress.update(len(pos))
+        return out, 0.0
 
-    out = _concat(parts)
-    out.flops, out.matmul_seconds = flops, matmul_s
+    jobs = [(known_block, s) for s in range(0, len(known_pos), block)]
+    jobs += [(cold_block, s) for s in range(0, len(cold_pos), block)]
+    workers = max(1, min(workers or default_workers(), len(jobs)))
+    if workers == 1:
+        done = [fn(s) for fn, s in jobs]
+    else:
+        # numpy releases the GIL in the heavy loops (argmax, masking, products), so blocks run in parallel
+        # threads; BLAS gets one thread each instead of competing for the same cores.
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(lambda job: job[0](job[1]), jobs))
+    out = _concat([r for r, _ in done])
+    out.flops = 2.0 * len(known_pos) * k * factors.dim
+    out.matmul_seconds = sum(m for _, m in done)
     return out
+
+
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -107,3 +107,28 @@ def test_top_n_larger_than_candidates_and_empty_inputs() -> None:
 def test_minmax() -> None:
     assert minmax(np.array([1.0, 3.0])).tolist() == [0.0, 1.0]
     assert minmax(np.array([2.0, 2.0])).tolist() == [1.0, 1.0]
+
+
+def test_threaded_blocks_give_exactly_the_single_threaded_lists() -> None:
+    rng = np.random.default_rng(0)
+    nu, nm, d = 300, 80, 8
+    f = Factors(
+        np.arange(nu),
+        np.arange(nm),
+        rng.standard_normal((nu, d)).astype(np.float32),
+        rng.standard_normal((nm, d)).astype(np.float32),
+        rng.standard_normal(nu).astype(np.float32),
+        rng.standard_normal(nm).astype(np.float32),
+    )
+    cands = Candidates(
+        rng.choice(nm + 5, 40, replace=False), rng.random(40).astype(np.float32), rng.integers(1, 99, 40)
+    )
+    users = np.arange(nu + 20)  # the last 20 are cold start
+    seen_u, seen_m = rng.integers(0, nu + 20, 3000), rng.integers(0, nm + 5, 3000)
+    one = rank_users(f, users, cands, seen_u, seen_m, 7, block=16, workers=1)
+    many = rank_users(f, users, cands, seen_u, seen_m, 7, block=16, workers=3)
+    for col in ("user_id", "rank", "movie_id", "score", "similarity", "cold"):
+        assert np.array_equal(getattr(one, col), getattr(many, col)), col
+    seen = set(zip(seen_u.tolist(), seen_m.tolist(), strict=True))
+    assert not any((u, m) in seen for u, m in zip(one.user_id.tolist(), one.movie_id.tolist(), strict=True))
+    assert one.cold[one.user_id >= nu].all() and not one.cold[one.user_id < nu].any()
