@@ -147,7 +147,11 @@ def model() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
 @json_option
 def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
-    """The current model's record, and the movies with the highest and lowest learned bias."""
+    """The current model's record, and the movies with the highest and lowest learned bias.
+
+    For a rating model the bias says how well a movie is rated beyond its raters' habits; for an implicit
+    model it mostly says how often it is watched (popularity).
+    """
     import numpy as np
 
     from cf.data import load_movie_titles
