@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -214,13 +213,7 @@ def _score_all(
     stats: list[QueryStats],
     progress: bool,
 ) -> None:
-    # Writing query i's rows (zstd, in pyarrow without the GIL) overlaps with scoring query i + 1;
-    # one write in flight bounds the memory to two queries' rows.
-    pending: Future | None = None
-    with (
-        bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar,
-        ThreadPoolExecutor(1) as writer,
-    ):
+    with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
         for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
             pbar.set_description(f"query {i + 1}/{len(queries)} {q.name}")
             c = Candidates(c.movie_ids, c.similarity, seen.counts(c.movie_ids))
@@ -228,16 +221,18 @@ def _score_all(
             t0 = time.perf_counter()
             ranked = rank_users(factors, users, c, su, sm, q.top_n, alpha, progress=pbar)
             seconds = time.perf_counter() - t0
-            served = len(np.unique(ranked.user_id))
+            out.write(ranked.to_arrow(run_id, q.name))
             stats.append(
-                QueryStats(q.name, len(c), served, len(ranked), seconds, ranked.flops, ranked.matmul_seconds)
+                QueryStats(
+                    q.name,
+                    len(c),
+                    len(np.unique(ranked.user_id)),
+                    len(ranked),
+                    seconds,
+                    ranked.flops,
+                    ranked.matmul_seconds,
+                )
             )
-            table = ranked.to_arrow(run_id, q.name)
-            if pending is not None:
-                pending.result()
-            pending = writer.submit(out.write, table)
-        if pending is not None:
-            pending.result()
 
 
 def _publish(
