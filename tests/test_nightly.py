@@ -15,8 +15,6 @@ from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import NotFoundError
 
-pytestmark = [pytest.mark.slow, pytest.mark.realdata]
-
 
 def _latest(settings: Settings) -> list[tuple]:
     with connect(settings, read_only=True) as con:
@@ -25,6 +23,8 @@ def _latest(settings: Settings) -> list[tuple]:
         ).fetchall()
 
 
+@pytest.mark.slow
+@pytest.mark.realdata
 def test_nightly_end_to_end_on_ml_latest_small(settings: Settings, ml_small: Path, tmp_path: Path) -> None:
     quick = {"epochs": 2, "dim": 32}
     # Without saved queries every stage runs, then the job says clearly that nothing was published.
@@ -75,3 +75,28 @@ def test_nightly_end_to_end_on_ml_latest_small(settings: Settings, ml_small: Pat
     assert result.exit_code == 1
     assert result.output.startswith("Error: nightly stopped at ingest:") and result.output.count("\n") == 1
     assert _latest(settings) == before
+
+
+def test_training_is_due_when_ratings_change(settings: Settings) -> None:
+    """Pins down when `nightly` retrains: no model, another rating count, or a newer rating."""
+    from batch.nightly import ratings_changed
+
+    with connect(settings) as con:
+        con.execute("INSERT INTO movies VALUES (1, 'A (1999)', 1999, ['Drama'])")
+        con.execute(
+            "INSERT INTO ratings VALUES (1, 1, 4.0, TIMESTAMP '2020-01-01'), "
+            "(2, 1, 3.0, TIMESTAMP '2020-01-02')"
+        )
+    assert ratings_changed(settings) == "no CF model yet"
+    with connect(settings) as con:
+        con.execute(
+            "INSERT INTO cf_models (version, trained_at, objective, path, is_current, n_ratings, "
+            "max_rated_at) VALUES ('v1', now(), 'rating', '/nowhere', true, 2, TIMESTAMP '2020-01-02')"
+        )
+    assert ratings_changed(settings) is None
+    with connect(settings) as con:  # a rating updated later: same count, newer timestamp
+        con.execute("UPDATE ratings SET rating = 5.0, rated_at = TIMESTAMP '2020-02-01' WHERE user_id = 1")
+    assert "newer than model v1" in ratings_changed(settings)
+    with connect(settings) as con:
+        con.execute("INSERT INTO ratings VALUES (3, 1, 2.0, TIMESTAMP '2020-01-03')")
+    assert "3 ratings now, model v1 saw 2" in ratings_changed(settings)
