@@ -4,10 +4,11 @@ Lifecycle, designed so analysts can read the database while the job works:
 1. take the batch lock (one run at a time), then in one short write: mark runs left 'running' by a dead
    process as 'abandoned', record this run as 'running', read the saved queries;
 2. encode the queries, fetch candidates from the store, read users and the candidates' ratings through a
-   read-only connection (other readers are not blocked);
-3. score everything in memory (batch/scoring.py);
-4. publish in one write transaction: rows in from Arrow, the run marked 'succeeded', old runs beyond
-   `keep_runs` deleted. This is the only time other processes are locked out; its length is measured.
+   read-only connection that is closed again before scoring (other processes can read and write meanwhile);
+3. score in memory (batch/scoring.py), streaming each query's lists into the run's Parquet file;
+4. publish in one short write transaction (batch/publish.py): the run marked 'succeeded', the
+   `recommendations` view pointed at the kept runs' files, runs beyond `keep_runs` dropped. This is the
+   only time other processes are locked out; its length is measured and printed.
 A failure marks the run 'failed'; a kill leaves it 'running' until the next run marks it 'abandoned'. Either
 way the previous run stays what `latest_recommendations` shows.
 """
