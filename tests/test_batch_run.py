@@ -274,3 +274,32 @@ def test_database_with_the_old_recommendations_table_is_migrated(planted: Settin
         latest = con.execute("SELECT DISTINCT run_id FROM latest_recommendations").fetchall()
     assert kinds == {"recommendations": "VIEW", "latest_recommendations": "VIEW"}
     assert old == [(2, 101)] and latest == [(2,)]
+
+
+def test_sigkill_after_the_run_file_is_written_but_before_publish(planted: Settings) -> None:
+    """The latest possible kill: scoring done and the Parquet file in place, publish not committed. A reader
+    holding the database keeps the job waiting at that point, so the kill lands there deterministically."""
+    run_batch(planted)
+    before = world.lists(planted, "zombies")
+    proc = _batch_subprocess(planted)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and ("running" not in [s for _, s, _, _ in _runs(planted)]):
+            time.sleep(0.05)
+        with connect(planted, read_only=True):  # the job cannot publish while we read
+            file2 = runs_dir(planted) / "run-000002.parquet"
+            while time.monotonic() < deadline and not file2.exists() and proc.poll() is None:
+                time.sleep(0.05)
+            assert file2.exists() and proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.3)  # now retrying the publish
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert world.lists(planted, "zombies") == before
+    assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "running")]
+    run_batch(planted)
+    assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "abandoned"), (3, "succeeded")]
+    assert not file2.exists()
