@@ -281,7 +281,8 @@ def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **
         return
     if res.history:
         click.echo(f"User {user_id}'s highest-rated movies:")
-        _rows(res.history, ["rating", "movie_id", "title", "genres"])
+        history = [{**h, "rating": f"{h['rating']:.1f}"} for h in res.history]
+        _rows(history, ["rating", "movie_id", "title", "genres"])
         click.echo("")
     click.echo(f"Recommended for user {user_id}: {text}")
     _rows(res.items, ["rank", "movie_id", "title", "genres", "score", "similarity", "source"])
