@@ -13,8 +13,9 @@ for DuckDB, numpy or pyarrow.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from movierec.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ingest.load import IngestReport, ingest_dir, load
@@ -40,7 +41,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'ingest' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
