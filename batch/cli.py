@@ -10,27 +10,15 @@ from typing import Any
 import click
 
 from movierec.config import Settings
-from movierec.options import echo_json, json_option, quiet_option, settings_options
-
-
-def _rows(items: list[dict[str, Any]], columns: list[str]) -> None:
-    """A plain aligned table on stdout."""
-    cells = [[_fmt(item.get(c)) for c in columns] for item in items]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, list | tuple):
-        return "|".join(str(v) for v in value)
-    return str(value)
-
+from movierec.options import (
+    echo_json,
+    echo_table,
+    filter_options,
+    format_cell,
+    json_option,
+    quiet_option,
+    settings_options,
+)
 
 # --------------------------------------------------------------------------- saved queries
 
@@ -38,10 +26,7 @@ def _fmt(value: Any) -> str:
 def _query_options(f: Any, for_update: bool = False) -> Any:
     default = None if for_update else True
     opts = [
-        click.option("--genre", "genres", multiple=True, help="Candidates must have one of these genres."),
-        click.option("--exclude-genre", "exclude_genres", multiple=True, help="Candidates must not have it."),
-        click.option("--year-min", type=int, help="Earliest release year."),
-        click.option("--year-max", type=int, help="Latest release year."),
+        filter_options,
         click.option(
             "--candidates", type=int, default=None if for_update else 250, show_default=default,
             help="Movies fetched from the vector store and reranked per user.",
@@ -144,7 +129,7 @@ def queries_list(settings: Settings, as_json: bool) -> None:
     else:
         for q in qs:
             q["users"] = "all" if q["users"] is None else len(q["users"])
-        _rows(qs, ["name", "enabled", "text", "genres", "exclude_genres", "year_min", "year_max",
+        echo_table(qs, ["name", "enabled", "text", "genres", "exclude_genres", "year_min", "year_max",
                    "candidates", "top_n", "users"])  # fmt: skip
 
 
@@ -163,7 +148,7 @@ def queries_show(settings: Settings, name: str, as_json: bool) -> None:
         echo_json(q)
     else:
         for key, value in q.items():
-            click.echo(f"{key:15} {'all' if key == 'users' and value is None else _fmt(value)}")
+            click.echo(f"{key:15} {'all' if key == 'users' and value is None else format_cell(value)}")
 
 
 @queries_group.command("remove")
@@ -249,7 +234,7 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
         f"run {run['run_id']} ({run['status']}, {run['finished_at']}): {run['n_rows']:,} rows, "
         f"{run['n_users']:,} users, model {run['cf_model_version']}, alpha {run['alpha']}"
     )
-    _rows(rep["queries"], ["query", "candidates_found", "users_served", "genre_precision",
+    echo_table(rep["queries"], ["query", "candidates_found", "users_served", "genre_precision",
                            "personalisation", "coverage", "distinct_movies"])  # fmt: skip
 
 
@@ -261,10 +246,7 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
 @click.argument("text")
 @click.option("--top-n", type=int, default=10, show_default=True)
 @click.option("--candidates", type=int, default=250, show_default=True)
-@click.option("--genre", "genres", multiple=True, help="Candidates must have one of these genres.")
-@click.option("--exclude-genre", "exclude_genres", multiple=True)
-@click.option("--year-min", type=int)
-@click.option("--year-max", type=int)
+@filter_options
 @alpha_option
 @json_option
 @settings_options
@@ -282,10 +264,10 @@ def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **
     if res.history:
         click.echo(f"User {user_id}'s highest-rated movies:")
         history = [{**h, "rating": f"{h['rating']:.1f}"} for h in res.history]
-        _rows(history, ["rating", "movie_id", "title", "genres"])
+        echo_table(history, ["rating", "movie_id", "title", "genres"])
         click.echo("")
     click.echo(f"Recommended for user {user_id}: {text}")
-    _rows(res.items, ["rank", "movie_id", "title", "genres", "score", "similarity", "source"])
+    echo_table(res.items, ["rank", "movie_id", "title", "genres", "score", "similarity", "source"])
 
 
 @click.command("show")
@@ -303,21 +285,30 @@ def show_cmd(settings: Settings, user_id: int, query: str | None, as_json: bool)
         echo_json([{k: item[k] for k in keys} for item in items])
         return
     click.echo(f"run {items[0]['run_id']}")
-    _rows(items, ["query", "rank", "movie_id", "title", "genres", "score", "similarity", "source"])
+    echo_table(items, ["query", "rank", "movie_id", "title", "genres", "score", "similarity", "source"])
 
 
 @click.command("nightly")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False), required=False)
 @click.option("--retrain", is_flag=True, help="Train a new CF model even if the ratings did not change.")
 @alpha_option
+@json_option
 @quiet_option
 @settings_options
-def nightly_cmd(settings: Settings, data_dir: str | None, retrain: bool, alpha: float, quiet: bool) -> None:
-    """Ingest DATA_DIR (if given) -> embed new movies -> retrain if ratings changed -> batch run."""
+def nightly_cmd(
+    settings: Settings, data_dir: str | None, retrain: bool, alpha: float, as_json: bool, quiet: bool
+) -> None:
+    """Ingest DATA_DIR (if given) -> embed new movies -> retrain if ratings changed -> batch run.
+
+    Stops at the first failing stage (non-zero exit); the previous lists stay published.
+    """
     from batch.nightly import nightly
 
-    summary = nightly(settings, data_dir, retrain=retrain, alpha=alpha, progress=not quiet)
-    click.echo(summary)
+    report = nightly(settings, data_dir, retrain=retrain, alpha=alpha, progress=not quiet)
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        click.echo(report.line())
 
 
 COMMANDS: list[click.Command] = [queries_group, batch_group, recommend_cmd, show_cmd, nightly_cmd]

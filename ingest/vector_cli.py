@@ -6,12 +6,17 @@ commands, so `movierec --help` stays fast.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from movierec.config import Settings
-from movierec.options import echo_json, json_option, quiet_option, settings_options
+from movierec.options import (
+    echo_json,
+    echo_table,
+    filter_options,
+    json_option,
+    quiet_option,
+    settings_options,
+)
 
 BATCH_SIZE = 64
 
@@ -44,34 +49,11 @@ def embed(settings: Settings, batch_size: int, with_tags: bool, as_json: bool, q
         click.echo(summary.line())
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    """Rank, movie id, title, genres, similarity: aligned columns for a terminal."""
-    header = ("rank", "movie id", "title", "genres", "similarity")
-    body = [
-        (str(i), str(r["movie_id"]), r["title"], ", ".join(r["genres"]), f"{r['score']:.3f}")
-        for i, r in enumerate(rows, 1)
-    ]
-    widths = [max(len(row[c]) for row in [header, *body]) for c in range(len(header))]
-    right = {0, 1, 4}  # numbers align right
-
-    def fmt(row: tuple[str, ...]) -> str:
-        pairs = enumerate(zip(row, widths, strict=True))
-        cells = [cell.rjust(w) if c in right else cell.ljust(w) for c, (cell, w) in pairs]
-        return "  ".join(cells).rstrip()
-
-    return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *(fmt(row) for row in body)])
-
-
 @click.command()
 @settings_options
 @click.argument("text")
 @click.option("--limit", "-n", type=int, default=10, show_default=True, help="Number of movies.")
-@click.option("--genre", "genres", multiple=True, help="Only movies with any of these genres (repeatable).")
-@click.option(
-    "--exclude-genre", "exclude_genres", multiple=True, help="Skip movies with this genre (repeatable)."
-)
-@click.option("--year-min", type=int, help="Released in or after this year.")
-@click.option("--year-max", type=int, help="Released in or before this year.")
+@filter_options
 @json_option
 def search(
     settings: Settings,
@@ -95,7 +77,9 @@ def search(
     if as_json:
         echo_json(rows)
     elif rows:
-        click.echo(_table(rows))
+        ranked = [{"rank": i, **row} for i, row in enumerate(rows, 1)]
+        columns = ["rank", "movie_id", "title", "genres", "score"]
+        echo_table(ranked, columns, headers={"movie_id": "movie id", "score": "similarity"})
     else:
         click.echo("no movies match the filters", err=True)
 

@@ -34,6 +34,27 @@ def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--genre/--exclude-genre/--year-min/--year-max: the payload filters of search, queries and recommend."""
+    for opt in reversed(
+        [
+            click.option(
+                "--genre", "genres", multiple=True, help="Only movies with any of these genres (repeatable)."
+            ),
+            click.option(
+                "--exclude-genre",
+                "exclude_genres",
+                multiple=True,
+                help="Skip movies with this genre (repeatable).",
+            ),
+            click.option("--year-min", type=int, help="Released in or after this year."),
+            click.option("--year-max", type=int, help="Released in or before this year."),
+        ]
+    ):
+        f = opt(f)
+    return f
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 
@@ -41,3 +62,33 @@ quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress out
 def echo_json(data: Any) -> None:
     """JSON to stdout, one document, stable key order."""
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def echo_table(rows: list[dict[str, Any]], columns: list[str], headers: dict[str, str] | None = None) -> None:
+    """An aligned plain-text table on stdout: numbers right-aligned, floats to 3 places, lists joined by |."""
+    headers = headers or {}
+    titles = [headers.get(c, c) for c in columns]
+    cells = [[format_cell(row.get(c)) for c in columns] for row in rows]
+    numeric = [
+        all(isinstance(row.get(c), int | float) for row in rows if row.get(c) is not None) for c in columns
+    ]
+    widths = [max([len(t)] + [len(r[i]) for r in cells]) for i, t in enumerate(titles)]
+
+    def line(values: list[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    click.echo(line(titles))
+    click.echo(line(["-" * w for w in widths]))
+    for r in cells:
+        click.echo(line(r))
+
+
+def format_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list | tuple):
+        return "|".join(str(v) for v in value)
+    return str(value)
