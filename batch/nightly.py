@@ -8,13 +8,36 @@ lists in `latest_recommendations`.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from movierec.config import Settings
 from movierec.db import connect
-from movierec.errors import MovierecError, NotFoundError
+from movierec.errors import MovierecError
 from movierec.progress import say
+
+NO_QUERIES = (
+    "no enabled saved queries, so no batch ran and nothing was published; add one with "
+    "`movierec queries add NAME TEXT [--genre G]...`"
+)
+
+
+@dataclass
+class NightlyReport:
+    """What each stage did; `published` says whether a batch run published new lists."""
+
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    published: bool = False
+    run_id: int | None = None
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        parts = "; ".join(f"{s['stage']} {s['seconds']:.1f} s ({s['note']})" for s in self.stages)
+        return f"nightly done in {self.seconds:.1f} s: {parts}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def ratings_changed(settings: Settings) -> str | None:
@@ -41,19 +64,21 @@ def nightly(
     alpha: float = 0.0,
     train_options: dict[str, Any] | None = None,
     progress: bool = False,
-) -> str:
+) -> NightlyReport:
     """Run every stage in order; raise the first stage's error, prefixed with the stage name.
 
     `train_options` go to `cf.train_model` (epochs, dim, ...); the model's defaults otherwise.
+    Without enabled saved queries the batch stage is skipped with a warning, not an error: the data,
+    vectors and model are still brought up to date, which is what a first run after install needs.
     """
     from batch.run import check_alpha
 
     check_alpha(alpha)
-    done: list[str] = []
+    report = NightlyReport()
     started = time.perf_counter()
 
     def stage(name: str) -> _Stage:
-        return _Stage(name, done, progress)
+        return _Stage(name, report.stages, progress)
 
     if data_dir is not None:
         with stage("ingest") as st:
@@ -80,22 +105,24 @@ def nightly(
         from batch.queries import list_queries
 
         with connect(settings, read_only=True) as con:
-            if not list_queries(con, enabled_only=True):
-                raise NotFoundError(
-                    "there are no enabled saved queries, so nothing was published; add one with "
-                    "`movierec queries add NAME TEXT [--genre G]...` and run again"
-                )
-        from batch.run import run_batch
+            has_queries = bool(list_queries(con, enabled_only=True))
+        if has_queries:
+            from batch.run import run_batch
 
-        summary = run_batch(settings, alpha=alpha, progress=progress)
-        st.note = summary.line()
-    return f"nightly done in {time.perf_counter() - started:.1f} s: " + "; ".join(done)
+            summary = run_batch(settings, alpha=alpha, progress=progress)
+            st.note = summary.line()
+            report.published, report.run_id = True, summary.run_id
+        else:
+            say(f"nightly: warning: {NO_QUERIES}")
+            st.note = f"skipped: {NO_QUERIES}"
+    report.seconds = time.perf_counter() - started
+    return report
 
 
 class _Stage:
     """Times a stage, reports it on stderr, and names it in any error it raises."""
 
-    def __init__(self, name: str, done: list[str], progress: bool) -> None:
+    def __init__(self, name: str, done: list[dict[str, Any]], progress: bool) -> None:
         self.name, self.done, self.progress, self.note = name, done, progress, ""
 
     def __enter__(self) -> _Stage:
@@ -105,9 +132,9 @@ class _Stage:
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> bool:
         if exc is None:
-            line = f"{self.name} {time.perf_counter() - self.t0:.1f} s ({self.note})"
-            self.done.append(line)
-            say(f"nightly: {line}", enabled=self.progress)
+            seconds = time.perf_counter() - self.t0
+            self.done.append({"stage": self.name, "seconds": round(seconds, 3), "note": self.note})
+            say(f"nightly: {self.name} {seconds:.1f} s ({self.note})", enabled=self.progress)
             return False
         if isinstance(exc, MovierecError):
             kept = "; the previous recommendations stay published"

@@ -50,9 +50,9 @@ def main() -> None:
                 add_query(con, SavedQuery(f"q{i:02d}", r["query"]))
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
-        line = nightly(settings, DATA, train_options={"epochs": args.epochs} if args.epochs else None)
+        rep = nightly(settings, DATA, train_options={"epochs": args.epochs} if args.epochs else None)
         print(f"\nnightly on ml-latest-small, load {load:.1f} at start: {time.perf_counter() - t0:.1f} s")
-        print(f"  {line}\n")
+        print(f"  {rep.line()}\n")
 
     print(f"CF model objective: {current_model(settings).objective}\n")
     print("| alpha | topical precision@10 | personalisation | coverage | run s |")

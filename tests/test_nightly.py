@@ -3,6 +3,7 @@ skip training when the ratings did not change; a failing stage stops the job and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from batch.report import report
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
-from movierec.errors import NotFoundError
 
 
 def _latest(settings: Settings) -> list[tuple]:
@@ -27,9 +27,11 @@ def _latest(settings: Settings) -> list[tuple]:
 @pytest.mark.realdata
 def test_nightly_end_to_end_on_ml_latest_small(settings: Settings, ml_small: Path, tmp_path: Path) -> None:
     quick = {"epochs": 2, "dim": 32}
-    # Without saved queries every stage runs, then the job says clearly that nothing was published.
-    with pytest.raises(NotFoundError, match="nightly stopped at batch: there are no enabled saved queries"):
-        nightly(settings, ml_small, train_options=quick)
+    # Without saved queries (a first run after install) every stage runs and the batch is skipped,
+    # saying so: the job succeeds but publishes nothing.
+    first = nightly(settings, ml_small, train_options=quick)
+    assert [s["stage"] for s in first.stages] == ["ingest", "embed", "train", "batch"]
+    assert not first.published and first.stages[-1]["note"].startswith("skipped: no enabled saved queries")
     with connect(settings, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM ratings").fetchone()[0] == 100_004
         assert con.execute("SELECT count(*) FROM cf_models").fetchone()[0] == 1
@@ -41,10 +43,12 @@ def test_nightly_end_to_end_on_ml_latest_small(settings: Settings, ml_small: Pat
     ):
         assert runner.invoke(main, ["queries", "add", *args]).exit_code == 0
 
-    result = runner.invoke(main, ["nightly", "--quiet"])
+    result = runner.invoke(main, ["nightly", "--quiet", "--json"])
     assert result.exit_code == 0, result.output
-    assert "train" in result.output and "skipped, ratings unchanged" in result.output
-    assert "run 1:" in result.output
+    out = json.loads(result.output)
+    assert out["published"] and out["run_id"] == 1
+    notes = {s["stage"]: s["note"] for s in out["stages"]}
+    assert notes["train"].startswith("skipped, ratings unchanged") and "run 1:" in notes["batch"]
 
     with connect(settings, read_only=True) as con:
         per_query = dict(
