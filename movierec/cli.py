@@ -12,7 +12,7 @@ import click
 from movierec import __version__
 from movierec.errors import MovierecError
 
-STAGE_CLI_MODULES = ("ingest.cli", "ingest.vector_cli", "cf.cli", "batch.cli")
+STAGE_CLI_MODULES = ("ingest.cli", "ingest.vector_cli", "cf.cli", "batch.cli", "movierec.sql_cli")
 
 
 class MovierecGroup(click.Group):
