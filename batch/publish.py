@@ -80,7 +80,6 @@ class RunWriter:
 def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
     """Inside the publish transaction: keep the newest `keep_runs` succeeded runs, repoint the view at their
     files, drop older runs' rows. Returns the files to delete once the transaction has committed."""
-    _migrate_table(con, settings)
     kept = [
         r[0]
         for r in con.execute(
@@ -102,24 +101,6 @@ def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
     for table in ("batch_run_queries", "batch_runs"):
         con.execute(f"DELETE FROM {table} WHERE run_id < ?", [oldest])
     return [run_file(settings, r) for r in dropped]
-
-
-def _migrate_table(con: Any, settings: Settings) -> None:
-    """Databases from before the Parquet publish hold `recommendations` as a table: move each run's rows
-    to its file, then drop the table so the view can take its name."""
-    kind = con.execute(
-        "SELECT table_type FROM information_schema.tables WHERE table_name = 'recommendations'"
-    ).fetchone()
-    if kind is None or kind[0] != "BASE TABLE":
-        return
-    runs = [r[0] for r in con.execute("SELECT DISTINCT run_id FROM recommendations").fetchall()]
-    for run_id in runs:
-        path = run_file(settings, run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        target = str(path).replace("'", "''")
-        rows = f"SELECT * FROM recommendations WHERE run_id = {int(run_id)}"
-        con.execute(f"COPY ({rows}) TO '{target}' (FORMAT parquet)")
-    con.execute("DROP TABLE recommendations")
 
 
 def remove_orphans(settings: Settings, succeeded: set[int]) -> list[Path]:

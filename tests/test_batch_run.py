@@ -248,34 +248,6 @@ def test_reader_process_never_sees_a_partial_run(planted: Settings, tmp_path: Pa
     assert all(s.lock_seconds < 5 for s in summaries)
 
 
-def test_database_with_the_old_recommendations_table_is_migrated(planted: Settings) -> None:
-    """Regression: databases from before the Parquet publish kept `recommendations` as a table."""
-    with connect(planted) as con:
-        con.execute("DROP VIEW latest_recommendations")
-        con.execute("DROP VIEW recommendations")
-        con.execute(
-            "CREATE TABLE recommendations(run_id INTEGER, query_name VARCHAR, user_id INTEGER, "
-            "rank SMALLINT, movie_id INTEGER, score FLOAT, similarity FLOAT, predicted_rating FLOAT, "
-            "source VARCHAR)"
-        )
-        con.execute("INSERT INTO recommendations VALUES (1, 'zombies', 2, 1, 101, 0.9, 0.5, 4.5, 'cf')")
-        con.execute(
-            "INSERT INTO batch_runs (run_id, started_at, status, n_rows) VALUES (1, now(), 'succeeded', 1)"
-        )
-    assert run_batch(planted).run_id == 2
-    with connect(planted, read_only=True) as con:
-        kinds = dict(
-            con.execute(
-                "SELECT table_name, table_type FROM information_schema.tables "
-                "WHERE table_name LIKE '%recommendations'"
-            ).fetchall()
-        )
-        old = con.execute("SELECT user_id, movie_id FROM recommendations WHERE run_id = 1").fetchall()
-        latest = con.execute("SELECT DISTINCT run_id FROM latest_recommendations").fetchall()
-    assert kinds == {"recommendations": "VIEW", "latest_recommendations": "VIEW"}
-    assert old == [(2, 101)] and latest == [(2,)]
-
-
 def test_sigkill_after_the_run_file_is_written_but_before_publish(planted: Settings) -> None:
     """The latest possible kill: scoring done and the Parquet file in place, publish not committed. A reader
     holding the database keeps the job waiting at that point, so the kill lands there deterministically."""
