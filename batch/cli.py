@@ -5,11 +5,10 @@ Only click and light core modules load here; each command imports its library mo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from movierec.config import Settings
 from movierec.options import (
     echo_json,
     echo_table,
@@ -19,6 +18,9 @@ from movierec.options import (
     quiet_option,
     settings_options,
 )
+
+if TYPE_CHECKING:
+    from movierec.config import Settings
 
 # --------------------------------------------------------------------------- saved queries
 

@@ -6,9 +6,10 @@ commands, so `movierec --help` stays fast.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from movierec.config import Settings
 from movierec.options import (
     echo_json,
     echo_table,
@@ -17,6 +18,9 @@ from movierec.options import (
     quiet_option,
     settings_options,
 )
+
+if TYPE_CHECKING:
+    from movierec.config import Settings
 
 BATCH_SIZE = 64
 

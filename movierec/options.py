@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 
-from movierec.config import Settings
-
 
 def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add --home/--db/--qdrant-url/--model flags and pass a ready `settings: Settings` instead."""
@@ -28,6 +26,8 @@ def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
         model_name: str | None,
         **kw: Any,
     ) -> Any:
+        from movierec.config import Settings  # pydantic costs ~0.2 s: not at `--help`
+
         kw["settings"] = Settings(home=home, db=db, qdrant_url=qdrant_url, model=model_name)
         return f(*args, **kw)
 

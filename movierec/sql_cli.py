@@ -6,10 +6,14 @@ the nightly job holds its short publish lock.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from movierec.config import Settings
 from movierec.options import echo_json, echo_table, json_option, settings_options
+
+if TYPE_CHECKING:
+    from movierec.config import Settings
 
 
 @click.command("sql")
