@@ -78,8 +78,6 @@ def embed_movies(
         else:
             rebuild = None
         stored = {} if before is None or rebuild else store.payload_values("text_hash")
-    if rebuild:
-        say(f"rebuilding the vector store: {rebuild}", enabled=progress)
 
     hashes = {m.movie_id: m.point_hash(model_name) for m in movies}
     todo = [m for m in movies if stored.get(m.movie_id) != hashes[m.movie_id]]
@@ -99,6 +97,10 @@ def embed_movies(
         if store.model_info() != before:
             raise BusyError("the vector store changed while embedding (another `movierec embed`?); run again")
         if todo and (before is None or rebuild):
+            # Only now, with every vector of the new model in hand: a model that fails to load or
+            # encode leaves the old store untouched.
+            if rebuild:
+                say(f"rebuilding the vector store: {rebuild}", enabled=progress)
             store.reset(model_name, dim)
         if todo:
             store.upsert([m.movie_id for m in todo], vectors, [m.payload(model_name) for m in todo])

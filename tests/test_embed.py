@@ -219,3 +219,14 @@ def test_cli_embed_on_a_busy_store_names_the_holder(catalogue: Settings) -> None
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: vector store ") and f"in use by PID {holder.pid}" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_a_model_that_fails_to_load_leaves_the_store_untouched(catalogue: Settings, tmp_path: Path) -> None:
+    """Regression: the switch used to announce the rebuild before loading the new model."""
+    embed_movies(catalogue)
+    missing = str(tmp_path / "no-such-model")
+    result = CliRunner().invoke(main, ["embed", "--model", missing])
+    assert result.exit_code == 1 and "rebuilding" not in result.output
+    with open_store(catalogue) as store:
+        assert store.model_info() == ("offline-minilm", 384) and store.count() == len(MOVIES)
