@@ -118,14 +118,20 @@ def fit(
         val_x, val_y = _pairs(vu, vm), ((ratings[is_val] - lo) / scale).astype(np.float32)
     else:
         train_y = None
-        val_rng = np.random.default_rng(hp.seed + 1)
-        nu, nm = sample_negatives(vu, n_movies, hp.neg_ratio, positive_keys, val_rng)
-        if bpr:
-            val_x = np.stack([nu, np.repeat(vm, hp.neg_ratio), nm], axis=1).astype(np.int32)
-            val_y = np.ones(len(nu), dtype=np.float32)
-        else:
-            val_x = _pairs(np.r_[vu, nu], np.r_[vm, nm])
-            val_y = np.r_[np.ones(len(vu)), np.zeros(len(nu))].astype(np.float32)
+
+        def implicit_samples(
+            users: np.ndarray, movies: np.ndarray, gen: np.random.Generator
+        ) -> tuple[np.ndarray, np.ndarray]:
+            """Positives with `neg_ratio` sampled negatives each: (user, pos, neg) triples for BPR,
+            labelled (user, movie) pairs for BCE."""
+            nu, nm = sample_negatives(users, n_movies, hp.neg_ratio, positive_keys, gen)
+            if bpr:
+                x = np.stack([nu, np.repeat(movies, hp.neg_ratio), nm], axis=1).astype(np.int32)
+                return x, np.ones(len(nu), dtype=np.float32)
+            y = np.r_[np.ones(len(users)), np.zeros(len(nu))].astype(np.float32)
+            return _pairs(np.r_[users, nu], np.r_[movies, nm]), y
+
+        val_x, val_y = implicit_samples(vu, vm, np.random.default_rng(hp.seed + 1))
 
     samples = len(tu) * (1 if hp.objective == "rating" else hp.neg_ratio if bpr else 1 + hp.neg_ratio)
     batch = hp.resolved_batch_size(samples)
@@ -148,13 +154,7 @@ def fit(
             if hp.objective == "rating":
                 x, y = _pairs(tu, tm), train_y
             else:
-                nu, nm = sample_negatives(tu, n_movies, hp.neg_ratio, positive_keys, rng)
-                if bpr:
-                    x = np.stack([nu, np.repeat(tm, hp.neg_ratio), nm], axis=1).astype(np.int32)
-                    y = np.ones(len(nu), dtype=np.float32)
-                else:
-                    x = _pairs(np.r_[tu, nu], np.r_[tm, nm])
-                    y = np.r_[np.ones(len(tu)), np.zeros(len(nu))].astype(np.float32)
+                x, y = implicit_samples(tu, tm, rng)
             order = rng.permutation(len(x))
             self.x, self.y = x[order], y[order]
 
