@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -84,13 +82,3 @@ def test_broken_model_directory(tmp_path: Path) -> None:
     (broken / "config.json").write_text("{not json")
     with pytest.raises(ModelError, match=r"cannot load model"):
         load_model(str(broken))
-
-
-def test_importing_the_cli_modules_does_not_load_torch() -> None:
-    code = (
-        "import sys, movierec.cli, movierec.embedder, movierec.store, ingest.search, ingest.embed; "
-        "heavy = [m for m in ('torch', 'sentence_transformers', 'tensorflow') if m in sys.modules]; "
-        "print(heavy)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
