@@ -12,7 +12,8 @@ install:
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
 
-test:
+# Lint first (a second): style drift fails CI like a broken test.
+test: lint
 	$(PY) -m pytest
 
 test-fast:
