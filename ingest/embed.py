@@ -15,16 +15,45 @@ DuckDB is only read.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from ingest.text import movie_texts
+import numpy as np
+
+from ingest.text import TITLE_WEIGHT, MovieText, movie_texts
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BusyError, ModelError, NotFoundError
 from movierec.progress import say
 from movierec.store import open_store
 
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
 DEFAULT_BATCH_SIZE = 64
+
+
+def movie_vectors(
+    model: SentenceTransformer,
+    movies: Sequence[MovieText],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+) -> np.ndarray:
+    """One unit vector per movie: `normalise(TITLE_WEIGHT * v(title text) + v(genre text))`.
+
+    A movie without genres is its title's vector. Genre texts repeat (a few hundred distinct genre lists
+    in 62k movies), so each is encoded once.
+    """
+    from movierec.embedder import encode, normalise
+
+    titles = encode(model, [m.title_text for m in movies], batch_size=batch_size, progress=progress)
+    kinds = sorted({m.genre_text for m in movies if m.genre_text})
+    by_kind = dict(zip(kinds, encode(model, kinds, batch_size=batch_size), strict=True))
+    out = np.empty_like(titles)
+    for i, m in enumerate(movies):
+        out[i] = TITLE_WEIGHT * titles[i] + by_kind[m.genre_text] if m.genre_text else titles[i]
+    return normalise(out)
 
 
 @dataclass
@@ -60,7 +89,7 @@ def embed_movies(
     progress: bool = False,
 ) -> EmbedSummary:
     """Bring the vector store up to date with the `movies` table under `settings.model`."""
-    from movierec.embedder import encode, load_model, model_dim
+    from movierec.embedder import export_query_encoder, load_model, model_dim
 
     started = time.perf_counter()
     with connect(settings, read_only=True) as con:
@@ -91,7 +120,8 @@ def embed_movies(
                 f"the vector store holds {before[1]}-d vectors of {model_name}, but {model_name} now gives "
                 f"{dim}-d: the name points at another model; delete {settings.edge_path} or use a new name"
             )
-        vectors = encode(model, [m.text for m in todo], batch_size=batch_size, progress=progress)
+        vectors = movie_vectors(model, todo, batch_size=batch_size, progress=progress)
+        export_query_encoder(model, model_name, settings.home)  # fast `search` / `recommend` queries
 
     with open_store(settings) as store:
         if store.model_info() != before:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from vector_world import MOVIES, add_movies, set_title
 
 from ingest.embed import embed_movies
-from ingest.text import clean_title, movie_text, movie_texts
+from ingest.text import GENRE_WORDS, clean_title, genre_text, movie_texts, title_text
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
@@ -26,26 +26,35 @@ def test_clean_title_drops_every_parenthesised_part() -> None:
     assert clean_title("Untitled Home Video") == "Untitled Home Video"
 
 
-def test_movie_text_is_title_then_genres_then_tags() -> None:
-    genres = ["Adventure", "Animation", "Children"]
-    assert movie_text("Toy Story (1995)", genres) == "Toy Story Adventure Animation Children"
-    assert movie_text("Pulse (2001)", ["(no genres listed)"]) == "Pulse"
-    assert movie_text("Heat (1995)", [], ["heist", "los angeles"]) == "Heat heist los angeles"
+def test_title_text_is_title_then_tags_and_genre_text_uses_the_genre_words() -> None:
+    assert title_text("Toy Story (1995)") == "Toy Story"
+    assert title_text("Heat (1995)", ["heist", "los angeles"]) == "Heat heist los angeles"
+    assert title_text("(Untitled)") == "(Untitled)"  # nothing left after cleaning: the raw title
+    assert genre_text(["Romance", "War"]) == f"{GENRE_WORDS['Romance']}. {GENRE_WORDS['War']}"
+    assert genre_text(["(no genres listed)"]) == "" and genre_text([]) == ""
+    assert genre_text(["Mumblecore"]) == "Mumblecore"  # a label without words of its own: its name
+
+
+def test_every_movielens_genre_has_its_words() -> None:
+    movielens = "Action Adventure Animation Children Comedy Crime Documentary Drama Fantasy Film-Noir Horror"
+    movielens += " IMAX Musical Mystery Romance Sci-Fi Thriller War Western"
+    assert set(GENRE_WORDS) == set(movielens.split())
 
 
 def test_movie_texts_from_duckdb_with_most_frequent_tags(settings: Settings) -> None:
     add_movies(settings)
     with connect(settings, read_only=True) as con:
         plain = {m.movie_id: m for m in movie_texts(con)}
-        tagged = {m.movie_id: m.text for m in movie_texts(con, with_tags=True, tags_per_movie=2)}
+        tagged = {m.movie_id: m.title_text for m in movie_texts(con, with_tags=True, tags_per_movie=2)}
     assert len(plain) == len(MOVIES)
-    assert plain[15].text == "Untitled Home Video" and plain[15].genres == [] and plain[15].year is None
-    assert plain[14].text == "Godfather, The Crime Drama"
+    assert plain[15].title_text == "Untitled Home Video" and plain[15].genre_text == ""
+    assert plain[15].genres == [] and plain[15].year is None
+    assert (plain[14].title_text, plain[14].genre_text) == ("Godfather, The", genre_text(["Crime", "Drama"]))
     # "mafia" x3 (any case) beats "classic" x1 and "al pacino" x1; ties go alphabetically; blank tags drop.
-    assert tagged[14] == "Godfather, The Crime Drama mafia al pacino"
-    assert tagged[1] == "Night of the Living Dead Horror zombies classic"
-    assert tagged[10] == "Interstellar Sci-Fi IMAX space"
-    assert tagged[5] == plain[5].text  # no tags: unchanged
+    assert tagged[14] == "Godfather, The mafia al pacino"
+    assert tagged[1] == "Night of the Living Dead zombies classic"
+    assert tagged[10] == "Interstellar space"
+    assert tagged[5] == plain[5].title_text  # no tags: unchanged
 
 
 @pytest.fixture
