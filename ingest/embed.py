@@ -39,21 +39,43 @@ def movie_vectors(
     movies: Sequence[MovieText],
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
+    title_weight: float = TITLE_WEIGHT,
 ) -> np.ndarray:
-    """One unit vector per movie: `normalise(TITLE_WEIGHT * v(title text) + v(genre text))`.
+    """One unit vector per movie: `normalise(title_weight * v(title text) + v(genre text))`.
 
     A movie without genres is its title's vector. Genre texts repeat (a few hundred distinct genre lists
     in 62k movies), so each is encoded once.
     """
-    from movierec.embedder import encode, normalise
+    titles, genres = encode_parts(model, movies, batch_size=batch_size, progress=progress)
+    return mix(titles, genres, title_weight)
+
+
+def encode_parts(
+    model: SentenceTransformer,
+    movies: Sequence[MovieText],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two halves of `movie_vectors` before mixing: title vectors, and genre-text vectors (all-zero
+    rows for movies without genres)."""
+    from movierec.embedder import encode
 
     titles = encode(model, [m.title_text for m in movies], batch_size=batch_size, progress=progress)
     kinds = sorted({m.genre_text for m in movies if m.genre_text})
     by_kind = dict(zip(kinds, encode(model, kinds, batch_size=batch_size), strict=True))
-    out = np.empty_like(titles)
+    genres = np.zeros_like(titles)
     for i, m in enumerate(movies):
-        out[i] = TITLE_WEIGHT * titles[i] + by_kind[m.genre_text] if m.genre_text else titles[i]
-    return normalise(out)
+        if m.genre_text:
+            genres[i] = by_kind[m.genre_text]
+    return titles, genres
+
+
+def mix(titles: np.ndarray, genres: np.ndarray, title_weight: float = TITLE_WEIGHT) -> np.ndarray:
+    """`normalise(title_weight * titles + genres)`; rows without a genre vector stay their title's."""
+    from movierec.embedder import normalise
+
+    has_genres = np.any(genres != 0, axis=1, keepdims=True)
+    return normalise(np.where(has_genres, title_weight * titles + genres, titles))
 
 
 @dataclass
