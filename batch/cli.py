@@ -255,7 +255,10 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
 def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **kw: Any) -> None:
     """Personalised list for USER_ID and TEXT, computed now exactly as the nightly batch would."""
     from batch.recommend import recommend
+    from movierec.embedder import language_notice
 
+    if notice := language_notice(settings.model, text):
+        click.echo(f"note: {notice}", err=True)
     res = recommend(settings, user_id, text, **kw)
     if res.notice:
         click.echo(f"note: {res.notice}", err=True)

@@ -111,7 +111,7 @@ def embed_movies(
     progress: bool = False,
 ) -> EmbedSummary:
     """Bring the vector store up to date with the `movies` table under `settings.model`."""
-    from movierec.embedder import export_query_encoder, load_model, model_dim
+    from movierec.embedder import export_query_encoder, has_query_encoder, load_model, model_dim
 
     started = time.perf_counter()
     with connect(settings, read_only=True) as con:
@@ -143,7 +143,9 @@ def embed_movies(
                 f"{dim}-d: the name points at another model; delete {settings.edge_path} or use a new name"
             )
         vectors = movie_vectors(model, todo, batch_size=batch_size, progress=progress)
-        export_query_encoder(model, model_name, settings.home)  # fast `search` / `recommend` queries
+    if todo or not has_query_encoder(settings.home, model_name):
+        # The ONNX export that makes `search` / `recommend` fast; made once per model (a few seconds).
+        export_query_encoder(load_model(model_name), model_name, settings.home)
 
     with open_store(settings) as store:
         if store.model_info() != before:

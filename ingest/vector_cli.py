@@ -74,7 +74,11 @@ def search(
     Example: movierec search "space adventure" --genre Sci-Fi --year-min 1980
     """
     from ingest.search import search as run_search
+    from movierec.embedder import language_notice
     from movierec.store import SearchFilter
+
+    if notice := language_notice(settings.model, text):
+        click.echo(f"note: {notice}", err=True)
 
     flt = SearchFilter(genres=genres, exclude_genres=exclude_genres, year_min=year_min, year_max=year_max)
     rows = run_search(settings, text, limit=limit, flt=flt)

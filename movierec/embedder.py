@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -168,7 +169,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 # pooling, any dense layer, normalisation) as one ONNX graph next to the model's own tokenizer.json;
 # queries then run through onnxruntime and the `tokenizers` library in about a second, with the same
 # vectors (tests/test_embedder.py compares them). Nothing is downloaded; without an export (or with a
-# stale one) queries go through sentence-transformers as before.
+# stale one, or onnxruntime missing) queries go through sentence-transformers as before.
 
 ENCODERS_DIR = "encoders"
 _ONNX_FILE, _TOKENIZER_FILE, _SIDECAR_FILE = "model.onnx", "tokenizer.json", "encoder.json"
@@ -299,17 +300,18 @@ def encode_queries(name: str, texts: list[str], home: Path | None = None) -> np.
     """Embed a few query texts with model `name`: unit float32 rows, the same vectors as `encode`.
 
     Uses the ONNX export under `home` when there is a current one (about a second from a cold start),
-    otherwise sentence-transformers (and leaves an export behind for the next query).
+    otherwise sentence-transformers. Only `movierec embed` writes exports: a search writes nothing.
     """
     directory = query_encoder_dir(home, name) if home is not None else None
     if directory is not None and _current_export(directory, name) is not None:
         with contextlib.suppress(ImportError):  # onnxruntime missing: the slow path still works
             return _encode_onnx(directory, list(texts))
-    model = load_model(name)
-    vectors = encode(model, list(texts))
-    if home is not None:
-        export_query_encoder(model, name, home)
-    return vectors
+    return encode(load_model(name), list(texts))
+
+
+def has_query_encoder(home: Path, name: str) -> bool:
+    """Whether a current ONNX export of model `name` exists under `home`."""
+    return _current_export(query_encoder_dir(home, name), name) is not None
 
 
 def _encode_onnx(directory: Path, texts: list[str]) -> np.ndarray:
@@ -324,3 +326,61 @@ def _encode_onnx(directory: Path, texts: list[str]) -> np.ndarray:
     }
     feeds = {n: np.asarray(columns[n], dtype=np.int64) for n in sidecar["inputs"]}
     return normalise(session.run(None, feeds)[0])  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- non-English queries
+#
+# The offline model (all-MiniLM-L6-v2) was trained on English only; LaBSE, the deployment default, on
+# 109 languages. A cheap check, no language-id model: a query is "clearly not English" when most of its
+# letters are in another script (Cyrillic, CJK, Arabic, ...), or when it has two or more words, no common
+# English word, and at least one common function word of another language or a word with accents
+# ("películas de terror", "films d'horreur avec des zombies"). Ambiguous queries (one word, a title,
+# "Amélie" alone) get no notice.
+
+_ENGLISH_WORDS = (
+    "a an the of and or with without about for from in on at by to into over under after before like "
+    "is are was were be been my me i we you your our their his her its it this that these those who "
+    "what which where when how why not no some any all more most very so just than then there here "
+    "movie movies show shows story stories"
+)
+_FOREIGN_WORDS = (
+    # French, Spanish, Italian, Portuguese, German, Dutch function words that are not also English words
+    # ("die", "do", "con", "per", "van" are left out for that reason).
+    "le la les des du au aux avec pour une sur dans et est qui sans très "
+    "el los las del por para una y muy película películas "
+    "il gli della dei delle che un senza molto "
+    "das dos com uma sem muito filme filmes "
+    "der dem und mit für ein eine einen ohne über sehr nicht "
+    "het een en voor zonder zeer"
+)
+_ENGLISH = frozenset(_ENGLISH_WORDS.split())
+_FOREIGN = frozenset(_FOREIGN_WORDS.split()) - _ENGLISH
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+
+
+def looks_non_english(text: str) -> bool:
+    """True when `text` is clearly not English (see the comment above); False when unsure."""
+    import unicodedata
+
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return False
+    latin = sum(unicodedata.name(c, "").startswith("LATIN") for c in letters)
+    if latin < len(letters) / 2:
+        return True
+    words = [w.lower() for w in _WORD.findall(text)]
+    if len(words) < 2 or any(w in _ENGLISH for w in words):
+        return False
+    parts = [p for w in words for p in w.split("'")]
+    return any(p in _FOREIGN for p in parts) or any(not w.isascii() for w in words)
+
+
+def language_notice(model_name: str, text: str) -> str | None:
+    """A one-line warning for a query the configured model will serve poorly, or None."""
+    if model_name != OFFLINE_MODEL or not looks_non_english(text):
+        return None
+    return (
+        f"this query does not look English and model '{OFFLINE_MODEL}' knows English only, so results may "
+        "be poor; for other languages configure a multilingual model, e.g. "
+        "MOVIEREC_MODEL=sentence-transformers/LaBSE (then `movierec embed`)"
+    )

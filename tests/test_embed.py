@@ -239,3 +239,14 @@ def test_a_model_that_fails_to_load_leaves_the_store_untouched(catalogue: Settin
     assert result.exit_code == 1 and "rebuilding" not in result.output
     with open_store(catalogue) as store:
         assert store.model_info() == ("offline-minilm", 384) and store.count() == len(MOVIES)
+
+
+@pytest.mark.slow
+def test_embed_leaves_the_query_encoder_and_restores_a_missing_one(catalogue: Settings) -> None:
+    from movierec.embedder import has_query_encoder, query_encoder_dir
+
+    embed_movies(catalogue)
+    assert has_query_encoder(catalogue.home, "offline-minilm")
+    shutil.rmtree(query_encoder_dir(catalogue.home, "offline-minilm"))
+    again = embed_movies(catalogue)
+    assert again.upserted == 0 and has_query_encoder(catalogue.home, "offline-minilm")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.search import read_queries
 from movierec.embedder import encode, load_model, model_dim, resolve_model
 from movierec.errors import ModelError
 
@@ -107,12 +108,12 @@ def test_onnx_query_encoder_gives_the_embedding_vectors(model, tmp_path: Path) -
     assert export_query_encoder(model, "offline-minilm", tmp_path) == directory  # current: kept
 
 
-def test_queries_without_an_export_use_the_model_and_leave_an_export(model, tmp_path: Path) -> None:
-    from movierec.embedder import encode_queries, query_encoder_dir
+def test_queries_without_an_export_use_the_model_and_write_nothing(model, tmp_path: Path) -> None:
+    from movierec.embedder import encode_queries
 
     vectors = encode_queries("offline-minilm", QUERIES[:2], tmp_path)
     np.testing.assert_allclose(vectors, encode(model, QUERIES[:2]), atol=1e-6)
-    assert (query_encoder_dir(tmp_path, "offline-minilm") / "model.onnx").is_file()
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------- LaBSE's architecture
@@ -222,3 +223,36 @@ def test_a_changed_model_directory_makes_the_export_stale(tmp_path: Path) -> Non
         (path / "config_sentence_transformers.json").read_text() + " "
     )
     assert _current_export(directory, str(path)) is None
+
+
+# --------------------------------------------------------------------------- non-English queries
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "películas de terror",
+        "films d'horreur avec des zombies",
+        "Filme über den Krieg",
+        "фильмы ужасов",
+        "恐怖电影",
+    ],
+)
+def test_clearly_non_english_queries_are_noticed(text: str) -> None:
+    from movierec.embedder import language_notice, looks_non_english
+
+    assert looks_non_english(text)
+    notice = language_notice("offline-minilm", text)
+    assert notice is not None and "\n" not in notice and "LaBSE" in notice
+    assert language_notice("sentence-transformers/LaBSE", text) is None  # multilingual: nothing to say
+
+
+def test_english_and_ambiguous_queries_get_no_notice() -> None:
+    from conftest import QUERIES_CSV
+
+    from movierec.embedder import looks_non_english
+
+    held_out = Path(__file__).resolve().parents[1] / "benchmarks" / "queries_heldout.csv"
+    queries = [q for path in (QUERIES_CSV, held_out) if path.exists() for q, _ in read_queries(path)]
+    queries += ["Amélie", "movies like Amélie", "robert de niro gangster", "Liebesfilme", "zombies die"]
+    assert [q for q in queries if looks_non_english(q)] == []
