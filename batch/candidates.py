@@ -4,11 +4,11 @@ the vector store (who has seen which candidate comes from `movierec.catalog.Seen
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from movierec.batch.queries import SavedQuery
+from movierec.cf import Candidates
 from movierec.config import Settings
 from movierec.errors import ModelError
 
@@ -19,17 +19,6 @@ def encode_texts(settings: Settings, texts: Sequence[str]) -> np.ndarray:
 
     model = load_model(settings.model)
     return encode(model, list(texts))
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """A query's candidate movies from the vector store, best first."""
-
-    movie_ids: np.ndarray  # int64 [K]
-    similarity: np.ndarray  # float32 [K], cosine similarity to the query text
-
-    def __len__(self) -> int:
-        return len(self.movie_ids)
 
 
 def fetch_candidates(

@@ -5,7 +5,8 @@ Lifecycle, designed so analysts can read the database while the job works:
    process as 'abandoned', record this run as 'running', read the saved queries;
 2. encode the queries, fetch candidates from the store, read users and the candidates' ratings through a
    read-only connection that is closed again before scoring (other processes can read and write meanwhile);
-3. score in memory (batch/scoring.py), streaming each query's lists into the run's Parquet file;
+3. rank in memory through the model contract (`Recommender.recommend`, cf/ranking.py), streaming each
+   query's lists into the run's Parquet file;
 4. publish in one short write transaction (batch/publish.py): the run marked 'succeeded', the
    `recommendations` view pointed at the kept runs' files, runs beyond `keep_runs` dropped. This is the
    only time other processes are locked out; its length is measured and printed.
@@ -24,11 +25,11 @@ import numpy as np
 import pyarrow as pa
 
 from movierec import catalog
-from movierec.batch.candidates import Candidates, encode_texts, fetch_candidates
+from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.lock import batch_lock
 from movierec.batch.publish import RunWriter, point_views, remove_orphans
 from movierec.batch.queries import SavedQuery, list_queries
-from movierec.cf import CF_FORMULA, Recommender, cold_formula, load_current_model
+from movierec.cf import CF_FORMULA, Candidates, Recommender, cold_formula, load_current_model
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError, NotFoundError

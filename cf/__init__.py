@@ -9,7 +9,7 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
 
 from movierec.cf.factors import Factors
 from movierec.cf.keras_cf import KerasCF
-from movierec.cf.ranking import CF_FORMULA, SOURCE_CF, SOURCE_COLD, Ranked, cold_formula
+from movierec.cf.ranking import CF_FORMULA, SOURCE_CF, SOURCE_COLD, Candidates, Ranked, cold_formula
 from movierec.cf.recommender import BiasOnly, Popularity, Recommender
 from movierec.cf.registry import (
     ModelRecord,
@@ -28,6 +28,7 @@ __all__ = [
     "SOURCE_CF",
     "SOURCE_COLD",
     "BiasOnly",
+    "Candidates",
     "Factors",
     "HyperParams",
     "KerasCF",
