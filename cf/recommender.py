@@ -169,7 +169,8 @@ class Recommender(ABC):
         )
         self._save(directory)
         doc = {**(manifest or {}), "kind": self.kind, "params": self._params()}
-        _write_json(directory / MANIFEST, doc)
+        # No temp-and-rename here: the registry renames the whole directory into place.
+        (directory / MANIFEST).write_text(json.dumps(doc, indent=2, default=str))
         return directory
 
     @classmethod
@@ -238,12 +239,6 @@ def read_kind(directory: Path) -> tuple[str, dict[str, Any]]:
         meta = json.loads(legacy.read_text())
         return meta.pop("kind"), meta
     return doc["kind"], dict(doc.get("params") or {})
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    tmp.replace(path)
 
 
 class Popularity(Recommender):
