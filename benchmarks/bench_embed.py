@@ -17,8 +17,8 @@ from pathlib import Path
 
 import click
 
-from ingest.text import title_text
 from movierec.embedder import encode, load_model
+from movierec.ingest.text import title_text
 
 MOVIES_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "movies.csv"
 

@@ -37,7 +37,7 @@ import numpy
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.store import open_store
-from ingest.search import validate_filter
+from movierec.ingest.search import validate_filter
 lap("import movierec, numpy, duckdb, qdrant-edge")
 settings = Settings(home=sys.argv[1], model="offline-minilm")
 with connect(settings, read_only=True) as con:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import click
 
-from ingest.search import genre_precision, read_queries
 from movierec.config import Settings
+from movierec.ingest.search import genre_precision, read_queries
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "queries.csv"
 HELDOUT = Path(__file__).resolve().parent / "queries_heldout.csv"

@@ -20,12 +20,12 @@ import numpy as np
 from batch_quality_small import OUT, QUERIES, batch_quality, relevant_genres
 from search_quality import HELDOUT
 
-from ingest.embed import encode_parts, mix
-from ingest.search import genre_precision, read_queries
-from ingest.text import clean_title, movie_texts
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.embedder import encode, load_model
+from movierec.ingest.embed import encode_parts, mix
+from movierec.ingest.search import genre_precision, read_queries
+from movierec.ingest.text import clean_title, movie_texts
 from movierec.store import open_store
 
 SWEEP = OUT.parent / "title-weight-sweep"

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cf.factors import Factors
-from cf.recommender import Recommender
-from cf.train import History, HyperParams
+from movierec.catalog import Seen
+from movierec.cf.factors import Factors
+from movierec.cf.recommender import Recommender
+from movierec.cf.train import History, HyperParams
 from movierec.errors import ModelError
 
 FACTORS = "factors.npz"
@@ -38,7 +39,7 @@ class KerasCF(Recommender):
         return self.hp.to_dict()
 
     def _fit(self, user_rows, movie_rows, ratings, progress):
-        from cf import train
+        from movierec.cf import train
 
         self.model, self.history = train.fit(
             user_rows,
@@ -59,12 +60,50 @@ class KerasCF(Recommender):
             **self.model.weights_as_arrays(),
         )
 
-    def _scores(self, user_rows, movie_rows):
+    @property
+    def flops_per_pair(self) -> int:  # type: ignore[override]
+        return self.factors.dim if self.factors is not None else 0
+
+    def _items(self, movie_ids):
+        """Candidate vectors (transposed, contiguous for BLAS) and biases incl. the global one; a movie
+        newer than the model has no vector: interaction 0 and the median movie bias, a neutral prior."""
         f = self.factors
-        return f.logits(user_rows, np.arange(len(f.movie_ids)) if movie_rows is None else movie_rows)
+        rows = f.movie_index(movie_ids)
+        known = rows >= 0
+        vecs = np.zeros((len(rows), f.dim), dtype=np.float32)
+        vecs[known] = f.movie_vecs[rows[known]]
+        prior = float(np.median(f.movie_bias)) if len(f.movie_bias) else 0.0
+        bias = np.full(len(rows), prior, dtype=np.float32)
+        bias[known] = f.movie_bias[rows[known]]
+        bias += np.float32(f.global_bias)
+        return np.ascontiguousarray(vecs.T), bias
+
+    def _block(self, user_rows, items):
+        vecs_t, bias = items
+        f = self.factors
+        # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
+        first, last = int(user_rows[0]), int(user_rows[-1])
+        contiguous = last - first + 1 == len(user_rows) and bool((np.diff(user_rows) == 1).all())
+        uvecs = f.user_vecs[first : last + 1] if contiguous else f.user_vecs[user_rows]
+        logits = uvecs @ vecs_t
+        logits += f.user_bias[user_rows, None]
+        logits += bias[None, :]
+        return logits
+
+    def _to_rating(self, raw):
+        return self.factors.to_rating(raw)
 
     def _predict_rows(self, user_rows, movie_rows):
         return self.factors.to_rating(self.factors.pair_logits(user_rows, movie_rows))
+
+    @classmethod
+    def from_factors(cls, factors: Factors, seen: Seen, **hyperparams) -> KerasCF:
+        """A model from exported factors (known-answer tests, models fitted elsewhere): no Keras file."""
+        obj = cls(objective=factors.objective, dim=factors.dim, **hyperparams)
+        obj.user_ids, obj.movie_ids, obj.seen = factors.user_ids, factors.movie_ids, seen
+        obj.rating_range = (factors.rating_min, factors.rating_max)
+        obj.factors = factors
+        return obj
 
     def _save(self, directory: Path) -> None:
         self.factors.save(directory / FACTORS)

@@ -102,7 +102,7 @@ def fit(
     negatives) at every epoch end: one traced train function, Keras' own EarlyStopping."""
     import keras
 
-    from cf import keras_model  # TensorFlow loads here, not at CLI start
+    from movierec.cf import keras_model  # TensorFlow loads here, not at CLI start
 
     rng = np.random.default_rng(hp.seed)
     bpr = hp.objective == "implicit" and hp.implicit_loss == "bpr"

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ingest.text import TITLE_WEIGHT, MovieText, movie_texts
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BusyError, ModelError, NotFoundError
+from movierec.ingest.text import TITLE_WEIGHT, MovieText, movie_texts
 from movierec.progress import say
 from movierec.store import open_store
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.search import read_queries
 from movierec.embedder import encode, load_model, model_dim, resolve_model
 from movierec.errors import ModelError
+from movierec.ingest.search import read_queries
 
 pytestmark = pytest.mark.slow  # loads the real offline model once per test process
 
@@ -178,9 +178,9 @@ def test_labse_architecture_is_configured_from_the_model_directory(tmp_path: Pat
 
     from vector_world import add_movies
 
-    from ingest.embed import embed_movies
     from movierec.config import Settings
     from movierec.embedder import encode_queries, query_encoder_dir
+    from movierec.ingest.embed import embed_movies
     from movierec.store import open_store
 
     path = str(_tiny_labse(tmp_path))
