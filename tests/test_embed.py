@@ -250,3 +250,21 @@ def test_embed_leaves_the_query_encoder_and_restores_a_missing_one(catalogue: Se
     shutil.rmtree(query_encoder_dir(catalogue.home, "offline-minilm"))
     again = embed_movies(catalogue)
     assert again.upserted == 0 and has_query_encoder(catalogue.home, "offline-minilm")
+
+
+@pytest.mark.slow
+def test_movie_vectors_weight_the_title_against_the_genre_words(catalogue: Settings) -> None:
+    import numpy as np
+
+    from movierec.embedder import encode, load_model, normalise
+    from movierec.ingest.embed import movie_vectors
+    from movierec.ingest.text import TITLE_WEIGHT
+
+    with connect(catalogue, read_only=True) as con:
+        movies = {m.movie_id: m for m in movie_texts(con)}
+    model = load_model(catalogue.model)
+    godfather, untitled = movies[14], movies[15]  # Crime|Drama; no genres
+    vectors = movie_vectors(model, [godfather, untitled])
+    title, genres, bare = encode(model, [godfather.title_text, godfather.genre_text, untitled.title_text])
+    np.testing.assert_allclose(vectors[0], normalise((TITLE_WEIGHT * title + genres)[None])[0], atol=1e-5)
+    np.testing.assert_allclose(vectors[1], bare, atol=1e-5)  # no genres: the title's own vector

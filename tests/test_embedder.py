@@ -124,7 +124,8 @@ def _tiny_labse(directory: Path) -> Path:
     Dense layer with tanh, Normalize), small enough to build in a second; LaBSE itself cannot be
     downloaded here. Saved as sentence-transformers saves LaBSE, so loading goes through our real code."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     torch.manual_seed(0)
@@ -191,7 +192,9 @@ def test_labse_architecture_is_configured_from_the_model_directory(tmp_path: Pat
     kinds = [type(m).__name__ for m in model]
     assert kinds == ["Transformer", "Pooling", "Dense", "Normalize"]
     pooling = json.loads((Path(path) / "1_Pooling" / "config.json").read_text())
-    assert "cls" in json.dumps(pooling).lower() and "mean" not in json.dumps(pooling).lower()
+    assert pooling["pooling_mode"] == "cls"  # as LaBSE ships it
+    assert model[1].get_config_dict()["pooling_mode"] == "cls"  # and as load_model built it
+    assert model[2].get_config_dict()["out_features"] == 768
     vectors = encode(model, ["love story", "war film about soldiers"])
     assert vectors.shape == (2, 768)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
