@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from movierec import __version__
-from movierec.cli import batch, cf, ingest, pipeline, sql, vectors
+from movierec.cli import batch, cf, doctor, ingest, pipeline, sql, vectors
 from movierec.errors import MovierecError
 
 
@@ -53,6 +53,6 @@ def main() -> None:
     """
 
 
-for _module in (ingest, vectors, cf, batch, pipeline, sql):
+for _module in (ingest, vectors, cf, batch, pipeline, sql, doctor):
     for _command in _module.COMMANDS:
         main.add_command(_command)
