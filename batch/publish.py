@@ -106,6 +106,12 @@ def check_rows(table: pa.Table) -> None:
 def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
     """Inside the publish transaction: keep the newest `keep_runs` succeeded runs, repoint the view at their
     files, drop older runs' rows. Returns the files to delete once the transaction has committed."""
+    lost = db.missing_run_files(con, settings.db_path)
+    for run_id, path in lost.items():  # deleted or damaged since: recorded, and no longer kept or served
+        con.execute(
+            "UPDATE batch_runs SET status = 'lost', error = ? WHERE run_id = ?",
+            [f"its published file {path} was missing or damaged when a later run published", run_id],
+        )
     kept = [
         r[0]
         for r in con.execute(

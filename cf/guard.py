@@ -25,8 +25,9 @@ LOSS_CEILING = 5.0
 SATURATED_SHARE = 0.9  # rating models: share of predictions pinned at the ends of the rating scale
 
 
-def check_model(model: Any, metrics: dict[str, Any] | None = None) -> None:
-    """Raise ModelError (one line: what is wrong, what to do) unless `model` is fit to become current."""
+def check_model(model: Any, metrics: dict[str, Any] | None = None, ranking: bool = True) -> None:
+    """Raise ModelError (one line: what is wrong, what to do) unless `model` is fit to become current.
+    `ranking=False`: only the cheap finiteness checks (every load)."""
     for key, value in (metrics or {}).items():
         if key.endswith("loss") and value is not None:
             if not math.isfinite(float(value)):
@@ -37,7 +38,7 @@ def check_model(model: Any, metrics: dict[str, Any] | None = None) -> None:
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             _fail(f"its {name} hold non-finite values")
     seen = getattr(model, "seen", None)
-    if seen is None or len(seen) < MIN_RATINGS or not len(model.user_ids):
+    if not ranking or seen is None or len(seen) < MIN_RATINGS or not len(model.user_ids):
         return
     users, movies = seen.pairs()
     rng = np.random.default_rng(0)
@@ -51,8 +52,8 @@ def check_model(model: Any, metrics: dict[str, Any] | None = None) -> None:
 
 def _fail(why: str) -> None:
     raise ModelError(
-        f"the trained model is unusable ({why}): it was not made current and the previous model stays; "
-        "retrain with a smaller --lr (or other settings)"
+        f"the model is unusable ({why}): a new one is not made current (the previous model stays), a "
+        "stored one is not used; retrain with `movierec train` (a smaller --lr or other settings)"
     )
 
 

@@ -97,6 +97,7 @@ def load_model(model_dir: Path) -> Recommender:
         raise ModelError(f"model directory {model_dir} is missing; retrain with `movierec train`")
     manifest = read_manifest(model_dir)
     model = Recommender.load(model_dir)
+    check_model(model, ranking=False)  # damaged or diverged weights never score anything
     shape = manifest.get("shape")
     if shape and (len(model.user_ids), len(model.movie_ids)) != (shape["n_users"], shape["n_movies"]):
         raise ModelError(

@@ -294,6 +294,9 @@ def test_run_files_missing_moved_or_truncated(settings: Settings, tmp_path: Path
     assert runner.invoke(main, ["show", "2"]).exit_code == 0
     assert runner.invoke(main, ["batch", "run", "-q"]).exit_code == 0
     assert runner.invoke(main, ["check"]).exit_code == 0, runner.invoke(main, ["check"]).output
+    with connect(moved_settings, read_only=True) as con:
+        statuses = con.execute("SELECT run_id, status FROM batch_runs ORDER BY 1").fetchall()
+    assert statuses == [(3, "succeeded"), (4, "succeeded")]  # the lost runs, older, went with retention
 
 
 @pytest.mark.slow
@@ -308,5 +311,5 @@ def test_garbage_scores_are_never_published(settings: Settings) -> None:
     arrays = {k: f[k] for k in f.files}
     arrays["user_vecs"] = np.full_like(arrays["user_vecs"], np.nan)
     np.savez(record.path / "factors.npz", **arrays)
-    one_line_error(CliRunner().invoke(main, ["batch", "run", "-q"]), "non-finite")
+    one_line_error(CliRunner().invoke(main, ["batch", "run", "-q"]), "non-finite", "movierec train")
     assert world.lists(settings) == before
