@@ -19,7 +19,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from movierec import db
 from movierec.config import Settings
+from movierec.errors import DamagedError
 
 ROW_GROUP_ROWS = 256 * 1024  # small enough that user/query filters skip most of a file
 ARROW_SCHEMA = pa.schema(
@@ -39,11 +41,11 @@ _RUN_FILE = re.compile(r"run-(\d+)\.parquet$")
 
 
 def runs_dir(settings: Settings) -> Path:
-    return settings.db_path.with_name(settings.db_path.stem + ".runs")
+    return db.runs_dir(settings.db_path)
 
 
 def run_file(settings: Settings, run_id: int) -> Path:
-    return runs_dir(settings) / f"run-{run_id:06d}.parquet"
+    return db.run_file(settings.db_path, run_id)
 
 
 class RunWriter:
@@ -60,10 +62,16 @@ class RunWriter:
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
+        check_rows(table)
         self._writer.write_table(table.cast(ARROW_SCHEMA), row_group_size=ROW_GROUP_ROWS)
         self.rows += table.num_rows
 
     def finish(self) -> Path:
+        if self.rows == 0:
+            raise DamagedError(
+                "the run produced no rows (no candidates or no users): nothing was published; check the "
+                "vector store and the data with `movierec check`"
+            )
         self._writer.close()
         with open(self.tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -77,9 +85,33 @@ class RunWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+def check_rows(table: pa.Table) -> None:
+    """Refuse values no sane model or store gives: non-finite scores, cosine similarities outside [-1, 1]."""
+    import numpy as np
+
+    score = table.column("score").to_numpy(zero_copy_only=False)
+    sim = table.column("similarity").to_numpy(zero_copy_only=False)
+    rating = table.column("predicted_rating").to_numpy(zero_copy_only=False)
+    bad = []
+    if not np.isfinite(score).all():
+        bad.append("non-finite scores (a diverged CF model? retrain with `movierec train`)")
+    if not (np.isfinite(sim).all() and (np.abs(sim) <= 1.0 + 1e-3).all()):
+        bad.append("similarities outside [-1, 1] (a damaged vector store? run `movierec embed --rebuild`)")
+    if np.isinf(rating).any():
+        bad.append("infinite predicted ratings (retrain with `movierec train`)")
+    if bad:
+        raise DamagedError(f"the run would publish {' and '.join(bad)}; nothing was published")
+
+
 def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
     """Inside the publish transaction: keep the newest `keep_runs` succeeded runs, repoint the view at their
     files, drop older runs' rows. Returns the files to delete once the transaction has committed."""
+    lost = db.missing_run_files(con, settings.db_path)
+    for run_id, path in lost.items():  # deleted or damaged since: recorded, and no longer kept or served
+        con.execute(
+            "UPDATE batch_runs SET status = 'lost', error = ? WHERE run_id = ?",
+            [f"its published file {path} was missing or damaged when a later run published", run_id],
+        )
     kept = [
         r[0]
         for r in con.execute(
@@ -87,19 +119,13 @@ def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
             [keep_runs],
         ).fetchall()
     ]
-    files = [run_file(settings, r) for r in sorted(kept)]
-    listing = ", ".join("'" + str(f.resolve()).replace("'", "''") + "'" for f in files)
-    con.execute(
-        "CREATE OR REPLACE VIEW recommendations AS SELECT run_id::INTEGER AS run_id, "
-        "query_name::VARCHAR AS query_name, user_id, rank, movie_id, score, similarity, predicted_rating, "
-        f"source::VARCHAR AS source FROM read_parquet([{listing}])"
-    )
     oldest = min(kept)
     dropped = [
         r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE run_id < ?", [oldest]).fetchall()
     ]
     for table in ("batch_run_queries", "batch_runs"):
         con.execute(f"DELETE FROM {table} WHERE run_id < ?", [oldest])
+    db.sync_views(con, settings.db_path)  # the kept runs' files that exist; a lost one is left out
     return [run_file(settings, r) for r in dropped]
 
 

@@ -5,9 +5,11 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
   `KerasCF`, `Popularity`, `BiasOnly` implement it.
 - `current_model`, `load_current_model`, `list_models`, `train_model`, `save_model`, `stale_reason`:
   the versioned models on disk and their record in DuckDB.
+- `check_model`: what a model must show before it becomes current (finite, not worse than popularity).
 """
 
 from movierec.cf.factors import Factors
+from movierec.cf.guard import check_model
 from movierec.cf.keras_cf import KerasCF
 from movierec.cf.ranking import CF_FORMULA, SOURCE_CF, SOURCE_COLD, Candidates, Ranked, cold_formula
 from movierec.cf.recommender import BiasOnly, Popularity, Recommender
@@ -36,6 +38,7 @@ __all__ = [
     "Popularity",
     "Ranked",
     "Recommender",
+    "check_model",
     "cold_formula",
     "current_model",
     "list_models",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -104,13 +104,28 @@ class EmbedSummary:
         )
 
 
+def check_vectors(vectors: Any, n: int, dim: int, model_name: str) -> None:
+    """Embeddings replace stored ones only when they are what a model gives: n x dim, finite, not zero."""
+    import numpy as np
+
+    v = np.asarray(vectors)
+    if v.shape != (n, dim):
+        raise ModelError(f"model {model_name} gave vectors of shape {v.shape}, expected ({n}, {dim})")
+    if not np.isfinite(v).all() or (n and not np.linalg.norm(v, axis=1).all()):
+        raise ModelError(
+            f"model {model_name} gave non-finite or zero vectors; the vector store was left as it was"
+        )
+
+
 def embed_movies(
     settings: Settings,
     batch_size: int = DEFAULT_BATCH_SIZE,
     with_tags: bool = False,
     progress: bool = False,
+    rebuild: bool = False,
 ) -> EmbedSummary:
-    """Bring the vector store up to date with the `movies` table under `settings.model`."""
+    """Bring the vector store up to date with the `movies` table under `settings.model`; with `rebuild`,
+    re-embed every movie into a new store that replaces the old one (a damaged store)."""
     from movierec.embedder import export_query_encoder, has_query_encoder, load_model, model_dim
 
     started = time.perf_counter()
@@ -120,9 +135,12 @@ def embed_movies(
         raise NotFoundError(f"no movies in {settings.db_path}: run `movierec ingest DIR` first")
 
     model_name = settings.model
-    with open_store(settings) as store:
+    force = rebuild
+    with open_store(settings, repair=force) as store:
         before = store.model_info()
-        if before is None:
+        if force:
+            rebuild = "--rebuild"
+        elif before is None:
             rebuild = "it records no model" if store.count() else None
         elif before[0] != model_name:
             rebuild = f"it was built with {before[0]} ({before[1]}-d), not {model_name}"
@@ -143,21 +161,24 @@ def embed_movies(
                 f"{dim}-d: the name points at another model; delete {settings.edge_path} or use a new name"
             )
         vectors = movie_vectors(model, todo, batch_size=batch_size, progress=progress)
+        check_vectors(vectors, len(todo), dim, model_name)
     if todo or not has_query_encoder(settings.home, model_name):
         # The ONNX export that makes `search` / `recommend` fast; made once per model (a few seconds).
         export_query_encoder(load_model(model_name), model_name, settings.home)
 
-    with open_store(settings) as store:
+    with open_store(settings, repair=force) as store:
         if store.model_info() != before:
             raise BusyError("the vector store changed while embedding (another `movierec embed`?); run again")
+        ids, payloads = [m.movie_id for m in todo], [m.payload(model_name) for m in todo]
         if todo and (before is None or rebuild):
             # Only now, with every vector of the new model in hand: a model that fails to load or
-            # encode leaves the old store untouched.
+            # encode leaves the old store untouched, and the new store is built beside the old one and
+            # switched in at the end (a kill leaves one of the two, complete).
             if rebuild:
                 say(f"rebuilding the vector store: {rebuild}", enabled=progress)
-            store.reset(model_name, dim)
-        if todo:
-            store.upsert([m.movie_id for m in todo], vectors, [m.payload(model_name) for m in todo])
+            store.rebuild(model_name, dim, ids, vectors, payloads)
+        elif todo:
+            store.upsert(ids, vectors, payloads)
         store.delete(gone)
         backend, location = store.backend, store.location
 

@@ -18,7 +18,8 @@ from movierec.batch.run import check_alpha
 from movierec.cf import stale_reason, train_model
 from movierec.config import Settings
 from movierec.db import connect
-from movierec.errors import MovierecError
+from movierec.doctor import check
+from movierec.errors import DamagedError, MovierecError
 from movierec.ingest import embed_movies, ingest_dir
 from movierec.progress import say
 
@@ -63,6 +64,10 @@ def nightly(
     check_alpha(alpha)
     report = NightlyReport()
     started = time.perf_counter()
+    if settings.db_path.exists():  # the cheap checks first: a damaged database stops the night at once
+        bad = [f for f in check(settings, full=False).problems() if f.check == "database"]
+        if bad:
+            raise DamagedError(f"nightly stopped before starting: {bad[0].detail}; {bad[0].fix}")
 
     def stage(name: str) -> _Stage:
         return _Stage(name, report.stages, progress)

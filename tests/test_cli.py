@@ -30,7 +30,7 @@ ALL_COMMANDS = _commands(main)
 
 def test_every_stage_contributes_its_commands() -> None:
     assert sorted(" ".join(path) for path in ALL_COMMANDS) == [
-        "batch", "batch report", "batch run", "data", "data synth", "embed", "evaluate", "ingest",
+        "batch", "batch report", "batch run", "check", "data", "data synth", "embed", "evaluate", "ingest",
         "model", "model show", "nightly", "queries", "queries add", "queries disable", "queries enable",
         "queries list", "queries remove", "queries show", "queries update", "recommend", "search", "show",
         "similar", "sql", "train",

@@ -225,9 +225,11 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
         return
     run = rep["run"]
     click.echo(
-        f"run {run['run_id']} ({run['status']}, {run['finished_at']}): {run['n_rows']:,} rows, "
-        f"{run['n_users']:,} users, model {run['cf_model_version']}, alpha {run['alpha']}"
+        f"run {run['run_id']} ({run['status']}, {run['finished_at']}): {run['n_rows'] or 0:,} rows, "
+        f"{run['n_users'] or 0:,} users, model {run['cf_model_version']}, alpha {run['alpha']}"
     )
+    for note in rep["notes"]:
+        click.echo(f"note: {note}")
     echo_table(rep["queries"], ["query", "candidates_found", "users_served", "genre_precision",
                            "personalisation", "coverage", "distinct_movies"])  # fmt: skip
 
