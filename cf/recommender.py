@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from cf.data import Ratings, Seen, index_of
+from cf.data import Ratings, Seen, index_of, unique_sorted
 from movierec.errors import ModelError, NotFoundError
 
 META = "recommender.json"
@@ -33,15 +33,20 @@ class Recommender(ABC):
 
     # --- fitting ---------------------------------------------------------------------------------------
     def fit(self, data: Ratings, *, progress: bool = False) -> Recommender:
+        u, m = self._index(data)
+        self._fit(u, m, data.ratings.astype(np.float32), progress=progress)
+        return self
+
+    def _index(self, data: Ratings) -> tuple[np.ndarray, np.ndarray]:
+        """Id maps, seen lists and rating range from `data`; its (user rows, movie rows)."""
         if len(data) == 0:
             raise ModelError("cannot fit a model on zero ratings")
-        self.user_ids = np.unique(data.user_ids)
-        self.movie_ids = np.unique(data.movie_ids)
+        self.user_ids = unique_sorted(data.user_ids)
+        self.movie_ids = unique_sorted(data.movie_ids)
         u, m = index_of(self.user_ids, data.user_ids), index_of(self.movie_ids, data.movie_ids)
         self.seen = Seen.build(u, m, len(self.user_ids))
         self.rating_range = (float(data.ratings.min()), float(data.ratings.max()))
-        self._fit(u, m, data.ratings.astype(np.float32), progress=progress)
-        return self
+        return u, m
 
     @abstractmethod
     def _fit(

@@ -6,7 +6,7 @@ A model directory `MODELS/<version>/` holds:
   contract.npz       id maps and each user's rated movies (cf.recommender)
   recommender.json   model kind and hyperparameters
   model.json         sidecar: hyperparameters, data snapshot, metrics, library versions
-  loss.png           training and validation loss per epoch
+  loss.png           seconds per ALS sweep and validation nDCG (implicit), or loss per epoch (rating)
 
 The directory is written under a temporary name and renamed, then recorded in one transaction, so a
 failed run leaves neither a half-written directory nor a row pointing at one.
@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
 
 from cf.factors import Factors
 from movierec.config import Settings
@@ -126,45 +129,121 @@ def load_current_recommender(settings: Settings):
     return record, Recommender.load(record.path)
 
 
+RETRAIN_SHARE = 0.10  # an update re-solves too much past this share of changed ratings: retrain instead
+RETRAIN_EVERY = 7  # a full retrain after this many updates in a row (drift of the untouched rows)
+GATE_DROP = 0.05  # refuse an update whose validation nDCG@10 falls more than 5% below the current model's
+
+
+class UpdateRefused(ModelError):
+    """An update fitted but failed its quality check; the current model stays current."""
+
+
 def train_model(
     settings: Settings,
     *,
-    objective: str | None = None,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    dim: int | None = None,
-    neg_ratio: int | None = None,
-    implicit_loss: str | None = None,
-    l2: float | None = None,
-    seed: int | None = None,
+    update: bool = False,
     progress: bool = False,
+    **hyperparams,
 ) -> ModelRecord:
-    """Train on every rating in DuckDB, write a new model version and make it current."""
+    """Fit on every rating in DuckDB, write a new model version and make it current.
+
+    Full fit by default. With `update=True` the current model is the start (`KerasCF.update`) unless the
+    rule says retrain: no current implicit model of the same dim, more than RETRAIN_SHARE of the ratings
+    changed, or RETRAIN_EVERY updates since the last full fit. An update whose validation nDCG@10 falls
+    more than GATE_DROP below the current model's on the same users raises UpdateRefused (nothing saved).
+    `hyperparams` are cf.train.HyperParams fields (None = default)."""
     from cf.data import load_ratings
     from cf.keras_cf import KerasCF
 
-    given = dict(objective=objective, epochs=epochs, batch_size=batch_size, lr=lr, dim=dim,
-                 neg_ratio=neg_ratio, implicit_loss=implicit_loss, l2=l2, seed=seed)  # fmt: skip
-    rec = KerasCF(**{k: v for k, v in given.items() if v is not None})
+    rec = KerasCF(**{k: v for k, v in hyperparams.items() if v is not None})
+    t0 = time.perf_counter()
     data = load_ratings(settings)
     snapshot = data.snapshot()
-    say(
-        f"training {rec.hp.objective} model on {snapshot['n_ratings']:,} ratings "
-        f"({snapshot['n_users']:,} users, {snapshot['n_movies']:,} movies)",
-        enabled=progress,
-    )
-    rec.fit(data, progress=progress)
+    say(f"loaded {len(data):,} ratings in {time.perf_counter() - t0:.1f}s", enabled=progress)
+    lineage: dict = {"mode": "full", "base": None, "updates_since_full": 0}
+    why_full = "not asked to update" if not update else None
+    current, previous = None, None
+    if update:
+        current = current_model(settings)
+        if current is None:
+            why_full = "no current model"
+        else:
+            previous = _load_previous(current)
+            last = json.loads((current.path / SIDECAR).read_text()).get("lineage", {})
+            if previous.hp.objective != "implicit" or rec.hp.objective != "implicit":
+                why_full = "only implicit (ALS) models update"
+            elif previous.hp.dim != rec.hp.dim:
+                why_full = f"dim changes from {previous.hp.dim} to {rec.hp.dim}"
+            elif last.get("updates_since_full", 0) + 1 > RETRAIN_EVERY:
+                why_full = f"{RETRAIN_EVERY} updates since the last full fit"
+    started = time.perf_counter()
+    if why_full is None:
+        since = current.max_rated_at.replace(tzinfo=UTC).timestamp() if current.max_rated_at else None
+        say(f"updating model {current.version} with the ratings it has not seen", enabled=progress)
+        change = rec.update(data, previous, since, progress=progress)
+        say(
+            f"{change['changed']:,} changed ratings ({change['share']:.1%}): {change['users']:,} users "
+            f"({change['new_users']:,} new), {change['movies']:,} movies ({change['new_movies']:,} new)",
+            enabled=progress,
+        )
+        if change["share"] > RETRAIN_SHARE:
+            why_full = f"{change['share']:.1%} of the ratings changed (> {RETRAIN_SHARE:.0%})"
+        else:
+            base, new = change["base_ndcg"], rec.history.val_ndcg[-1]
+            if base is not None and np.isfinite(base) and new < base * (1 - GATE_DROP):
+                raise UpdateRefused(
+                    f"update refused: validation nDCG@10 {new:.4f} is more than {GATE_DROP:.0%} below the "
+                    f"current model's {base:.4f}; model {current.version} stays current (or use --retrain)"
+                )
+            lineage = {
+                "mode": "update",
+                "base": current.version,
+                "updates_since_full": last.get("updates_since_full", 0) + 1,
+                "change": change,
+            }
+    if why_full is not None:
+        if update:
+            say(f"full fit: {why_full}", enabled=progress)
+            rec = KerasCF(**{k: v for k, v in hyperparams.items() if v is not None})
+        say(
+            f"training {rec.hp.objective} model on {snapshot['n_ratings']:,} ratings "
+            f"({snapshot['n_users']:,} users, {snapshot['n_movies']:,} movies)",
+            enabled=progress,
+        )
+        rec.fit(data, progress=progress)
     h = rec.history
+    fit_seconds = time.perf_counter() - started
     metrics = {
-        "train_loss": h.loss[h.best_epoch - 1] if h.best_epoch else None,
-        "val_loss": h.val_loss[h.best_epoch - 1] if h.best_epoch else None,
+        "mode": lineage["mode"],
+        "updates_since_full": lineage["updates_since_full"],
+        "train_loss": h.loss[h.best_epoch - 1] if h.loss and h.best_epoch else None,
+        "val_loss": h.val_loss[h.best_epoch - 1] if h.val_loss and h.best_epoch else None,
+        "val_ndcg@10": h.val_ndcg[-1] if h.val_ndcg else None,
         "best_epoch": h.best_epoch,
-        "epochs_run": len(h.loss),
-        "train_seconds": round(sum(h.seconds), 2),
-        "samples_per_second": round(h.samples_per_epoch * len(h.seconds) / max(sum(h.seconds), 1e-9)),
+        "epochs_run": len(h.seconds),
+        "train_seconds": round(fit_seconds, 2),
     }
+    if lineage["mode"] == "update":
+        metrics["base_val_ndcg@10"] = lineage["change"]["base_ndcg"]
+    t0 = time.perf_counter()
+    record = _save_version(settings, rec, snapshot, metrics, lineage, progress)
+    say(f"saved in {time.perf_counter() - t0:.1f}s", enabled=progress)
+    return record
 
+
+def _load_previous(record: ModelRecord):
+    from cf.keras_cf import KerasCF
+    from cf.recommender import Recommender
+
+    load_factors(record.path)  # sidecar checks
+    previous = Recommender.load(record.path)
+    if not isinstance(previous, KerasCF):
+        raise ModelError(f"model {record.version} is not a Keras CF model")
+    return previous
+
+
+def _save_version(settings: Settings, rec, snapshot: dict, metrics: dict, lineage: dict, progress: bool):
+    h = rec.history
     trained_at = datetime.now(UTC).replace(tzinfo=None)
     version = f"{trained_at:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     root = settings.models_path
@@ -180,11 +259,12 @@ def train_model(
             "shape": {"n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids), "dim": rec.hp.dim},
             "data": snapshot,
             "metrics": metrics,
-            "history": {"loss": h.loss, "val_loss": h.val_loss, "seconds": h.seconds},
+            "lineage": lineage,
+            "history": {"loss": h.loss, "val_loss": h.val_loss, "val_ndcg": h.val_ndcg, "seconds": h.seconds},
             "versions": _versions(),
         }
         (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2))
-        _plot_loss(h, tmp / "loss.png", f"{version} ({rec.hp.objective})")
+        _plot_loss(h, tmp / "loss.png", f"{version} ({rec.hp.objective}, {lineage['mode']})")
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -206,7 +286,7 @@ def train_model(
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
-    say(f"model {version} saved to {final} and made current", enabled=progress)
+    say(f"model {version} ({lineage['mode']}) saved to {final} and made current", enabled=progress)
     return ModelRecord(
         version, final.resolve(), rec.hp.objective, trained_at, snapshot["n_ratings"], max_ts, metrics
     )
@@ -227,12 +307,18 @@ def _plot_loss(h, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    epochs = range(1, len(h.loss) + 1)
-    ax.plot(epochs, h.loss, marker="o", label="train (incl. L2)")
-    ax.plot(epochs, h.val_loss, marker="o", label="validation")
-    if h.best_epoch:
-        ax.axvline(h.best_epoch, color="grey", linestyle=":", label="kept")
-    ax.set(xlabel="epoch", ylabel="binary cross-entropy", title=title)
+    if h.val_ndcg:  # implicit (ALS): seconds per sweep; the validation nDCG in the title
+        ax.bar(range(1, len(h.seconds) + 1), h.seconds, label="seconds per sweep")
+        base = "" if h.base_ndcg is None else f" (from {h.base_ndcg:.4f})"
+        title = f"{title}\nvalidation nDCG@10 {h.val_ndcg[-1]:.4f}{base}"
+        ax.set(xlabel="ALS sweep", ylabel="seconds", title=title)
+    else:
+        epochs = range(1, len(h.loss) + 1)
+        ax.plot(epochs, h.loss, marker="o", label="train (incl. L2)")
+        ax.plot(epochs, h.val_loss, marker="o", label="validation")
+        if h.best_epoch:
+            ax.axvline(h.best_epoch, color="grey", linestyle=":", label="kept")
+        ax.set(xlabel="epoch", ylabel="binary cross-entropy", title=title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
