@@ -1,4 +1,5 @@
-"""`movierec nightly`: ingest -> embed (incremental) -> train (when ratings changed) -> batch run.
+"""`movierec nightly`: ingest -> embed (incremental) -> train (when ratings changed: an incremental update
+of the current model, or a full fit by cf.registry's retrain rule or `--retrain`) -> batch run.
 
 Each stage is all-or-nothing on its own (ingest in one transaction, a model made current only when
 complete, the batch published in one transaction), so stopping at the first failure leaves yesterday's
@@ -97,10 +98,16 @@ def nightly(
             st.note = "skipped, ratings unchanged since the current model"
         else:
             from cf import train_model
+            from cf.registry import UpdateRefused
 
+            # Start from the current model unless --retrain (cf.registry's rule may still retrain).
             say(f"nightly: training ({why})", enabled=progress)
-            rec = train_model(settings, progress=progress, **(train_options or {}))
-            st.note = f"model {rec.version} ({why})"
+            try:
+                rec = train_model(settings, update=not retrain, progress=progress, **(train_options or {}))
+                st.note = f"model {rec.version}, {rec.metrics.get('mode', 'full')} ({why})"
+            except UpdateRefused as exc:
+                say(f"nightly: warning: {exc}")
+                st.note = str(exc)
     with stage("batch") as st:
         from batch.queries import list_queries
 

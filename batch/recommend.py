@@ -10,7 +10,7 @@ import numpy as np
 
 from batch.candidates import SeenIndex, encode_texts, fetch_candidates
 from batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
-from batch.scoring import SOURCE_CF, SOURCE_COLD, Candidates, rank_users
+from batch.scoring import SOURCE_CF, SOURCE_COLD, SOURCE_FOLD, Candidates, rank_users
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import NotFoundError
@@ -51,17 +51,25 @@ def recommend(
         q = validate(con, q)
         history = _history(con, user_id)
     record, factors = load_current_factors(settings)
+    from cf.foldin import with_fresh_users
+
+    factors, folded = with_fresh_users(settings, factors, np.array([user_id]))
     cands = fetch_candidates(settings, encode_texts(settings, [q.text]), [q])[0]
     with connect(settings, read_only=True) as con:
         seen = SeenIndex.load(con, cands.movie_ids)
         user_seen = SeenIndex.load(con, cands.movie_ids, np.array([user_id]))
     cands = Candidates(cands.movie_ids, cands.similarity, seen.counts(cands.movie_ids))
     su, sm = user_seen.pairs(cands.movie_ids)
-    ranked = rank_users(factors, np.array([user_id]), cands, su, sm, q.top_n, alpha)
+    ranked = rank_users(factors, np.array([user_id]), cands, su, sm, q.top_n, alpha, folded_users=folded)
 
     notice = None
+    if len(folded):
+        notice = (
+            f"user {user_id} rated movies after the current CF model was trained: their vector is folded in "
+            "from those ratings (no retrain)"
+        )
     if factors.user_index(np.array([user_id]))[0] < 0:
-        why = "has no ratings" if not history else "rated movies only after the current CF model was trained"
+        why = "has no ratings" if not history else "rated only movies the current CF model does not know"
         notice = (
             f"user {user_id} {why}: showing the cold-start list (query similarity with a popularity prior)"
         )
@@ -76,7 +84,7 @@ def recommend(
             "score": round(float(s), 6),
             "similarity": round(float(sim), 6),
             "predicted_rating": None if np.isnan(p) else round(float(p), 3),
-            "source": SOURCE_COLD if c else SOURCE_CF,
+            "source": SOURCE_COLD if c else SOURCE_FOLD if len(folded) else SOURCE_CF,
         }
         for r, m, s, sim, p, c in zip(
             ranked.rank,

@@ -166,13 +166,17 @@ def _compute_and_publish(
         seen = SeenIndex.load(con, all_movies)
     everyone = np.asarray(everyone, dtype=np.int64)
     lap("read users and candidates' ratings")
+    from cf.foldin import with_fresh_users
+
+    factors, folded = with_fresh_users(settings, factors, everyone)
+    lap(f"fold in {len(folded):,} users newer than the model")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     stats: list[QueryStats] = []
     scoring_s, flops = 0.0, 0.0
     out = RunWriter(settings, run_id)
     try:
-        _score_all(queries, cands, targets, factors, seen, alpha, run_id, out, stats, progress)
+        _score_all(queries, cands, targets, factors, seen, alpha, run_id, out, stats, progress, folded)
         out.finish()
     except BaseException:
         out.abort()
@@ -213,6 +217,7 @@ def _score_all(
     out: RunWriter,
     stats: list[QueryStats],
     progress: bool,
+    folded: np.ndarray | None = None,
 ) -> None:
     with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
         for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
@@ -220,7 +225,7 @@ def _score_all(
             c = Candidates(c.movie_ids, c.similarity, seen.counts(c.movie_ids))
             su, sm = seen.pairs(c.movie_ids)
             t0 = time.perf_counter()
-            ranked = rank_users(factors, users, c, su, sm, q.top_n, alpha, progress=pbar)
+            ranked = rank_users(factors, users, c, su, sm, q.top_n, alpha, progress=pbar, folded_users=folded)
             seconds = time.perf_counter() - t0
             out.write(ranked.to_arrow(run_id, q.name))
             stats.append(

@@ -37,7 +37,7 @@ COLD_FORMULA = (
 BLOCK_USERS = 4096
 ARGMAX_TOP_N = 32
 
-SOURCE_CF, SOURCE_COLD = "cf", "cold_start"
+SOURCE_CF, SOURCE_COLD, SOURCE_FOLD = "cf", "cold_start", "fold_in"
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Ranked:
     similarity: np.ndarray
     predicted_rating: np.ndarray  # NaN where the model does not predict ratings
     cold: np.ndarray  # bool: row comes from the cold-start ranking
+    folded: np.ndarray | None = None  # bool: a CF row for a user folded in after training (cf.foldin)
     flops: float = field(default=0.0)  # floating-point operations of the CF matrix products
     matmul_seconds: float = field(default=0.0)  # time spent in those products
 
@@ -71,8 +72,11 @@ class Ranked:
 
     def to_arrow(self, run_id: int, query_name: str) -> pa.Table:
         n = len(self)
+        code = self.cold.astype(np.int8)
+        if self.folded is not None:
+            code[self.folded & ~self.cold] = 2
         source = pa.DictionaryArray.from_arrays(
-            pa.array(self.cold.astype(np.int8)), pa.array([SOURCE_CF, SOURCE_COLD])
+            pa.array(code), pa.array([SOURCE_CF, SOURCE_COLD, SOURCE_FOLD])
         )
         return pa.table(
             {
@@ -122,12 +126,14 @@ def rank_users(
     block: int = BLOCK_USERS,
     progress: object | None = None,
     workers: int | None = None,
+    folded_users: np.ndarray | None = None,
 ) -> Ranked:
     """Top-`top_n` candidates for each of `user_ids` (sorted, unique), never a movie the user rated.
 
     `seen_users`/`seen_movies` are (user, movie) rating pairs; only pairs whose movie is a candidate matter,
     so callers may pass just those. `progress` is a tqdm bar advanced by the number of users done.
-    Blocks of users run on `workers` threads (default: one per core, at most 4).
+    Blocks of users run on `workers` threads (default: one per core, at most 4). Rows of `folded_users`
+    (users folded into `factors` after training, cf.foldin) are marked `folded`.
     """
     user_ids = np.asarray(user_ids, dtype=np.int64)
     predicts_ratings = factors.predicts_ratings
@@ -199,6 +205,8 @@ def rank_users(
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             done = list(pool.map(lambda job: job[0](job[1]), jobs))
     out = _concat([r for r, _ in done])
+    if folded_users is not None and len(folded_users):
+        out.folded = np.isin(out.user_id, folded_users) & ~out.cold
     out.flops = 2.0 * len(known_pos) * k * factors.dim
     out.matmul_seconds = sum(m for _, m in done)
     return out

@@ -52,6 +52,36 @@ class CSR:
         pref = None if p is None else p[order].astype(np.float32)
         return cls(indptr, cols[order].astype(np.int32), w[order].astype(np.float32), pref)
 
+    @classmethod
+    def from_codes(
+        cls,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        codes: np.ndarray,
+        n_rows: int,
+        n_cols: int,
+        w_of: np.ndarray,
+        p_of: np.ndarray | None = None,
+    ) -> CSR:
+        """Like `build`, for ratings given as small codes (indexes into the per-code weights `w_of` and
+        preferences `p_of`): one sort of packed int64 keys (row | col | code) instead of an argsort,
+        several times faster at 25M ratings (numpy sorts int64 with SIMD; argsort is scalar)."""
+        col_bits = max(int(n_cols - 1).bit_length(), 1)
+        if len(w_of) > 256 or int(n_rows).bit_length() + col_bits + 8 > 63:
+            p = None if p_of is None else p_of[codes]
+            return cls.build(rows, cols, w_of[codes], n_rows, p)
+        keys = rows.astype(np.int64) << (col_bits + 8)
+        keys |= cols.astype(np.int64) << 8
+        keys |= codes.astype(np.int64)
+        keys.sort()
+        code = (keys & 0xFF).astype(np.intp)
+        idx = ((keys >> 8) & ((1 << col_bits) - 1)).astype(np.int32)
+        del keys
+        indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+        pref = None if p_of is None else p_of[code].astype(np.float32)
+        return cls(indptr, idx, w_of[code].astype(np.float32), pref)
+
     def target(self, pos: np.ndarray) -> np.ndarray:
         """confidence x preference of the entries at `pos`: the right-hand side weights."""
         c = 1.0 + self.w[pos]

@@ -9,6 +9,7 @@ the Keras model itself (`keras.saving.load_model` needs no custom code beyond im
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from cf.factors import Factors
 from cf.recommender import Recommender
 from cf.train import History, HyperParams
 from movierec.errors import ModelError
+from movierec.progress import say
 
 FACTORS = "factors.npz"
 KERAS_FILE = "model.keras"
@@ -91,6 +93,7 @@ class KerasCF(Recommender):
             raise ModelError("only implicit (ALS) models can be updated; retrain instead")
         if previous.factors.dim != self.hp.dim:
             raise ModelError(f"the current model has dim {previous.factors.dim}, not {self.hp.dim}; retrain")
+        t0 = time.perf_counter()
         u, m = self._index(data)
         # Pairs the previous model trained on, as keys over the new rows. Id maps are sorted, so mapping
         # old rows to new ones keeps the keys sorted (no 25M-element sort): the seen lists are sorted keys.
@@ -114,13 +117,16 @@ class KerasCF(Recommender):
         X0[ou[ou >= 0]] = previous.factors.user_vecs[ou >= 0]
         Y0[om[om >= 0]] = previous.factors.movie_vecs[om >= 0]
         known_users = np.unique(ou[ou >= 0])
+        say(f"changed ratings found in {time.perf_counter() - t0:.1f}s", enabled=progress)
         hp = replace(self.hp, iterations=self.hp.update_iterations)
         X, Y, self.history = train.fit_als(
             u, m, data.ratings.astype(np.float32), self.user_ids, len(self.movie_ids), hp, progress,
             start=(X0, Y0), solve_users=solve_users, solve_movies=solve_movies,
             gate_users=known_users,
         )  # fmt: skip
+        t0 = time.perf_counter()
         self._set_als(X, Y)
+        say(f"Keras model built in {time.perf_counter() - t0:.1f}s", enabled=progress)
         return {
             "changed": n_changed,
             "share": n_changed / max(len(data), 1),

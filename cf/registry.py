@@ -168,7 +168,9 @@ def train_model(
         if current is None:
             why_full = "no current model"
         else:
+            t0 = time.perf_counter()
             previous = _load_previous(current)
+            say(f"model {current.version} loaded in {time.perf_counter() - t0:.1f}s", enabled=progress)
             last = json.loads((current.path / SIDECAR).read_text()).get("lineage", {})
             if previous.hp.objective != "implicit" or rec.hp.objective != "implicit":
                 why_full = "only implicit (ALS) models update"

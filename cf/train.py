@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cf.data import Seen
+from cf.data import Seen, unique_sorted
 from movierec.errors import BadInputError
 from movierec.progress import say
 
@@ -182,10 +182,13 @@ def fit_als(
     t_prep = time.perf_counter()
     is_val = validation_mask(user_ids[user_rows], movie_rows.astype(np.int64), hp.val_frac, user_rows)
     tu, tm, tr = user_rows[~is_val], movie_rows[~is_val], ratings[~is_val]
-    w = als.confidence(tr, hp.confidence)
-    p = (tr >= hp.like).astype(np.float32) if hp.like > 0 else None
-    by_user = als.CSR.build(tu, tm, w, n_users, p)
-    by_movie = als.CSR.build(tm, tu, w, n_movies, p)
+    # Ratings take few distinct values (half stars): code them, so each side's CSR is one int64 sort.
+    levels = unique_sorted(tr)
+    codes = np.searchsorted(levels, tr).astype(np.uint8 if len(levels) <= 256 else np.int64)
+    w_of = als.confidence(levels, hp.confidence)
+    p_of = (levels >= hp.like).astype(np.float32) if hp.like > 0 else None
+    by_user = als.CSR.from_codes(tu, tm, codes, n_users, n_movies, w_of, p_of)
+    by_movie = als.CSR.from_codes(tm, tu, codes, n_movies, n_users, w_of, p_of)
     seen = Seen(by_user.indptr, by_user.idx.astype(np.int64))  # training movies per user (val excluded)
     vu, vm = user_rows[is_val], movie_rows[is_val]
     check = val_sample(vu, user_ids)

@@ -44,6 +44,22 @@ def test_blocks_cover_every_rated_row_once_within_the_budget() -> None:
         assert (b.w[b.cols == 99] == 0).all()
 
 
+def test_csr_from_codes_matches_the_argsort_build() -> None:
+    rng = np.random.default_rng(1)
+    key = np.unique(rng.integers(0, 50, 3000) * 70 + rng.integers(0, 70, 3000))
+    rows, cols = key // 70, key % 70
+    codes = rng.integers(0, 10, len(rows))
+    w_of, p_of = np.linspace(0.1, 2, 10).astype(np.float32), (np.arange(10) > 4).astype(np.float32)
+    a = als.CSR.build(rows, cols, w_of[codes], 50, p_of[codes])
+    b = als.CSR.from_codes(rows, cols, codes, 50, 70, w_of, p_of)
+    np.testing.assert_array_equal(a.indptr, b.indptr)
+    for r in range(50):
+        sl = slice(a.indptr[r], a.indptr[r + 1])
+        assert sorted(zip(a.idx[sl], a.w[sl], a.p[sl], strict=True)) == sorted(
+            zip(b.idx[sl], b.w[sl], b.p[sl], strict=True)
+        )
+
+
 def test_conjugate_gradient_converges_to_the_exact_solve() -> None:
     csr, F = _problem()
     exact = np.zeros((len(csr.indptr) - 1, F.shape[1]), dtype=np.float32)
