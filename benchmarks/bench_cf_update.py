@@ -77,9 +77,8 @@ def main() -> None:
     ref = rows[f"full seed {args.seeds[0]}"]["all"]
     secs = {"update": upd_s, **{f"full seed {s}": sec for s, _, sec in fulls}}
     for label, r in rows.items():
-        print(
-            f"| {label} | {secs[label]:.1f} | {r['all']:.4f} | {r['all'] / ref - 1:+.1%} | {r['new users']:.4f} |"
-        )
+        gap = r["all"] / ref - 1
+        print(f"| {label} | {secs[label]:.1f} | {r['all']:.4f} | {gap:+.1%} | {r['new users']:.4f} |")
     print(f"end: load avg {os.getloadavg()}")
 
 
