@@ -59,7 +59,7 @@ def main() -> None:
 
     # The same validation split as training used, scored for the same users in every model.
     u, m = index_of(upd.user_ids, data.user_ids), index_of(upd.movie_ids, data.movie_ids)
-    is_val = validation_mask(data.user_ids, data.movie_ids, upd.hp.val_frac, u)
+    is_val = validation_mask(data.user_ids, data.movie_ids, upd.hp.val_frac, np.bincount(u)[u])
     seen = Seen.build(u[~is_val], m[~is_val], len(upd.user_ids))
     users = val_sample(u[is_val], upd.user_ids, args.users)
     known = index_of(base.user_ids, upd.user_ids[users]) >= 0

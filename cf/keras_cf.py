@@ -111,7 +111,16 @@ class KerasCF(Recommender):
             later = data.rated_at > since
             changed_keys = np.union1d(changed_keys, u[later] * nm + m[later])
         n_changed = len(changed_keys)
-        solve_users, solve_movies = np.unique(changed_keys // nm), np.unique(changed_keys % nm)
+        solve_users = np.unique(changed_keys // nm)
+        # A movie moves when it is new or a clear share of its ratings changed; a popular movie with a
+        # fraction of a percent new ratings would cost a full pass over its ratings for no visible change.
+        per_movie = np.bincount(changed_keys % nm, minlength=nm)
+        total = np.bincount(self.seen.movie_rows, minlength=nm)
+        is_new_movie = np.ones(nm, dtype=bool)
+        is_new_movie[om[om >= 0]] = False
+        solve_movies = np.flatnonzero(
+            (per_movie > 0) & (is_new_movie | (per_movie >= self.hp.update_share * total))
+        )
         X0 = np.zeros((len(self.user_ids), self.hp.dim), dtype=np.float32)
         Y0 = np.zeros((len(self.movie_ids), self.hp.dim), dtype=np.float32)
         X0[ou[ou >= 0]] = previous.factors.user_vecs[ou >= 0]
@@ -132,6 +141,7 @@ class KerasCF(Recommender):
             "share": n_changed / max(len(data), 1),
             "users": int(len(solve_users)),
             "movies": int(len(solve_movies)),
+            "movies_with_changes": int((per_movie > 0).sum()),
             "new_users": int(len(self.user_ids) - len(known_users)),
             "new_movies": int(len(self.movie_ids) - int((om >= 0).sum())),
             "base_ndcg": self.history.base_ndcg,

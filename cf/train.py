@@ -44,6 +44,7 @@ class HyperParams:
     like: float = 3.0
     cg_steps: int = 3
     update_iterations: int = 2
+    update_share: float = 0.02  # an update re-solves a known movie when this share of its ratings changed
     epochs: int = 30
     batch_size: int | None = None
     lr: float = 2e-3
@@ -102,17 +103,17 @@ def _hash(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def validation_mask(
-    user_ids: np.ndarray, movie_ids: np.ndarray, frac: float, user_rows: np.ndarray | None = None
+    user_ids: np.ndarray, movie_ids: np.ndarray, frac: float, counts: np.ndarray | None = None
 ) -> np.ndarray:
     """Ratings held out for validation: a `frac` share chosen by a hash of (user id, movie id), so a full
     fit and every later update hold out the same ratings; users with few ratings keep them all.
-    `user_rows` (the users as 0..n-1 rows) saves a sort when the caller has them."""
+    `counts` (each rating's user's number of ratings) lets a caller pass a subset of the ratings."""
     if frac <= 0 or len(user_ids) < 20:
         return np.zeros(len(user_ids), dtype=bool)
-    if user_rows is None:
-        _, user_rows = np.unique(user_ids, return_inverse=True)
-    counts = np.bincount(user_rows)
-    return (_hash(user_ids, movie_ids) < frac) & (counts[user_rows] >= MIN_KEPT)
+    if counts is None:
+        _, inverse, per_user = np.unique(user_ids, return_inverse=True, return_counts=True)
+        counts = per_user[inverse]
+    return (_hash(user_ids, movie_ids) < frac) & (counts >= MIN_KEPT)
 
 
 def val_sample(user_rows: np.ndarray, user_ids: np.ndarray, limit: int = VAL_USERS) -> np.ndarray:
@@ -180,17 +181,45 @@ def fit_als(
 
     n_users = len(user_ids)
     t_prep = time.perf_counter()
-    is_val = validation_mask(user_ids[user_rows], movie_rows.astype(np.int64), hp.val_frac, user_rows)
-    tu, tm, tr = user_rows[~is_val], movie_rows[~is_val], ratings[~is_val]
+    counts = np.bincount(user_rows, minlength=n_users)
     # Ratings take few distinct values (half stars): code them, so each side's CSR is one int64 sort.
-    levels = unique_sorted(tr)
-    codes = np.searchsorted(levels, tr).astype(np.uint8 if len(levels) <= 256 else np.int64)
+    levels = unique_sorted(ratings[: 1 << 20])
+    codes = np.searchsorted(levels, ratings).clip(0, len(levels) - 1)
+    if not np.array_equal(levels[codes], ratings):  # a value the first million did not show
+        levels = unique_sorted(ratings)
+        codes = np.searchsorted(levels, ratings)
+    codes = codes.astype(np.uint8 if len(levels) <= 256 else np.int64)
     w_of = als.confidence(levels, hp.confidence)
     p_of = (levels >= hp.like).astype(np.float32) if hp.like > 0 else None
-    by_user = als.CSR.from_codes(tu, tm, codes, n_users, n_movies, w_of, p_of)
-    by_movie = als.CSR.from_codes(tm, tu, codes, n_movies, n_users, w_of, p_of)
+
+    def part(sel: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(users, movies, codes, is_val) of the ratings in `sel` (all when None)."""
+        if sel is None:
+            u, m, c = user_rows, movie_rows, codes
+        else:
+            u, m, c = user_rows[sel], movie_rows[sel], codes[sel]
+        return u, m, c, validation_mask(user_ids[u], m.astype(np.int64), hp.val_frac, counts=counts[u])
+
+    if start is None:
+        u_part = m_part = part(None)
+    else:
+        # An update reads only the ratings of the rows it re-solves (and of the validation candidates:
+        # the users with the lowest id hashes, as `val_sample` picks them), not all 25M.
+        eligible = np.flatnonzero(counts >= MIN_KEPT)
+        h = _hash(user_ids[eligible], np.zeros(len(eligible), dtype=np.int64))
+        candidates = eligible[np.argsort(h, kind="stable")[: 10 * VAL_USERS]]
+        need_u = np.zeros(n_users, dtype=bool)
+        need_u[np.r_[solve_users, candidates].astype(np.int64)] = True
+        need_m = np.zeros(n_movies, dtype=bool)
+        need_m[solve_movies] = True
+        u_part = part(np.flatnonzero(need_u[user_rows]))
+        m_part = part(np.flatnonzero(need_m[movie_rows]))
+    pu, pm, pc, pv = u_part
+    by_user = als.CSR.from_codes(pu[~pv], pm[~pv], pc[~pv], n_users, n_movies, w_of, p_of)
+    qu, qm, qc, qv = m_part
+    by_movie = als.CSR.from_codes(qm[~qv], qu[~qv], qc[~qv], n_movies, n_users, w_of, p_of)
     seen = Seen(by_user.indptr, by_user.idx.astype(np.int64))  # training movies per user (val excluded)
-    vu, vm = user_rows[is_val], movie_rows[is_val]
+    vu, vm = pu[pv], pm[pv]
     check = val_sample(vu, user_ids)
     if gate_users is not None:
         check = np.intersect1d(check, gate_users)
@@ -199,13 +228,13 @@ def fit_als(
         X, Y = als.init_factors(n_users, hp.dim, rng), als.init_factors(n_movies, hp.dim, rng)
     else:
         X, Y = (a.astype(np.float32, copy=True) for a in start)
-    hist = History(samples_per_epoch=len(tu))
+    hist = History(samples_per_epoch=int((~pv).sum()) if start is None else len(ratings))
     if start is not None:
         hist.base_ndcg = val_ndcg(X, Y, seen, vu, vm, check)
     users = als.Side(by_user, n_movies, solve_users)
     movies = als.Side(by_movie, n_users, solve_movies)
     what = "full" if start is None else f"{len(users.rows):,} users, {len(movies.rows):,} movies"
-    say(f"ALS ready in {time.perf_counter() - t_prep:.1f}s ({len(tu):,} training ratings)", enabled=progress)
+    say(f"ALS ready in {time.perf_counter() - t_prep:.1f}s", enabled=progress)
     for it in range(hp.iterations):
         t0 = time.perf_counter()
         if start is None:
