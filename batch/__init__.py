@@ -1,36 +1,34 @@
-"""batch stage: saved queries, the nightly batch, ad hoc lookups and the `nightly` pipeline.
+"""movierec.batch: saved queries, the nightly batch run and its publish, ad hoc lookups, run reports.
 
-Public front:
-- `SavedQuery`, `add_query`, `update_query`, `remove_query`, `get_query`, `list_queries` (batch.queries)
-- `run_batch(settings, alpha=0.0, progress=False) -> RunSummary`: score and publish one run (batch.run)
-- `rank_users(factors, user_ids, candidates, ...)`: the vectorised scoring engine (batch.scoring)
-- `show(settings, user_id, query=None)`; and, named like their modules, `batch.recommend.recommend`,
-  `batch.report.report`, `batch.nightly.nightly`
-
-Names resolve lazily (PEP 562) so that `import batch.cli` stays cheap for `movierec --help`.
+- saved queries: `SavedQuery`, `add_query`, `update_query`, `remove_query`, `get_query`, `list_queries`
+- `run_batch(settings, alpha=0.0, progress=False) -> RunSummary`: score and publish one run
+- `recommend(settings, user_id, text, ...)`: one user's list computed live, as the batch would;
+  `show(settings, user_id, query=None)`: what the last run published; `report(settings, run_id=None)`
+Ranking itself is the model contract's (`movierec.cf.Recommender.recommend`).
 """
 
-from __future__ import annotations
+from movierec.batch.queries import (
+    SavedQuery,
+    add_query,
+    get_query,
+    list_queries,
+    remove_query,
+    update_query,
+)
+from movierec.batch.recommend import recommend, show
+from movierec.batch.report import report
+from movierec.batch.run import RunSummary, run_batch
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "SavedQuery": "batch.queries",
-    "add_query": "batch.queries",
-    "update_query": "batch.queries",
-    "remove_query": "batch.queries",
-    "get_query": "batch.queries",
-    "list_queries": "batch.queries",
-    "run_batch": "batch.run",
-    "RunSummary": "batch.run",
-    "rank_users": "batch.scoring",
-    "show": "batch.recommend",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'batch' has no attribute {name!r}")
+__all__ = [
+    "RunSummary",
+    "SavedQuery",
+    "add_query",
+    "get_query",
+    "list_queries",
+    "recommend",
+    "remove_query",
+    "report",
+    "run_batch",
+    "show",
+    "update_query",
+]

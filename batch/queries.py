@@ -13,6 +13,7 @@ from typing import Any
 
 import duckdb
 
+from movierec.catalog import validate_genres
 from movierec.errors import BadInputError, NotFoundError
 
 DEFAULT_CANDIDATES = 250
@@ -78,8 +79,6 @@ def validate(con: duckdb.DuckDBPyConnection, q: SavedQuery) -> SavedQuery:
         raise BadInputError(f"query {name!r}: genre {sorted(overlap)[0]!r} is both wanted and excluded")
     genres, excluded = tuple(q.genres), tuple(q.exclude_genres)
     if genres or excluded:
-        from ingest.search import validate_genres
-
         # Stored in the catalogue's spelling, because the store's payload filter matches exactly.
         genres, excluded = tuple(validate_genres(con, genres)), tuple(validate_genres(con, excluded))
     users = None if q.users is None else tuple(sorted(set(q.users)))

@@ -8,9 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from batch.candidates import SeenIndex, encode_texts, fetch_candidates
-from batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
-from batch.scoring import SOURCE_CF, SOURCE_COLD, SOURCE_FOLD, Candidates, rank_users
+from movierec import catalog
+from movierec.batch.candidates import encode_texts, fetch_candidates
+from movierec.batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
+from movierec.batch.run import check_alpha
+from movierec.cf import SOURCE_CF, SOURCE_COLD, load_current_model
+from movierec.cf.foldin import mark_folded, with_fresh_users
+from movierec.cf.ranking import SOURCE_FOLD
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import NotFoundError
@@ -40,27 +44,32 @@ def recommend(
     alpha: float = 0.0,
 ) -> AdHoc:
     """One user's personalised list for a text, ranked exactly as the nightly batch would rank it."""
-    from batch.run import check_alpha
-    from cf import load_current_factors
-
     check_alpha(alpha)
     q = SavedQuery(
         "ad hoc", text, tuple(genres), tuple(exclude_genres), year_min, year_max, candidates, top_n
     )
     with connect(settings, read_only=True) as con:
         q = validate(con, q)
-        history = _history(con, user_id)
-    record, factors = load_current_factors(settings)
-    from cf.foldin import with_fresh_users
-
-    factors, folded = with_fresh_users(settings, factors, np.array([user_id]))
+        history = catalog.history(con, user_id, HISTORY_SIZE)
+    record, model = load_current_model(settings)
+    model, folded = with_fresh_users(settings, model, np.array([user_id]))
     cands = fetch_candidates(settings, encode_texts(settings, [q.text]), [q])[0]
     with connect(settings, read_only=True) as con:
-        seen = SeenIndex.load(con, cands.movie_ids)
-        user_seen = SeenIndex.load(con, cands.movie_ids, np.array([user_id]))
-    cands = Candidates(cands.movie_ids, cands.similarity, seen.counts(cands.movie_ids))
-    su, sm = user_seen.pairs(cands.movie_ids)
-    ranked = rank_users(factors, np.array([user_id]), cands, su, sm, q.top_n, alpha, folded_users=folded)
+        popularity = catalog.Seen.load(con, cands.movie_ids).counts(cands.movie_ids)
+        user_seen = catalog.Seen.load(con, cands.movie_ids, np.array([user_id]))
+        movies = catalog.movie_meta(con, cands.movie_ids)
+    ranked = model.recommend(
+        np.array([user_id]),
+        q.top_n,
+        items=cands.movie_ids,
+        similarity=cands.similarity,
+        popularity=popularity,
+        seen=user_seen,
+        alpha=alpha,
+        cold_weight=settings.cold_start_weight,
+        workers=1,
+    )
+    mark_folded(ranked, folded)
 
     notice = None
     if len(folded):
@@ -68,12 +77,11 @@ def recommend(
             f"user {user_id} rated movies after the current CF model was trained: their vector is folded in "
             "from those ratings (no retrain)"
         )
-    if factors.user_index(np.array([user_id]))[0] < 0:
+    if model.user_rows(np.array([user_id]))[0] < 0:
         why = "has no ratings" if not history else "rated only movies the current CF model does not know"
         notice = (
             f"user {user_id} {why}: showing the cold-start list (query similarity with a popularity prior)"
         )
-    movies = _movie_meta(settings, ranked.movie_id)
     items = [
         {
             "rank": int(r),
@@ -100,18 +108,39 @@ def recommend(
     return AdHoc(user_id, history, items, notice, {"cf_model_version": str(record.version)})
 
 
+PUBLISHED_COLUMNS = ("query", "rank", "movie_id", "title", "year", "genres", "score", "similarity",
+                     "predicted_rating", "source", "run_id")  # fmt: skip
+
+
+def published(
+    con: Any, user_id: int | None = None, query: str | None = None, run_id: int | None = None
+) -> tuple[list[str], list[tuple]]:
+    """Published rows (columns, rows) of one run (default: the latest successful), optionally one user's
+    or one query's, ordered by query, user and rank."""
+    where, params = (
+        ["r.run_id = coalesce(?, (SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded'))"],
+        [run_id],
+    )
+    if user_id is not None:
+        where.append("r.user_id = ?")
+        params.append(user_id)
+    if query is not None:
+        where.append("r.query_name = ?")
+        params.append(query)
+    sql = (
+        "SELECT r.query_name AS query, r.rank, r.movie_id, m.title, m.year, m.genres, r.score, r.similarity, "
+        "r.predicted_rating, r.source, r.run_id, r.user_id "
+        "FROM recommendations r JOIN movies m USING (movie_id) "
+        f"WHERE {' AND '.join(where)} ORDER BY r.query_name, r.user_id, r.rank"
+    )
+    cur = con.execute(sql, params)
+    return [d[0] for d in cur.description], cur.fetchall()
+
+
 def show(settings: Settings, user_id: int, query: str | None = None) -> list[dict[str, Any]]:
     """The lists the last successful batch run published for a user (all queries, or one)."""
-    sql = (
-        "SELECT query_name, rank, movie_id, title, year, genres, score, similarity, predicted_rating, "
-        "source, run_id FROM latest_recommendations WHERE user_id = ?"
-    )
-    params: list[Any] = [user_id]
-    if query is not None:
-        sql += " AND query_name = ?"
-        params.append(query)
     with connect(settings, read_only=True) as con:
-        rows = con.execute(sql + " ORDER BY query_name, rank", params).fetchall()
+        columns, rows = published(con, user_id, query)
         if not rows:
             runs = con.execute("SELECT count(*) FROM batch_runs WHERE status = 'succeeded'").fetchone()[0]
             if not runs:
@@ -128,26 +157,4 @@ def show(settings: Settings, user_id: int, query: str | None = None) -> list[dic
                 if query not in known:
                     raise NotFoundError(f"the latest run has no query {query!r}; it has: {', '.join(known)}")
             raise NotFoundError(f"the latest run has no recommendations for user {user_id}")
-    keys = ("query", "rank", "movie_id", "title", "year", "genres", "score", "similarity", "predicted_rating",
-            "source", "run_id")  # fmt: skip
-    return [dict(zip(keys, r, strict=True)) for r in rows]
-
-
-def _history(con: Any, user_id: int) -> list[dict[str, Any]]:
-    rows = con.execute(
-        "SELECT r.movie_id, m.title, m.genres, r.rating FROM ratings r JOIN movies m USING (movie_id) "
-        "WHERE r.user_id = ? ORDER BY r.rating DESC, r.rated_at DESC NULLS LAST, r.movie_id LIMIT ?",
-        [user_id, HISTORY_SIZE],
-    ).fetchall()
-    return [{"movie_id": m, "title": t, "genres": list(g), "rating": float(r)} for m, t, g, r in rows]
-
-
-def _movie_meta(settings: Settings, movie_ids: np.ndarray) -> dict[int, tuple[str, int | None, list[str]]]:
-    ids = [int(m) for m in np.unique(movie_ids)]
-    if not ids:
-        return {}
-    with connect(settings, read_only=True) as con:
-        rows = con.execute(
-            "SELECT movie_id, title, year, genres FROM movies WHERE list_contains(?, movie_id)", [ids]
-        ).fetchall()
-    return {m: (t, y, list(g)) for m, t, y, g in rows}
+    return [{k: v for k, v in zip(columns, r, strict=True) if k in PUBLISHED_COLUMNS} for r in rows]

@@ -5,7 +5,8 @@ Lifecycle, designed so analysts can read the database while the job works:
    process as 'abandoned', record this run as 'running', read the saved queries;
 2. encode the queries, fetch candidates from the store, read users and the candidates' ratings through a
    read-only connection that is closed again before scoring (other processes can read and write meanwhile);
-3. score in memory (batch/scoring.py), streaming each query's lists into the run's Parquet file;
+3. rank in memory through the model contract (`Recommender.recommend`, cf/ranking.py), streaming each
+   query's lists into the run's Parquet file;
 4. publish in one short write transaction (batch/publish.py): the run marked 'succeeded', the
    `recommendations` view pointed at the kept runs' files, runs beyond `keep_runs` dropped. This is the
    only time other processes are locked out; its length is measured and printed.
@@ -16,44 +17,24 @@ way the previous run stays what `latest_recommendations` shows.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from batch.candidates import SeenIndex, encode_texts, fetch_candidates
-from batch.lock import batch_lock
-from batch.publish import RunWriter, point_views, remove_orphans
-from batch.queries import SavedQuery, list_queries
-from batch.scoring import CF_FORMULA, COLD_FORMULA, Candidates, rank_users
+from movierec import catalog
+from movierec.batch.candidates import encode_texts, fetch_candidates
+from movierec.batch.lock import batch_lock
+from movierec.batch.publish import RunWriter, point_views, remove_orphans
+from movierec.batch.queries import SavedQuery, list_queries
+from movierec.cf import CF_FORMULA, Candidates, Recommender, cold_formula, load_current_model
+from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.config import Settings
 from movierec.db import connect, transaction
-from movierec.errors import BadInputError, BusyError, NotFoundError
+from movierec.errors import BadInputError, NotFoundError
 from movierec.progress import bar
-
-# How long a write waits for readers to let go of the file (readers hold it for milliseconds to seconds).
-WRITE_WAIT_SECONDS = 120.0
-
-
-@contextmanager
-def _writer(settings: Settings) -> Iterator[tuple[Any, float]]:
-    """A write connection and when it was opened, retried while reader processes hold the file."""
-    with ExitStack() as stack:
-        for attempt in Retrying(
-            retry=retry_if_exception_type(BusyError),
-            stop=stop_after_delay(WRITE_WAIT_SECONDS),
-            wait=wait_exponential(multiplier=0.02, max=0.5),
-            reraise=True,
-        ):
-            with attempt:
-                opened_at = time.perf_counter()
-                con = stack.enter_context(connect(settings))
-        yield con, opened_at
 
 
 @dataclass
@@ -107,13 +88,18 @@ def run_batch(settings: Settings, alpha: float = 0.0, progress: bool = False) ->
     return summary
 
 
+def formula(settings: Settings) -> str:
+    """The score formulas a run records (the cold-start weight is a setting)."""
+    return f"{CF_FORMULA}; {cold_formula(settings.cold_start_weight)}"
+
+
 def check_alpha(alpha: float) -> None:
     if not 0.0 <= alpha <= 1.0:
         raise BadInputError(f"--alpha must be between 0 and 1, got {alpha}")
 
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
-    with _writer(settings) as (con, _), transaction(con):
+    with connect(settings) as con, transaction(con):
         con.execute(
             "UPDATE batch_runs SET status = 'abandoned', finished_at = current_timestamp, "
             "error = 'the process stopped before publishing (killed or crashed)' WHERE status = 'running'"
@@ -128,7 +114,7 @@ def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
         con.execute(
             "INSERT INTO batch_runs (run_id, started_at, status, embedding_model, alpha, formula, n_queries) "
             "VALUES (?, ?, 'running', ?, ?, ?, ?)",
-            [run_id, datetime.now(), settings.model, alpha, f"{CF_FORMULA}; {COLD_FORMULA}", len(queries)],
+            [run_id, datetime.now(), settings.model, alpha, formula(settings), len(queries)],
         )
         succeeded = {
             r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE status = 'succeeded'").fetchall()
@@ -140,8 +126,6 @@ def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
 def _compute_and_publish(
     settings: Settings, run_id: int, queries: list[SavedQuery], alpha: float, progress: bool, t_start: float
 ) -> RunSummary:
-    from cf import load_current_factors
-
     stages: dict[str, float] = {}
     mark = time.perf_counter()
 
@@ -151,8 +135,8 @@ def _compute_and_publish(
         stages[name] = round(now - mark, 3)
         mark = now
 
-    record, factors = load_current_factors(settings)
-    lap("load CF factors")
+    record, model = load_current_model(settings)
+    lap("load CF model")
     vectors = encode_texts(settings, [q.text for q in queries])
     lap("load text model, encode queries")
     cands = fetch_candidates(settings, vectors, queries)
@@ -160,15 +144,10 @@ def _compute_and_publish(
 
     all_movies = np.unique(np.concatenate([c.movie_ids for c in cands] + [np.zeros(0, np.int64)]))
     with connect(settings, read_only=True) as con:
-        everyone = con.execute("SELECT DISTINCT user_id FROM ratings ORDER BY user_id").fetchnumpy()[
-            "user_id"
-        ]
-        seen = SeenIndex.load(con, all_movies)
-    everyone = np.asarray(everyone, dtype=np.int64)
+        everyone = catalog.user_ids(con)
+        seen = catalog.Seen.load(con, all_movies)
     lap("read users and candidates' ratings")
-    from cf.foldin import with_fresh_users
-
-    factors, folded = with_fresh_users(settings, factors, everyone)
+    model, folded = with_fresh_users(settings, model, everyone)
     lap(f"fold in {len(folded):,} users newer than the model")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
@@ -176,7 +155,9 @@ def _compute_and_publish(
     scoring_s, flops = 0.0, 0.0
     out = RunWriter(settings, run_id)
     try:
-        _score_all(queries, cands, targets, factors, seen, alpha, run_id, out, stats, progress, folded)
+        _score_all(
+            settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress, folded
+        )
         out.finish()
     except BaseException:
         out.abort()
@@ -207,11 +188,12 @@ def _compute_and_publish(
 
 
 def _score_all(
+    settings: Settings,
     queries: list[SavedQuery],
     cands: list[Candidates],
     targets: list[np.ndarray],
-    factors: Any,
-    seen: SeenIndex,
+    model: Recommender,
+    seen: catalog.Seen,
     alpha: float,
     run_id: int,
     out: RunWriter,
@@ -222,10 +204,20 @@ def _score_all(
     with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
         for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
             pbar.set_description(f"query {i + 1}/{len(queries)} {q.name}")
-            c = Candidates(c.movie_ids, c.similarity, seen.counts(c.movie_ids))
-            su, sm = seen.pairs(c.movie_ids)
             t0 = time.perf_counter()
-            ranked = rank_users(factors, users, c, su, sm, q.top_n, alpha, progress=pbar, folded_users=folded)
+            ranked = model.recommend(
+                users,
+                q.top_n,
+                items=c.movie_ids,
+                similarity=c.similarity,
+                popularity=seen.counts(c.movie_ids),
+                seen=seen,
+                alpha=alpha,
+                cold_weight=settings.cold_start_weight,
+                block=settings.block_users,
+                progress=pbar,
+            )
+            mark_folded(ranked, folded)
             seconds = time.perf_counter() - t0
             out.write(ranked.to_arrow(run_id, q.name))
             stats.append(
@@ -268,8 +260,8 @@ def _publish(
             "n_rows": [s.n_rows for s in stats],
         }
     )
-    # t0: when the lock was taken; waiting for readers to let go is not part of the window.
-    with _writer(settings) as (con, t0), transaction(con):
+    with connect(settings) as con, transaction(con):
+        t0 = time.perf_counter()  # the lock is taken: waiting for readers to let go is not part of the window
         con.register("_new_queries", query_rows)
         con.execute("INSERT INTO batch_run_queries BY NAME SELECT * FROM _new_queries")
         con.unregister("_new_queries")
@@ -289,7 +281,7 @@ def _mark_failed(settings: Settings, run_id: int, exc: BaseException) -> None:
     """Best effort: record why the run failed. If even that fails, the next run marks it abandoned."""
     message = f"{type(exc).__name__}: {exc}"[:1000]
     try:
-        with _writer(settings) as (con, _):
+        with connect(settings) as con:
             con.execute(
                 "UPDATE batch_runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
                 [datetime.now(), message, run_id],

@@ -18,13 +18,13 @@ import shutil
 import time
 from pathlib import Path
 
-from batch.nightly import nightly
-from batch.queries import SavedQuery, add_query
-from batch.report import report
-from batch.run import run_batch
-from cf import current_model
+from movierec.batch.queries import SavedQuery, add_query
+from movierec.batch.report import report
+from movierec.batch.run import run_batch
+from movierec.cf import current_model
 from movierec.config import Settings
 from movierec.db import connect
+from movierec.pipeline import nightly
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "ml-latest-small"

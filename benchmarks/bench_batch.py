@@ -72,12 +72,14 @@ TEXTS = [
 
 
 def _setup(args: argparse.Namespace, home: Path) -> None:
-    from batch.queries import SavedQuery, add_query
-    from cf.factors import Factors
-    from ingest.load import ingest_dir
-    from ingest.synth import synthesize
+    from movierec.batch.queries import SavedQuery, add_query
+    from movierec.catalog import Seen
+    from movierec.cf import KerasCF, save_model
+    from movierec.cf.factors import Factors
     from movierec.config import Settings
     from movierec.db import connect
+    from movierec.ingest.load import ingest_dir
+    from movierec.ingest.synth import synthesize
     from movierec.store import open_store
 
     data = OUT / f"synth-u{args.users}-m{args.movies}-r{args.ratings}-s0"
@@ -110,18 +112,13 @@ def _setup(args: argparse.Namespace, home: Path) -> None:
         movie_vecs=(rng.standard_normal((len(movie_ids), dim)) * 0.1).astype(np.float32),
         user_bias=(rng.standard_normal(len(users)) * 0.1).astype(np.float32),
         movie_bias=(rng.standard_normal(len(movie_ids)) * 0.1).astype(np.float32),
+        objective="rating",
     )
-    model_dir = settings.models_path / "bench-random"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    factors.save(model_dir / "factors.npz")
-    shape = {"n_users": len(users), "n_movies": len(movie_ids), "dim": dim}
-    (model_dir / "model.json").write_text(json.dumps({"objective": "rating", "shape": shape}))
+    with connect(settings, read_only=True) as con:
+        rated = con.execute("SELECT user_id, movie_id FROM ratings").fetchnumpy()
+    seen = Seen.from_pairs(rated["user_id"], rated["movie_id"])
+    save_model(settings, KerasCF.from_factors(factors, seen), snapshot={"n_ratings": len(seen)})
     with connect(settings) as con:
-        con.execute(
-            "INSERT INTO cf_models (version, trained_at, objective, metrics, path, is_current) "
-            "VALUES ('bench-random', now(), 'rating', '{}', ?, true)",
-            [str(model_dir)],
-        )
         for i in range(args.queries):
             genres = (GENRES[i % len(GENRES)],) if i % 4 != 3 else ()  # most queries filter by genre
             add_query(con, SavedQuery(f"q{i:02d}", TEXTS[i % len(TEXTS)], genres=genres,
@@ -132,7 +129,7 @@ def _keras_reference(args: argparse.Namespace, n_users: int, n_movies: int) -> f
     """Seconds per user of the reference: one model.predict over the user's candidates."""
     import tensorflow as tf
 
-    from cf.keras_model import build
+    from movierec.cf.keras_model import build
 
     model = build(n_users, n_movies, dim=128, l2=1e-6, lr=1e-3, seed=0)
     rng = np.random.default_rng(1)

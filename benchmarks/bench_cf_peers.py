@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.csv as pacsv
 
-from cf.data import Ratings, per_user_split
-from cf.evaluate import rank_eval
-from cf.keras_cf import KerasCF
-from cf.recommender import Popularity, Recommender
+from movierec.cf.data import Ratings, index_of, per_user_split
+from movierec.cf.evaluate import rank_eval
+from movierec.cf.keras_cf import KerasCF
+from movierec.cf.recommender import Popularity, Recommender
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small"
@@ -66,9 +66,11 @@ class ImplicitPeer(Recommender):
         self.uf = np.asarray(model.user_factors, dtype=np.float32)
         self.itf = np.asarray(model.item_factors, dtype=np.float32)
 
-    def _scores(self, user_rows, movie_rows):
-        items = self.itf if movie_rows is None else self.itf[movie_rows]
-        return self.uf[user_rows] @ items.T
+    def _items(self, movie_ids):
+        return np.ascontiguousarray(self.itf[index_of(self.movie_ids, movie_ids)].T)
+
+    def _block(self, user_rows, items):
+        return self.uf[user_rows] @ items
 
 
 def load_csv(directory: Path) -> Ratings:

@@ -32,10 +32,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[42], help="full-fit seeds (spread = noise)")
     args = ap.parse_args()
 
-    from cf.data import Seen, index_of, load_ratings
-    from cf.keras_cf import KerasCF
-    from cf.recommender import Recommender
-    from cf.train import val_ndcg, val_sample, validation_mask
+    from movierec.cf.data import index_of, load_ratings
+    from movierec.cf.keras_cf import KerasCF
+    from movierec.cf.recommender import Recommender
+    from movierec.cf.train import UserRows, val_ndcg, val_sample, validation_mask
     from movierec.config import Settings
 
     settings = Settings()
@@ -60,7 +60,7 @@ def main() -> None:
     # The same validation split as training used, scored for the same users in every model.
     u, m = index_of(upd.user_ids, data.user_ids), index_of(upd.movie_ids, data.movie_ids)
     is_val = validation_mask(data.user_ids, data.movie_ids, upd.hp.val_frac, np.bincount(u)[u])
-    seen = Seen.build(u[~is_val], m[~is_val], len(upd.user_ids))
+    seen = UserRows.build(u[~is_val], m[~is_val], len(upd.user_ids))
     users = val_sample(u[is_val], upd.user_ids, args.users)
     known = index_of(base.user_ids, upd.user_ids[users]) >= 0
     rows = {}

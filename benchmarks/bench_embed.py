@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from ingest.text import movie_text
 from movierec.embedder import encode, load_model
+from movierec.ingest.text import movie_text
 
 MOVIES_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "movies.csv"
 

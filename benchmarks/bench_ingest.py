@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.load import ingest_dir
-from ingest.synth import synthesize
 from movierec.config import Settings
+from movierec.ingest.load import ingest_dir
+from movierec.ingest.synth import synthesize
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -107,7 +107,7 @@ def compare_primary_key(data: Path) -> None:
     """Why `ratings` has no PRIMARY KEY: the same Arrow insert into a table with and without one."""
     import duckdb
 
-    from ingest.formats import detect, read_arrow
+    from movierec.ingest.formats import detect, read_arrow
 
     table = read_arrow(detect(data), "ratings")
     print("\n| ratings DDL | insert + commit, s |\n| --- | ---: |")

@@ -27,7 +27,7 @@ ML25M = {"users": 162_541, "movies": 62_423, "ratings": 25_000_095}
 
 
 def load_synthetic(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from ingest.synth import synthesize
+    from movierec.ingest.synth import synthesize
 
     if not (directory / "ratings.csv").exists():
         t = time.perf_counter()
@@ -41,7 +41,7 @@ def load_synthetic(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def time_production(u, m, r, n_users, n_movies, objective: str, samples: int, batch: int | None) -> dict:
-    from cf.train import HyperParams, fit_rating
+    from movierec.cf.train import HyperParams, fit_rating
 
     hp = HyperParams(objective=objective, epochs=1, batch_size=batch, val_frac=0.01)
     _, hist = fit_rating(u[:samples], m[:samples], r[:samples], n_users, n_movies, hp, (0.5, 5.0))
@@ -62,7 +62,7 @@ def time_production(u, m, r, n_users, n_movies, objective: str, samples: int, ba
 def time_stock_adam(u, m, n_users, n_movies, samples: int, batch: int) -> dict:
     import keras
 
-    from cf.keras_model import build
+    from movierec.cf.keras_model import build
 
     model = build(n_users, n_movies, 128, 0.0, 1e-3, 0)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")

@@ -28,11 +28,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="Also write all reports as JSON here.")
     args = ap.parse_args()
 
-    from cf.data import load_ratings
-    from cf.evaluate import evaluate
-    from cf.keras_cf import KerasCF
-    from ingest.load import ingest_dir
+    from movierec.cf.data import load_ratings
+    from movierec.cf.evaluate import evaluate
+    from movierec.cf.keras_cf import KerasCF
     from movierec.config import Settings
+    from movierec.ingest.load import ingest_dir
 
     settings = Settings(home=Path(tempfile.mkdtemp(prefix="movierec-eval-")))
     ingest_dir(settings, args.data)

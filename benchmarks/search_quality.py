@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
-from ingest.search import genre_precision, read_queries
 from movierec.config import Settings
+from movierec.ingest.search import genre_precision, read_queries
 
 QUERIES = Path(__file__).resolve().parents[2] / "shared" / "eval" / "queries.csv"
 

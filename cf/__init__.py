@@ -1,31 +1,47 @@
-"""cf stage: the Keras collaborative-filtering model, its baselines, training, evaluation and export.
+"""movierec.cf: the Keras collaborative-filtering model, its baselines, training, evaluation and registry.
 
-What other stages use (none of it imports TensorFlow):
-- `Factors`: exported factors + biases + id maps; scores users x movies with numpy.
-- `current_model(settings)`, `load_current_factors(settings)`: the current model's record and factors.
-- `train_model(settings, ...)`: train on the ratings in DuckDB, save a new version, make it current.
-
-Names resolve lazily, so importing `cf.cli` for `movierec --help` loads neither DuckDB nor numpy.
+What other layers use (none of it imports TensorFlow; training does, inside `train_model`):
+- `Recommender`: the one model contract (fit, score, recommend over candidates for many users, save, load);
+  `KerasCF`, `Popularity`, `BiasOnly` implement it.
+- `current_model`, `load_current_model`, `list_models`, `train_model`, `save_model`, `stale_reason`:
+  the versioned models on disk and their record in DuckDB.
 """
 
-from __future__ import annotations
+from movierec.cf.factors import Factors
+from movierec.cf.keras_cf import KerasCF
+from movierec.cf.ranking import CF_FORMULA, SOURCE_CF, SOURCE_COLD, Candidates, Ranked, cold_formula
+from movierec.cf.recommender import BiasOnly, Popularity, Recommender
+from movierec.cf.registry import (
+    ModelRecord,
+    current_model,
+    list_models,
+    load_current_model,
+    load_model,
+    save_model,
+    stale_reason,
+    train_model,
+)
+from movierec.cf.train import HyperParams
 
-from typing import TYPE_CHECKING
-
-from movierec.lazy import lazy_exports
-
-if TYPE_CHECKING:
-    from cf.factors import Factors
-    from cf.registry import ModelRecord, current_model, list_models, load_current_factors, train_model
-
-_EXPORTS = {
-    "Factors": "cf.factors",
-    "ModelRecord": "cf.registry",
-    "current_model": "cf.registry",
-    "list_models": "cf.registry",
-    "load_current_factors": "cf.registry",
-    "train_model": "cf.registry",
-}
-__all__ = ["Factors", "ModelRecord", "current_model", "list_models", "load_current_factors", "train_model"]
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [
+    "CF_FORMULA",
+    "SOURCE_CF",
+    "SOURCE_COLD",
+    "BiasOnly",
+    "Candidates",
+    "Factors",
+    "HyperParams",
+    "KerasCF",
+    "ModelRecord",
+    "Popularity",
+    "Ranked",
+    "Recommender",
+    "cold_formula",
+    "current_model",
+    "list_models",
+    "load_current_model",
+    "load_model",
+    "save_model",
+    "stale_reason",
+    "train_model",
+]

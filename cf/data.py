@@ -73,12 +73,6 @@ def load_ratings(settings: Settings) -> Ratings:
     return Ratings.from_arrays(cols["user_id"], cols["movie_id"], cols["rating"], cols["ts"])
 
 
-def load_movie_titles(settings: Settings) -> dict[int, str]:
-    with connect(settings, read_only=True) as con:
-        rows = con.execute("SELECT movie_id, title FROM movies").fetchall()
-    return {int(m): str(t) for m, t in rows}
-
-
 def unique_sorted(a: np.ndarray) -> np.ndarray:
     """np.unique by sorting: numpy 2's hash-based np.unique is several times slower on 25M int64."""
     a = np.sort(a)
@@ -95,46 +89,6 @@ def index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return np.full(len(ids), -1, dtype=np.int64)
     pos = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
     return np.where(sorted_ids[pos] == ids, pos, -1)
-
-
-@dataclass(frozen=True)
-class Seen:
-    """Which movie rows each user row has rated (CSR layout), to filter them out of recommendations."""
-
-    indptr: np.ndarray  # int64 [n_users + 1]
-    movie_rows: np.ndarray  # int64, sorted within each user
-
-    @classmethod
-    def build(cls, user_rows: np.ndarray, movie_rows: np.ndarray, n_users: int) -> Seen:
-        # One int64 sort of packed keys: np.lexsort on two 25M arrays is several times slower.
-        width = int(movie_rows.max()) + 1 if len(movie_rows) else 1
-        keys = np.sort(user_rows.astype(np.int64) * width + movie_rows)
-        counts = np.bincount(user_rows, minlength=n_users)
-        indptr = np.zeros(n_users + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        return cls(indptr, keys % width)
-
-    def of(self, user_row: int) -> np.ndarray:
-        return self.movie_rows[self.indptr[user_row] : self.indptr[user_row + 1]]
-
-    def mask(self, user_rows: np.ndarray, n_movies: int) -> np.ndarray:
-        """Dense boolean [len(user_rows), n_movies]: True where the user has rated the movie."""
-        out = np.zeros((len(user_rows), n_movies), dtype=bool)
-        starts, ends = self.indptr[user_rows], self.indptr[user_rows + 1]
-        lengths = ends - starts
-        row = np.repeat(np.arange(len(user_rows)), lengths)
-        flat = _ranges(starts, lengths)
-        out[row, self.movie_rows[flat]] = True
-        return out
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + n) for each (s, n), without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-    return np.arange(total, dtype=np.int64) + offsets
 
 
 # --- splits -----------------------------------------------------------------------------------------

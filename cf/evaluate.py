@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cf.data import Ratings, Seen, index_of, per_user_split, random_split
-from cf.recommender import BiasOnly, Popularity, Recommender
+from movierec.cf.data import Ratings, index_of, per_user_split, random_split
+from movierec.cf.recommender import BiasOnly, Popularity, Recommender
 from movierec.progress import say
 
 K = 10
@@ -42,28 +42,24 @@ def ranking_metrics(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarra
     }
 
 
-def rank_eval(model: Recommender, test: Ratings, block: int = 1024) -> dict:
-    """Ranking metrics of a fitted model for every test user the model knows."""
+def rank_eval(model: Recommender, test: Ratings) -> dict:
+    """Ranking metrics of a fitted model for every test user the model knows, ranked by the contract's
+    engine over the whole catalogue with the training ratings left out."""
     users = np.unique(test.user_ids)
-    user_rows = index_of(model.user_ids, users)
-    known = user_rows >= 0
-    users, user_rows = users[known], user_rows[known]
-    # Held-out movies per test user, as movie rows of the model (-1 for movies it never saw).
-    t_users = index_of(users, test.user_ids)
-    keep = t_users >= 0
-    t_users, t_movies = t_users[keep], index_of(model.movie_ids, test.movie_ids[keep])
-    n_relevant = np.bincount(t_users, minlength=len(users))
-    in_catalogue = t_movies >= 0
-    held = Seen.build(t_users[in_catalogue], t_movies[in_catalogue], len(users))
-    tops, rels = [], []
-    for start in range(0, len(users), block):
-        idx = np.arange(start, min(start + block, len(users)))
-        top, _ = model.top_n_rows(user_rows[idx], K, exclude_seen=True)
-        mask = held.mask(idx, len(model.movie_ids))
-        rel = np.take_along_axis(mask, np.maximum(top, 0), axis=1) & (top >= 0)
-        tops.append(top)
-        rels.append(rel)
-    out = ranking_metrics(np.concatenate(tops), np.concatenate(rels), n_relevant, len(model.movie_ids))
+    users = users[model.user_rows(users) >= 0]
+    ranked = model.recommend(users, K)
+    pos = np.searchsorted(users, ranked.user_id)
+    top = np.full((len(users), K), -1, dtype=np.int64)
+    top[pos, ranked.rank - 1] = index_of(model.movie_ids, ranked.movie_id)
+    # Held-out (user, movie) pairs as keys, to look the recommended pairs up in.
+    t_pos = np.searchsorted(users, test.user_ids).clip(0, max(len(users) - 1, 0))
+    known = (users[t_pos] == test.user_ids) if len(users) else np.zeros(len(test), bool)
+    n_relevant = np.bincount(t_pos[known], minlength=len(users))
+    n_movies = len(model.movie_ids)
+    t_rows = index_of(model.movie_ids, test.movie_ids[known])
+    held = np.unique(t_pos[known][t_rows >= 0] * n_movies + t_rows[t_rows >= 0])
+    rel = np.isin(np.arange(len(users))[:, None] * n_movies + top, held) & (top >= 0)
+    out = ranking_metrics(top, rel, n_relevant, n_movies)
     out["users"] = int(len(users))
     return out
 

@@ -1,50 +1,27 @@
-"""Looking inside a trained model: similar movies in embedding space, movies with extreme learned bias."""
+"""Looking inside a trained model: similar movies in embedding space, movies with extreme learned bias.
+(Finding a movie by title is `movierec.catalog.find_movie`.)"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cf.factors import Factors
-from movierec.config import Settings
-from movierec.db import connect
+from movierec.cf.factors import Factors
+from movierec.cf.recommender import Recommender
 from movierec.errors import BadInputError, NotFoundError
 
 
-def find_movie(settings: Settings, query: str) -> tuple[int, str]:
-    """A movie by id ("1") or by title search ("toy story"): exact title first, then the most-rated match."""
-    query = query.strip()
-    if not query:
-        raise BadInputError("empty movie: give a movie id or part of a title")
-    with connect(settings, read_only=True) as con:
-        if query.isdigit():
-            row = con.execute(
-                "SELECT movie_id, title FROM movies WHERE movie_id = ?", [int(query)]
-            ).fetchone()
-            if row is None:
-                raise NotFoundError(f"no movie with id {query}")
-            return int(row[0]), row[1]
-        row = con.execute(
-            """
-            SELECT m.movie_id, m.title
-            FROM movies m LEFT JOIN (SELECT movie_id, count(*) AS n FROM ratings GROUP BY movie_id) r
-                 USING (movie_id)
-            WHERE m.title ILIKE '%' || ? || '%'
-            ORDER BY lower(m.title) = lower(?) DESC,
-                     regexp_replace(lower(m.title), ' \\(\\d{4}\\)$', '') = lower(?) DESC,
-                     coalesce(r.n, 0) DESC, m.movie_id
-            LIMIT 1
-            """,
-            [query, query, query],
-        ).fetchone()
-    if row is None:
-        raise NotFoundError(f"no movie title contains {query!r}")
-    return int(row[0]), row[1]
+def _factors(model: Recommender) -> Factors:
+    factors = getattr(model, "factors", None)
+    if factors is None:
+        raise BadInputError(f"the current model is a {model.kind} model, which has no learned movie vectors")
+    return factors
 
 
-def similar_movies(factors: Factors, movie_id: int, limit: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def similar_movies(model: Recommender, movie_id: int, limit: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The `limit` movies whose CF vectors are closest (cosine) to `movie_id`'s, itself left out."""
     if limit < 1:
         raise BadInputError("--limit must be at least 1")
+    factors = _factors(model)
     row = int(factors.movie_index(np.array([movie_id]))[0])
     if row < 0:
         raise NotFoundError(
@@ -63,10 +40,11 @@ def similar_movies(factors: Factors, movie_id: int, limit: int = 10) -> tuple[np
 
 
 def bias_extremes(
-    factors: Factors, counts: np.ndarray, min_ratings: int = 20, n: int = 10
+    model: Recommender, counts: np.ndarray, min_ratings: int = 20, n: int = 10
 ) -> tuple[list[tuple[int, float, int]], list[tuple[int, float, int]]]:
     """(highest, lowest) learned movie biases as (movie_id, bias, n_ratings), among movies with at least
-    `min_ratings` training ratings (`counts` aligned with factors.movie_ids)."""
+    `min_ratings` training ratings (`counts` aligned with the model's movie_ids)."""
+    factors = _factors(model)
     eligible = np.flatnonzero(counts >= min_ratings)
     order = eligible[np.argsort(-factors.movie_bias[eligible], kind="stable")]
 

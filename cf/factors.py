@@ -47,8 +47,8 @@ class Factors:
         user solve against these movie factors (`cf.als.fold_in`). Movies the model does not know are
         ignored. Returns (user ids, vectors [n, dim], biases [n]) for the users with at least one known
         movie, ids ascending; the others stay cold-start users."""
-        from cf.als import confidence
-        from cf.als import fold_in as solve
+        from movierec.cf.als import confidence
+        from movierec.cf.als import fold_in as solve
 
         if not self.can_fold_in:
             raise ModelError(f"a {self.objective} model without ALS parameters cannot fold in new users")

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cf.data import Ratings, index_of
-from cf.factors import Factors
-from cf.recommender import Recommender
-from cf.train import History, HyperParams
+from movierec.catalog import Seen
+from movierec.cf.data import Ratings, index_of
+from movierec.cf.factors import Factors
+from movierec.cf.recommender import Recommender
+from movierec.cf.train import History, HyperParams
 from movierec.errors import ModelError
 from movierec.progress import say
 
@@ -43,7 +44,7 @@ class KerasCF(Recommender):
         return self.hp.to_dict()
 
     def _fit(self, user_rows, movie_rows, ratings, progress):
-        from cf import train
+        from movierec.cf import train
 
         if self.hp.objective == "rating":
             self.model, self.history = train.fit_rating(
@@ -64,7 +65,8 @@ class KerasCF(Recommender):
         self._set_als(X, Y)
 
     def _set_als(self, X: np.ndarray, Y: np.ndarray) -> None:
-        from cf import keras_model  # TensorFlow loads here: the factors become the Keras model's weights
+        # TensorFlow loads here: the factors become the Keras model's weights.
+        from movierec.cf import keras_model
 
         self.model = keras_model.from_factors(X, Y, l2=self.hp.l2, seed=self.hp.seed)
         self._set_factors(**self.model.weights_as_arrays())
@@ -87,7 +89,7 @@ class KerasCF(Recommender):
         vectors, new ones start at zero, and only the users and movies with ratings that `previous` did
         not train on (new pairs, or rated after `since`, epoch seconds) are re-solved, `hp.update_iterations`
         sweeps. Returns what changed: {'changed': n ratings, 'share', 'users', 'movies', 'base_ndcg'}."""
-        from cf import train
+        from movierec.cf import train
 
         if previous.hp.objective != "implicit" or self.hp.objective != "implicit":
             raise ModelError("only implicit (ALS) models can be updated; retrain instead")
@@ -95,27 +97,29 @@ class KerasCF(Recommender):
             raise ModelError(f"the current model has dim {previous.factors.dim}, not {self.hp.dim}; retrain")
         t0 = time.perf_counter()
         u, m = self._index(data)
-        # Pairs the previous model trained on, as keys over the new rows. Id maps are sorted, so mapping
-        # old rows to new ones keeps the keys sorted (no 25M-element sort): the seen lists are sorted keys.
-        nm = len(self.movie_ids)
+        # Pairs as sorted keys movie_row * n_users + user_row, the previous model's (its training ratings,
+        # grouped by movie, users ascending) mapped onto the new rows: id maps are sorted, so they stay
+        # sorted and one searchsorted finds the new pairs.
+        nu, nm = len(self.user_ids), len(self.movie_ids)
         ou, om = index_of(self.user_ids, previous.user_ids), index_of(self.movie_ids, previous.movie_ids)
-        p_users = np.repeat(ou, np.diff(previous.seen.indptr))
-        p_movies = om[previous.seen.movie_rows]
+        ps = previous.seen
+        p_movies = np.repeat(index_of(self.movie_ids, ps.movie_ids), np.diff(ps.indptr))
+        p_users = index_of(self.user_ids, ps.user_ids.astype(np.int64))
         ok = (p_users >= 0) & (p_movies >= 0)
-        old_keys = p_users[ok] * nm + p_movies[ok]
-        keys = np.repeat(np.arange(len(self.user_ids)), np.diff(self.seen.indptr)) * nm + self.seen.movie_rows
+        old_keys = p_movies[ok] * nu + p_users[ok]
+        keys = np.sort(m.astype(np.int64) * nu + u)
         pos = np.searchsorted(old_keys, keys).clip(0, max(len(old_keys) - 1, 0))
         new_pair = ~(old_keys[pos] == keys) if len(old_keys) else np.ones(len(keys), dtype=bool)
         changed_keys = keys[new_pair]
         if since is not None:  # re-rated pairs: same key, newer timestamp
             later = data.rated_at > since
-            changed_keys = np.union1d(changed_keys, u[later] * nm + m[later])
+            changed_keys = np.union1d(changed_keys, m[later].astype(np.int64) * nu + u[later])
         n_changed = len(changed_keys)
-        solve_users = np.unique(changed_keys // nm)
+        solve_users = np.unique(changed_keys % nu)
         # A movie moves when it is new or a clear share of its ratings changed; a popular movie with a
         # fraction of a percent new ratings would cost a full pass over its ratings for no visible change.
-        per_movie = np.bincount(changed_keys % nm, minlength=nm)
-        total = np.bincount(self.seen.movie_rows, minlength=nm)
+        per_movie = np.bincount(changed_keys // nu, minlength=nm)
+        total = np.bincount(m, minlength=nm)
         is_new_movie = np.ones(nm, dtype=bool)
         is_new_movie[om[om >= 0]] = False
         solve_movies = np.flatnonzero(
@@ -147,12 +151,50 @@ class KerasCF(Recommender):
             "base_ndcg": self.history.base_ndcg,
         }
 
-    def _scores(self, user_rows, movie_rows):
+    @property
+    def flops_per_pair(self) -> int:  # type: ignore[override]
+        return self.factors.dim if self.factors is not None else 0
+
+    def _items(self, movie_ids):
+        """Candidate vectors (transposed, contiguous for BLAS) and biases incl. the global one; a movie
+        newer than the model has no vector: interaction 0 and the median movie bias, a neutral prior."""
         f = self.factors
-        return f.logits(user_rows, np.arange(len(f.movie_ids)) if movie_rows is None else movie_rows)
+        rows = f.movie_index(movie_ids)
+        known = rows >= 0
+        vecs = np.zeros((len(rows), f.dim), dtype=np.float32)
+        vecs[known] = f.movie_vecs[rows[known]]
+        prior = float(np.median(f.movie_bias)) if len(f.movie_bias) else 0.0
+        bias = np.full(len(rows), prior, dtype=np.float32)
+        bias[known] = f.movie_bias[rows[known]]
+        bias += np.float32(f.global_bias)
+        return np.ascontiguousarray(vecs.T), bias
+
+    def _block(self, user_rows, items):
+        vecs_t, bias = items
+        f = self.factors
+        # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
+        first, last = int(user_rows[0]), int(user_rows[-1])
+        contiguous = last - first + 1 == len(user_rows) and bool((np.diff(user_rows) == 1).all())
+        uvecs = f.user_vecs[first : last + 1] if contiguous else f.user_vecs[user_rows]
+        logits = uvecs @ vecs_t
+        logits += f.user_bias[user_rows, None]
+        logits += bias[None, :]
+        return logits
+
+    def _to_rating(self, raw):
+        return self.factors.to_rating(raw)
 
     def _predict_rows(self, user_rows, movie_rows):
         return self.factors.to_rating(self.factors.pair_logits(user_rows, movie_rows))
+
+    @classmethod
+    def from_factors(cls, factors: Factors, seen: Seen, **hyperparams) -> KerasCF:
+        """A model from exported factors (known-answer tests, models fitted elsewhere): no Keras file."""
+        obj = cls(objective=factors.objective, dim=factors.dim, **hyperparams)
+        obj.user_ids, obj.movie_ids, obj.seen = factors.user_ids, factors.movie_ids, seen
+        obj.rating_range = (factors.rating_min, factors.rating_max)
+        obj.factors = factors
+        return obj
 
     def _save(self, directory: Path) -> None:
         self.factors.save(directory / FACTORS)

@@ -1,9 +1,16 @@
-"""One model contract for every recommender in `cf`: fit, score users x movies, top-N with seen movies
-filtered, predict ratings, save, load. The Keras model (`cf.keras_cf.KerasCF`) and the baselines below
-share it, so evaluation and tests treat them alike.
+"""One model contract for every recommender in `cf`: fit, score users x movies, recommend top-N for many
+users over given candidates with seen movies removed, predict ratings, save, load. The Keras model
+(`movierec.cf.keras_cf.KerasCF`) and the baselines below share it, and `recommend` is the one ranking
+engine (`movierec.cf.ranking`) that the nightly batch, `movierec recommend` and the evaluation all use.
+
+A model supplies three small pieces: `_items(movie_ids)` (the candidate side, prepared once per call;
+movies it does not know get a neutral score), `_block(user_rows, items)` (raw scores for a block of
+users, higher is better) and `_to_score(raw)` (a monotone map to [0, 1], the published score).
 
 Ids are MovieLens ids at the edges; inside, models work on rows (positions in the sorted id arrays).
-Unknown users or movies score NaN; `recommend` for an unknown user raises NotFoundError.
+Unknown users or movies score NaN in `score`; `recommend` gives unknown users the cold-start ranking.
+Directory layout: `model.json` (the one manifest: kind, parameters and whatever the caller adds, such as
+the registry's version and metrics), `contract.npz` (id maps, training ratings), model-specific files.
 """
 
 from __future__ import annotations
@@ -11,24 +18,33 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from cf.data import Ratings, Seen, index_of, unique_sorted
+from movierec.catalog import Seen
+from movierec.cf.data import Ratings, index_of, unique_sorted
+from movierec.cf.ranking import BLOCK_USERS, COLD_POPULARITY_WEIGHT, Candidates, Ranked, rank
 from movierec.errors import ModelError, NotFoundError
 
-META = "recommender.json"
+MANIFEST = "model.json"
+LEGACY_META = "recommender.json"  # model directories written before the manifest held the kind
 CONTRACT = "contract.npz"
+MAX_BLOCK_CELLS = 8_000_000  # users x candidates scored at once: bounds memory when ranking every movie
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 class Recommender(ABC):
     kind: ClassVar[str]
     predicts_ratings: ClassVar[bool] = False
+    flops_per_pair: int = 0  # floating-point work per (user, candidate) in `_block`, for throughput figures
 
     user_ids: np.ndarray
     movie_ids: np.ndarray
-    seen: Seen
+    seen: Seen  # the training ratings: what `recommend` filters when no other ratings are given
     rating_range: tuple[float, float]
 
     # --- fitting ---------------------------------------------------------------------------------------
@@ -44,7 +60,7 @@ class Recommender(ABC):
         self.user_ids = unique_sorted(data.user_ids)
         self.movie_ids = unique_sorted(data.movie_ids)
         u, m = index_of(self.user_ids, data.user_ids), index_of(self.movie_ids, data.movie_ids)
-        self.seen = Seen.build(u, m, len(self.user_ids))
+        self.seen = Seen.from_pairs(data.user_ids, data.movie_ids)
         self.rating_range = (float(data.ratings.min()), float(data.ratings.max()))
         return u, m
 
@@ -53,27 +69,41 @@ class Recommender(ABC):
         self, user_rows: np.ndarray, movie_rows: np.ndarray, ratings: np.ndarray, progress: bool
     ) -> None: ...
 
+    # --- what each model supplies ---------------------------------------------------------------------
     @abstractmethod
-    def _scores(self, user_rows: np.ndarray, movie_rows: np.ndarray | None) -> np.ndarray:
-        """Ranking scores [len(user_rows), len(movie_rows) or all movies]; higher is better."""
+    def _items(self, movie_ids: np.ndarray) -> Any:
+        """The candidate side of scoring, prepared once per call; unknown movies get a neutral score."""
+
+    @abstractmethod
+    def _block(self, user_rows: np.ndarray, items: Any) -> np.ndarray:
+        """Raw scores [len(user_rows), candidates] as a fresh float32 array; higher is better."""
+
+    def _to_score(self, raw: np.ndarray) -> np.ndarray:
+        """The published score in [0, 1], monotone in `raw` (for the CF model its prediction)."""
+        return _sigmoid(raw)
+
+    def _to_rating(self, raw: np.ndarray) -> np.ndarray:
+        """Predicted ratings from raw scores (rating models only)."""
+        return np.full(np.shape(raw), np.nan, dtype=np.float32)
 
     def _predict_rows(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """Predicted ratings for aligned pairs of known rows."""
         return np.full(len(user_rows), np.nan, dtype=np.float32)
 
     # --- the contract ----------------------------------------------------------------------------------
+    def user_rows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Row of each user id, -1 for users the model has not seen."""
+        return index_of(self.user_ids, np.atleast_1d(user_ids))
+
     def score(self, user_ids, movie_ids=None) -> np.ndarray:
-        """Scores users x movies (all known movies when `movie_ids` is None); NaN for unknown ids."""
-        u = index_of(self.user_ids, np.atleast_1d(user_ids))
-        m = (
-            np.arange(len(self.movie_ids))
-            if movie_ids is None
-            else index_of(self.movie_ids, np.atleast_1d(movie_ids))
-        )
+        """Raw scores users x movies (all known movies when `movie_ids` is None); NaN for unknown ids."""
+        u = self.user_rows(user_ids)
+        movies = self.movie_ids if movie_ids is None else np.atleast_1d(np.asarray(movie_ids, dtype=np.int64))
+        m = index_of(self.movie_ids, movies)
         out = np.full((len(u), len(m)), np.nan, dtype=np.float32)
         ku, km = u >= 0, m >= 0
         if ku.any() and km.any():
-            out[np.ix_(ku, km)] = self._scores(u[ku], m[km])
+            out[np.ix_(ku, km)] = self._block(u[ku], self._items(movies[km]))
         return out
 
     def predict(self, user_ids, movie_ids) -> np.ndarray:
@@ -85,79 +115,95 @@ class Recommender(ABC):
             out[ok] = self._predict_rows(u[ok], m[ok])
         return out
 
-    def top_n_rows(self, user_rows: np.ndarray, n: int, exclude_seen: bool = True, block: int = 1024):
-        """Top-n movie rows and scores for known user rows, best first: [len(user_rows), k], k = min(n,
-        catalogue). Where a user has fewer than k unseen movies the tail is -1 / -inf."""
-        n_movies = len(self.movie_ids)
-        k = min(n, n_movies)
-        rows = np.full((len(user_rows), k), -1, dtype=np.int64)
-        vals = np.full((len(user_rows), k), -np.inf, dtype=np.float32)
-        for start in range(0, len(user_rows), block):
-            ur = user_rows[start : start + block]
-            s = self._scores(ur, None).astype(np.float32, copy=True)
-            if exclude_seen:
-                s[self.seen.mask(ur, n_movies)] = -np.inf
-            top = (
-                np.argpartition(-s, k - 1, axis=1)[:, :k]
-                if k < n_movies
-                else np.tile(np.arange(n_movies), (len(ur), 1))
-            )
-            top_s = np.take_along_axis(s, top, axis=1)
-            order = np.argsort(-top_s, axis=1, kind="stable")
-            top, top_s = np.take_along_axis(top, order, 1), np.take_along_axis(top_s, order, 1)
-            top = np.where(np.isfinite(top_s), top, -1)
-            rows[start : start + len(ur)], vals[start : start + len(ur)] = top, top_s
-        return rows, vals
-
     def recommend(
-        self, user_id: int, n: int = 10, exclude_seen: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n (movie_ids, scores) for one user, movies they rated left out."""
-        u = index_of(self.user_ids, [user_id])
-        if u[0] < 0:
+        self,
+        user_ids: np.ndarray,
+        n: int = 10,
+        *,
+        items: np.ndarray | None = None,
+        similarity: np.ndarray | None = None,
+        popularity: np.ndarray | None = None,
+        seen: Seen | None = None,
+        filter_seen: bool = True,
+        alpha: float = 0.0,
+        cold_weight: float = COLD_POPULARITY_WEIGHT,
+        block: int = BLOCK_USERS,
+        workers: int | None = None,
+        progress: object | None = None,
+    ) -> Ranked:
+        """Top-`n` of `items` (default: every movie the model knows) for each of `user_ids` (sorted, unique).
+
+        `seen` says who rated what (default: the training ratings); those movies are left out unless
+        `filter_seen` is False. `similarity` (the query's, per item) blends in with weight `alpha` and
+        drives, with `popularity` (ratings per item), the cold-start ranking of users the model lacks."""
+        items = self.movie_ids if items is None else np.asarray(items, dtype=np.int64)
+        sim = np.zeros(len(items), np.float32) if similarity is None else np.asarray(similarity, np.float32)
+        if popularity is None:
+            popularity = self.seen.counts(items)
+        cands = Candidates(items, sim, np.asarray(popularity, dtype=np.int64))
+        if filter_seen:
+            su, sm = (self.seen if seen is None else seen).pairs(items)
+        else:
+            su = sm = np.zeros(0, dtype=np.int64)
+        block = max(16, min(block, MAX_BLOCK_CELLS // max(len(items), 1)))
+        return rank(self, np.asarray(user_ids, dtype=np.int64), cands, su, sm, n, alpha, cold_weight,
+                    block=block, progress=progress, workers=workers)  # fmt: skip
+
+    def top(self, user_id: int, n: int = 10, filter_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """One known user's top-n (movie_ids, scores) over the whole catalogue, rated movies left out."""
+        if self.user_rows(np.array([user_id]))[0] < 0:
             raise NotFoundError(
                 f"user {user_id} is not in the {self.kind} model (no ratings when it was trained)"
             )
-        rows, vals = self.top_n_rows(u, n, exclude_seen)
-        keep = rows[0] >= 0
-        return self.movie_ids[rows[0][keep]], vals[0][keep]
+        ranked = self.recommend(np.array([user_id]), n, filter_seen=filter_seen, workers=1)
+        return ranked.movie_id, ranked.score
 
     # --- persistence -----------------------------------------------------------------------------------
-    def save(self, directory: Path) -> Path:
+    def save(self, directory: Path, manifest: dict[str, Any] | None = None) -> Path:
+        """Write the model to `directory`; `manifest` entries join kind and params in its model.json."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         np.savez(
             directory / CONTRACT,
             user_ids=self.user_ids,
             movie_ids=self.movie_ids,
+            seen_movie_ids=self.seen.movie_ids,
             seen_indptr=self.seen.indptr,
-            seen_movie_rows=self.seen.movie_rows,
+            seen_user_ids=self.seen.user_ids.astype(np.int32),  # half the bytes; ids fit MovieLens' int32
             rating_range=np.array(self.rating_range, dtype=np.float64),
         )
-        meta = {"kind": self.kind, **self._params()}
-        (directory / META).write_text(json.dumps(meta, indent=2))
         self._save(directory)
+        doc = {**(manifest or {}), "kind": self.kind, "params": self._params()}
+        # No temp-and-rename here: the registry renames the whole directory into place.
+        (directory / MANIFEST).write_text(json.dumps(doc, indent=2, default=str))
         return directory
 
     @classmethod
     def load(cls, directory: Path) -> Recommender:
         directory = Path(directory)
-        if not (directory / META).exists() or not (directory / CONTRACT).exists():
-            raise ModelError(f"no saved recommender in {directory}")
-        meta = json.loads((directory / META).read_text())
-        kind = meta.pop("kind")
+        kind, params = read_kind(directory)
         impl = _registry().get(kind)
         if impl is None:
             raise ModelError(f"{directory} holds an unknown model kind {kind!r}")
         if cls is not Recommender and impl is not cls:
             raise ModelError(f"{directory} holds a {kind} model, not a {cls.kind} model")
-        obj = impl(**meta)
-        with np.load(directory / CONTRACT, allow_pickle=False) as z:
-            obj.user_ids, obj.movie_ids = z["user_ids"], z["movie_ids"]
-            obj.seen = Seen(z["seen_indptr"], z["seen_movie_rows"])
-            obj.rating_range = tuple(float(x) for x in z["rating_range"])
-        if len(obj.seen.indptr) != len(obj.user_ids) + 1:
-            raise ModelError(f"{directory}: seen-movie index does not match the user id map")
+        obj = impl(**params)
+        try:
+            with np.load(directory / CONTRACT, allow_pickle=False) as z:
+                obj.user_ids, obj.movie_ids = z["user_ids"], z["movie_ids"]
+                obj.rating_range = tuple(float(x) for x in z["rating_range"])
+                if "seen_movie_ids" in z.files:
+                    obj.seen = Seen(z["seen_movie_ids"], z["seen_indptr"], z["seen_user_ids"])
+                else:  # written before v0.2: per user row, the rated movie rows
+                    indptr = z["seen_indptr"]
+                    if len(indptr) != len(obj.user_ids) + 1:
+                        raise ModelError(f"{directory}: seen-movie index does not match the user id map")
+                    users = np.repeat(obj.user_ids, np.diff(indptr))
+                    obj.seen = Seen.from_pairs(users, obj.movie_ids[z["seen_movie_rows"]])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(
+                f"{directory / CONTRACT} is damaged or incomplete ({exc}); retrain with `movierec train`"
+            ) from exc
         obj._load(directory)
         return obj
 
@@ -171,6 +217,35 @@ class Recommender(ABC):
         pass
 
 
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """A model directory's model.json (ModelError when it is missing or unreadable)."""
+    path = Path(directory) / MANIFEST
+    if not path.exists():
+        raise ModelError(f"model directory {directory} is missing or incomplete (no {MANIFEST}); retrain")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path} is damaged ({exc}); retrain with `movierec train`") from exc
+    if not isinstance(doc, dict):
+        raise ModelError(f"{path} is damaged (not a JSON object); retrain with `movierec train`")
+    return doc
+
+
+def read_kind(directory: Path) -> tuple[str, dict[str, Any]]:
+    """(kind, constructor params) of a saved model, from its manifest or a pre-v0.2 recommender.json."""
+    directory = Path(directory)
+    if not (directory / MANIFEST).exists() and not (directory / LEGACY_META).exists():
+        raise ModelError(f"no saved recommender in {directory}")
+    doc = read_manifest(directory) if (directory / MANIFEST).exists() else {}
+    if "kind" not in doc:
+        legacy = directory / LEGACY_META
+        if not legacy.exists():
+            raise ModelError(f"no saved recommender in {directory}")
+        meta = json.loads(legacy.read_text())
+        return meta.pop("kind"), meta
+    return doc["kind"], dict(doc.get("params") or {})
+
+
 class Popularity(Recommender):
     """Everyone gets the most-rated movies they have not seen: the baseline a personal model must beat."""
 
@@ -179,15 +254,23 @@ class Popularity(Recommender):
     def _fit(self, user_rows, movie_rows, ratings, progress):
         self.counts = np.bincount(movie_rows, minlength=len(self.movie_ids)).astype(np.float32)
 
-    def _scores(self, user_rows, movie_rows):
-        c = self.counts if movie_rows is None else self.counts[movie_rows]
-        return np.broadcast_to(c, (len(user_rows), len(c)))
+    def _items(self, movie_ids):
+        rows = index_of(self.movie_ids, movie_ids)
+        return np.where(rows >= 0, self.counts[rows.clip(0)], 0.0).astype(np.float32)
+
+    def _block(self, user_rows, items):
+        return np.tile(items, (len(user_rows), 1))
+
+    def _to_score(self, raw):
+        """Log popularity scaled to [0, 1] by the most-rated movie."""
+        top = float(self.counts.max()) if len(self.counts) else 0.0
+        return (np.log1p(raw) / np.log1p(top)).astype(np.float32) if top > 0 else np.zeros_like(raw)
 
     def _save(self, directory):
         np.save(directory / "popularity.npy", self.counts)
 
     def _load(self, directory):
-        self.counts = np.load(directory / "popularity.npy", allow_pickle=False)
+        self.counts = np.load(directory / "popularity.npy", allow_pickle=False).astype(np.float32)
         if len(self.counts) != len(self.movie_ids):
             raise ModelError(f"{directory}: popularity counts do not match the movie id map")
 
@@ -217,9 +300,20 @@ class BiasOnly(Recommender):
             bu = np.bincount(user_rows, ratings - self.mean - bm[movie_rows], minlength=nu) / cu
         self.user_bias, self.movie_bias = bu.astype(np.float32), bm.astype(np.float32)
 
-    def _scores(self, user_rows, movie_rows):
-        mb = self.movie_bias if movie_rows is None else self.movie_bias[movie_rows]
-        return self.mean + self.user_bias[user_rows, None] + mb[None, :]
+    def _items(self, movie_ids):
+        rows = index_of(self.movie_ids, movie_ids)
+        prior = float(np.median(self.movie_bias)) if len(self.movie_bias) else 0.0
+        return (self.mean + np.where(rows >= 0, self.movie_bias[rows.clip(0)], prior)).astype(np.float32)
+
+    def _block(self, user_rows, items):
+        return (self.user_bias[user_rows, None] + items[None, :]).astype(np.float32)
+
+    def _to_score(self, raw):
+        lo, hi = self.rating_range
+        return np.clip((raw - lo) / ((hi - lo) or 1.0), 0.0, 1.0).astype(np.float32)
+
+    def _to_rating(self, raw):
+        return np.clip(raw, *self.rating_range).astype(np.float32)
 
     def _predict_rows(self, user_rows, movie_rows):
         r = self.mean + self.user_bias[user_rows] + self.movie_bias[movie_rows]
@@ -236,6 +330,6 @@ class BiasOnly(Recommender):
 
 
 def _registry() -> dict[str, type[Recommender]]:
-    from cf.keras_cf import KerasCF  # light: KerasCF imports TensorFlow only when it trains
+    from movierec.cf.keras_cf import KerasCF  # light: KerasCF imports TensorFlow only when it trains
 
     return {c.kind: c for c in (Popularity, BiasOnly, KerasCF)}

@@ -1,12 +1,12 @@
 """Versioned CF models on disk and their record in DuckDB (`cf_models`, exactly one current).
 
 A model directory `MODELS/<version>/` holds:
+  model.json         the manifest: kind, parameters, version, data snapshot, metrics, library versions
+  contract.npz       id maps and the training ratings (movierec.cf.recommender)
+  factors.npz        exported factors + biases (movierec.cf.factors.Factors): what the batch scores with
   model.keras        the Keras model (registered classes: loads with keras.saving.load_model)
-  factors.npz        exported factors + biases + id maps (cf.factors.Factors): what the batch scores with
-  contract.npz       id maps and each user's rated movies (cf.recommender)
-  recommender.json   model kind and hyperparameters
-  model.json         sidecar: hyperparameters, data snapshot, metrics, library versions
   loss.png           seconds per ALS sweep and validation nDCG (implicit), or loss per epoch (rating)
+Directories written before v0.2 also hold recommender.json (kind and parameters); they still load.
 
 The directory is written under a temporary name and renamed, then recorded in one transaction, so a
 failed run leaves neither a half-written directory nor a row pointing at one.
@@ -20,19 +20,19 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from cf.factors import Factors
+from movierec.cf.recommender import MANIFEST, Recommender, read_manifest
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import ModelError, NotFoundError
 from movierec.progress import say
-
-SIDECAR = "model.json"
 
 
 @dataclass(frozen=True)
@@ -86,49 +86,49 @@ def list_models(settings: Settings) -> list[ModelRecord]:
     return [_record(r) for r in rows]
 
 
-def load_current_factors(settings: Settings) -> tuple[ModelRecord, Factors]:
-    """The current model's record and factors, checked against the model's own sidecar."""
+def load_current_model(settings: Settings) -> tuple[ModelRecord, Recommender]:
+    """The current model behind the recommender contract (numpy only, no TensorFlow)."""
     record = current_model(settings)
     if record is None:
         raise NotFoundError(f"no trained CF model in {settings.db_path}: run `movierec train` first")
-    return record, load_factors(record.path)
+    return record, load_model(_model_dir(settings, record))
 
 
-def load_factors(model_dir: Path) -> Factors:
-    """Factors of one model directory; refuses files that disagree with the sidecar (ModelError)."""
+def load_model(model_dir: Path) -> Recommender:
+    """One model directory, checked against its manifest (ModelError with what to do otherwise)."""
     model_dir = Path(model_dir)
-    sidecar = model_dir / SIDECAR
-    if not sidecar.exists():
-        raise ModelError(f"model directory {model_dir} is missing or incomplete (no {SIDECAR}); retrain")
-    meta = json.loads(sidecar.read_text())
-    factors = Factors.load(model_dir / "factors.npz")
-    shape = meta["shape"]
-    if (len(factors.user_ids), len(factors.movie_ids), factors.dim) != (
-        shape["n_users"],
-        shape["n_movies"],
-        shape["dim"],
-    ):
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory {model_dir} is missing; retrain with `movierec train`")
+    manifest = read_manifest(model_dir)
+    model = Recommender.load(model_dir)
+    shape = manifest.get("shape")
+    if shape and (len(model.user_ids), len(model.movie_ids)) != (shape["n_users"], shape["n_movies"]):
         raise ModelError(
-            f"{model_dir}/factors.npz has {len(factors.user_ids)} users x {len(factors.movie_ids)} movies, "
-            f"dim {factors.dim}, but {SIDECAR} says {shape['n_users']} x {shape['n_movies']}, "
-            f"dim {shape['dim']}: the model directory is inconsistent, retrain"
+            f"{model_dir} holds {len(model.user_ids)} users x {len(model.movie_ids)} movies but its "
+            f"{MANIFEST} says {shape['n_users']} x {shape['n_movies']}: the model directory is "
+            "inconsistent, retrain"
         )
-    if factors.objective != meta["objective"]:
-        raise ModelError(
-            f"{model_dir}: factors are for objective {factors.objective}, sidecar says {meta['objective']}"
-        )
-    return factors
+    return model
 
 
-def load_current_recommender(settings: Settings):
-    """The current model behind the recommender contract (top-N with seen filtered), numpy only."""
-    from cf.recommender import Recommender
+def _model_dir(settings: Settings, record: ModelRecord) -> Path:
+    """Where a version lives: its recorded path, or under the models directory if the home was moved."""
+    moved = settings.models_path / record.version
+    return record.path if record.path.exists() or not moved.exists() else moved
 
+
+def stale_reason(settings: Settings) -> str | None:
+    """Why the current model is out of date (no model, another rating count or newer ratings), or None."""
     record = current_model(settings)
     if record is None:
-        raise NotFoundError(f"no trained CF model in {settings.db_path}: run `movierec train` first")
-    load_factors(record.path)  # sidecar checks
-    return record, Recommender.load(record.path)
+        return "no CF model yet"
+    with connect(settings, read_only=True) as con:
+        n, newest = con.execute("SELECT count(*), max(rated_at) FROM ratings").fetchone()
+    if record.n_ratings != n:
+        return f"{n:,} ratings now, model {record.version} saw {record.n_ratings or 0:,}"
+    if newest is not None and record.max_rated_at is not None and newest > record.max_rated_at:
+        return f"ratings newer than model {record.version} ({newest} > {record.max_rated_at})"
+    return None
 
 
 RETRAIN_SHARE = 0.10  # an update re-solves too much past this share of changed ratings: retrain instead
@@ -141,11 +141,7 @@ class UpdateRefused(ModelError):
 
 
 def train_model(
-    settings: Settings,
-    *,
-    update: bool = False,
-    progress: bool = False,
-    **hyperparams,
+    settings: Settings, *, update: bool = False, progress: bool = False, **hyperparams: Any
 ) -> ModelRecord:
     """Fit on every rating in DuckDB, write a new model version and make it current.
 
@@ -153,32 +149,37 @@ def train_model(
     rule says retrain: no current implicit model of the same dim, more than RETRAIN_SHARE of the ratings
     changed, or RETRAIN_EVERY updates since the last full fit. An update whose validation nDCG@10 falls
     more than GATE_DROP below the current model's on the same users raises UpdateRefused (nothing saved).
-    `hyperparams` are cf.train.HyperParams fields (None = default)."""
-    from cf.data import load_ratings
-    from cf.keras_cf import KerasCF
+    `hyperparams` are `HyperParams` fields; None values keep the defaults."""
+    from movierec.cf.data import load_ratings
+    from movierec.cf.keras_cf import KerasCF
 
-    rec = KerasCF(**{k: v for k, v in hyperparams.items() if v is not None})
+    given = {k: v for k, v in hyperparams.items() if v is not None}
+    rec = KerasCF(**given)
     if rec.hp.objective == "implicit":
         # The fit is numpy; TensorFlow is needed only at the end, to hold the factors as a Keras model.
         # Importing it meanwhile (mostly file reads and C extension loading) hides ~5-10 s of a night.
-        threading.Thread(target=importlib.import_module, args=("cf.keras_model",), daemon=True).start()
+        threading.Thread(
+            target=importlib.import_module, args=("movierec.cf.keras_model",), daemon=True
+        ).start()
     t0 = time.perf_counter()
     data = load_ratings(settings)
     snapshot = data.snapshot()
     say(f"loaded {len(data):,} ratings in {time.perf_counter() - t0:.1f}s", enabled=progress)
-    lineage: dict = {"mode": "full", "base": None, "updates_since_full": 0}
-    why_full = "not asked to update" if not update else None
-    current, previous = None, None
+    lineage: dict[str, Any] = {"mode": "full", "base": None, "updates_since_full": 0}
+    why_full = None if update else "not asked to update"
+    current = previous = None
+    last: dict[str, Any] = {}
     if update:
         current = current_model(settings)
         if current is None:
             why_full = "no current model"
         else:
             t0 = time.perf_counter()
-            previous = _load_previous(current)
+            previous = load_model(_model_dir(settings, current))
             say(f"model {current.version} loaded in {time.perf_counter() - t0:.1f}s", enabled=progress)
-            last = json.loads((current.path / SIDECAR).read_text()).get("lineage", {})
-            if previous.hp.objective != "implicit" or rec.hp.objective != "implicit":
+            last = read_manifest(_model_dir(settings, current)).get("lineage", {})
+            implicit = isinstance(previous, KerasCF) and previous.hp.objective == "implicit"
+            if not implicit or rec.hp.objective != "implicit":
                 why_full = "only implicit (ALS) models update"
             elif previous.hp.dim != rec.hp.dim:
                 why_full = f"dim changes from {previous.hp.dim} to {rec.hp.dim}"
@@ -213,7 +214,7 @@ def train_model(
     if why_full is not None:
         if update:
             say(f"full fit: {why_full}", enabled=progress)
-            rec = KerasCF(**{k: v for k, v in hyperparams.items() if v is not None})
+            rec = KerasCF(**given)
         say(
             f"training {rec.hp.objective} model on {snapshot['n_ratings']:,} ratings "
             f"({snapshot['n_users']:,} users, {snapshot['n_movies']:,} movies)",
@@ -221,7 +222,6 @@ def train_model(
         )
         rec.fit(data, progress=progress)
     h = rec.history
-    fit_seconds = time.perf_counter() - started
     metrics = {
         "mode": lineage["mode"],
         "updates_since_full": lineage["updates_since_full"],
@@ -230,57 +230,68 @@ def train_model(
         "val_ndcg@10": h.val_ndcg[-1] if h.val_ndcg else None,
         "best_epoch": h.best_epoch,
         "epochs_run": len(h.seconds),
-        "train_seconds": round(fit_seconds, 2),
+        "train_seconds": round(time.perf_counter() - started, 2),
     }
     if lineage["mode"] == "update":
         metrics["base_val_ndcg@10"] = lineage["change"]["base_ndcg"]
+    extra = {
+        "hyperparameters": {**rec.hp.to_dict(), "batch_size_used": h.batch_size},
+        "shape": {"n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids), "dim": rec.hp.dim},
+        "lineage": lineage,
+        "history": {"loss": h.loss, "val_loss": h.val_loss, "val_ndcg": h.val_ndcg, "seconds": h.seconds},
+        "versions": _versions(),
+    }
     t0 = time.perf_counter()
-    record = _save_version(settings, rec, snapshot, metrics, lineage, progress)
-    say(f"saved in {time.perf_counter() - t0:.1f}s", enabled=progress)
+    title = f"{rec.hp.objective}, {lineage['mode']}"
+    record = save_model(settings, rec, snapshot=snapshot, metrics=metrics, manifest=extra,
+                        extra_files=lambda d: _plot_loss(h, d / "loss.png", title))  # fmt: skip
+    saved = time.perf_counter() - t0
+    say(f"model {record.version} ({lineage['mode']}) saved to {record.path} in {saved:.1f}s and made current",
+        enabled=progress)  # fmt: skip
     return record
 
 
-def _load_previous(record: ModelRecord):
-    from cf.keras_cf import KerasCF
-    from cf.recommender import Recommender
+def save_model(
+    settings: Settings,
+    model: Recommender,
+    *,
+    snapshot: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    manifest: dict[str, Any] | None = None,
+    extra_files: Callable[[Path], None] | None = None,
+) -> ModelRecord:
+    """Write `model` as a new version under the models directory and make it current.
 
-    load_factors(record.path)  # sidecar checks
-    previous = Recommender.load(record.path)
-    if not isinstance(previous, KerasCF):
-        raise ModelError(f"model {record.version} is not a Keras CF model")
-    return previous
-
-
-def _save_version(settings: Settings, rec, snapshot: dict, metrics: dict, lineage: dict, progress: bool):
-    h = rec.history
+    The directory is written under a temporary name and renamed, then recorded in one transaction, so a
+    failure leaves neither a half-written directory nor a row pointing at one. `snapshot` describes the
+    ratings it was fitted on (`Ratings.snapshot()`): what tells a stale model apart."""
+    metrics = metrics or {}
     trained_at = datetime.now(UTC).replace(tzinfo=None)
     version = f"{trained_at:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+    objective = getattr(getattr(model, "hp", None), "objective", model.kind)
     root = settings.models_path
     final, tmp = root / version, root / f".tmp-{version}"
     tmp.mkdir(parents=True)
     try:
-        rec.save(tmp)
-        sidecar = {
+        doc = {
             "version": version,
             "trained_at": trained_at.isoformat(),
-            "objective": rec.hp.objective,
-            "hyperparameters": {**rec.hp.to_dict(), "batch_size_used": h.batch_size},
-            "shape": {"n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids), "dim": rec.hp.dim},
+            "objective": objective,
+            "shape": {"n_users": len(model.user_ids), "n_movies": len(model.movie_ids)},
             "data": snapshot,
             "metrics": metrics,
-            "lineage": lineage,
-            "history": {"loss": h.loss, "val_loss": h.val_loss, "val_ndcg": h.val_ndcg, "seconds": h.seconds},
-            "versions": _versions(),
+            **(manifest or {}),
         }
-        (tmp / SIDECAR).write_text(json.dumps(sidecar, indent=2))
-        _plot_loss(h, tmp / "loss.png", f"{version} ({rec.hp.objective}, {lineage['mode']})")
+        model.save(tmp, manifest=doc)
+        if extra_files is not None:
+            extra_files(tmp)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     max_ts = (
         datetime.fromtimestamp(snapshot["max_rated_at"], UTC).replace(tzinfo=None)
-        if snapshot["max_rated_at"]
+        if snapshot.get("max_rated_at")
         else None
     )
     try:
@@ -289,16 +300,14 @@ def _save_version(settings: Settings, rec, snapshot: dict, metrics: dict, lineag
             con.execute(
                 "INSERT INTO cf_models (version, trained_at, objective, metrics, path, is_current, n_ratings,"
                 " max_rated_at) VALUES (?, ?, ?, ?, ?, true, ?, ?)",
-                [version, trained_at, rec.hp.objective, json.dumps(metrics), str(final.resolve()),
-                 snapshot["n_ratings"], max_ts],
+                [version, trained_at, objective, json.dumps(metrics), str(final.resolve()),
+                 snapshot.get("n_ratings"), max_ts],
             )  # fmt: skip
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
-    say(f"model {version} ({lineage['mode']}) saved to {final} and made current", enabled=progress)
-    return ModelRecord(
-        version, final.resolve(), rec.hp.objective, trained_at, snapshot["n_ratings"], max_ts, metrics
-    )
+    return ModelRecord(version, final.resolve(), objective, trained_at, snapshot.get("n_ratings"), max_ts,
+                       metrics)  # fmt: skip
 
 
 def _versions() -> dict:
@@ -309,7 +318,7 @@ def _versions() -> dict:
     return {"keras": keras.__version__, "tensorflow": tensorflow.__version__, "numpy": numpy.__version__}
 
 
-def _plot_loss(h, path: Path, title: str) -> None:
+def _plot_loss(h: Any, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

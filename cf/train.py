@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cf.data import Seen, unique_sorted
+from movierec.cf.data import unique_sorted
 from movierec.errors import BadInputError
 from movierec.progress import say
 
@@ -92,6 +92,33 @@ class History:
     batch_size: int = 0
 
 
+@dataclass(frozen=True)
+class UserRows:
+    """Which movie rows each user row rated (CSR by user): what validation leaves out of the ranking."""
+
+    indptr: np.ndarray  # int64 [n_users + 1]
+    movie_rows: np.ndarray  # int64
+
+    @classmethod
+    def build(cls, user_rows: np.ndarray, movie_rows: np.ndarray, n_users: int) -> UserRows:
+        width = int(movie_rows.max()) + 1 if len(movie_rows) else 1
+        keys = np.sort(user_rows.astype(np.int64) * width + movie_rows)
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(user_rows, minlength=n_users), out=indptr[1:])
+        return cls(indptr, keys % width)
+
+    def mask(self, user_rows: np.ndarray, n_movies: int) -> np.ndarray:
+        """Dense boolean [len(user_rows), n_movies]: True where the user rated the movie."""
+        out = np.zeros((len(user_rows), n_movies), dtype=bool)
+        starts, lengths = self.indptr[user_rows], self.indptr[user_rows + 1] - self.indptr[user_rows]
+        total = int(lengths.sum())
+        if total:
+            offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+            rows = np.repeat(np.arange(len(user_rows)), lengths)
+            out[rows, self.movie_rows[np.arange(total) + offsets]] = True
+        return out
+
+
 def _hash(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A fixed pseudo-random number in [0, 1) per (a, b) pair (splitmix64 of the packed pair)."""
     with np.errstate(over="ignore"):
@@ -128,7 +155,7 @@ def val_sample(user_rows: np.ndarray, user_ids: np.ndarray, limit: int = VAL_USE
 def val_ndcg(
     user_vecs: np.ndarray,
     movie_vecs: np.ndarray,
-    seen: Seen,
+    seen: UserRows,
     val_users: np.ndarray,
     val_movies: np.ndarray,
     users: np.ndarray,
@@ -136,13 +163,13 @@ def val_ndcg(
 ) -> float:
     """Mean nDCG@10 over `users` (rows) of held-out (val_users, val_movies) pairs, scoring every movie and
     leaving out what the user trained on (`seen`); row-aligned factor tables."""
-    from cf.evaluate import K, ranking_metrics
+    from movierec.cf.evaluate import K, ranking_metrics
 
     if len(users) == 0:
         return float("nan")
     pos = np.searchsorted(users, val_users).clip(0, len(users) - 1)
     keep = users[pos] == val_users
-    held = Seen.build(pos[keep], val_movies[keep], len(users))
+    held = UserRows.build(pos[keep], val_movies[keep], len(users))
     n_relevant = np.diff(held.indptr)
     tops, rels = [], []
     for start in range(0, len(users), block):
@@ -177,7 +204,7 @@ def fit_als(
     sweeps over those rows only (users first, so new users get vectors before the movies move), and
     measures the validation nDCG of the starting factors and the result on the `gate_users` it holds (the
     users the starting model knew) in `History.base_ndcg` and `val_ndcg[-1]`."""
-    from cf import als
+    from movierec.cf import als
 
     n_users = len(user_ids)
     t_prep = time.perf_counter()
@@ -218,7 +245,7 @@ def fit_als(
     by_user = als.CSR.from_codes(pu[~pv], pm[~pv], pc[~pv], n_users, n_movies, w_of, p_of)
     qu, qm, qc, qv = m_part
     by_movie = als.CSR.from_codes(qm[~qv], qu[~qv], qc[~qv], n_movies, n_users, w_of, p_of)
-    seen = Seen(by_user.indptr, by_user.idx.astype(np.int64))  # training movies per user (val excluded)
+    seen = UserRows(by_user.indptr, by_user.idx.astype(np.int64))  # training movies per user, val excluded
     vu, vm = pu[pv], pm[pv]
     check = val_sample(vu, user_ids)
     if gate_users is not None:
@@ -271,7 +298,7 @@ def fit_rating(
     train function, Keras' own EarlyStopping."""
     import keras
 
-    from cf import keras_model  # TensorFlow loads here, not at CLI start
+    from movierec.cf import keras_model  # TensorFlow loads here, not at CLI start
 
     rng = np.random.default_rng(hp.seed)
     n = len(user_rows)

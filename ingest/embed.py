@@ -17,10 +17,10 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from ingest.text import movie_texts
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BusyError, ModelError, NotFoundError
+from movierec.ingest.text import movie_texts
 from movierec.progress import say
 from movierec.store import open_store
 

@@ -23,10 +23,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.formats import Source, detect, header_lines, read_arrow, select_sql
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError
+from movierec.ingest.formats import Source, detect, header_lines, read_arrow, select_sql
 from movierec.progress import bar
 
 # Key columns and compared value columns of each table.

@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import Any
 
 import duckdb
 
+from movierec.catalog import validate_genres
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError
 from movierec.store import SearchFilter, open_store
-
-
-def known_genres(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Every genre that occurs in the `movies` table, sorted."""
-    rows = con.execute("SELECT DISTINCT unnest(genres) AS g FROM movies ORDER BY g").fetchall()
-    return [g for (g,) in rows if g]
-
-
-def validate_genres(con: duckdb.DuckDBPyConnection, genres: Iterable[str]) -> list[str]:
-    """The genres spelled as in the catalogue (matching ignores case); BadInputError names unknown ones."""
-    known = known_genres(con)
-    by_lower = {g.lower(): g for g in known}
-    out, unknown = [], []
-    for genre in genres:
-        match = by_lower.get(genre.strip().lower())
-        if match is None:
-            unknown.append(genre)
-        elif match not in out:
-            out.append(match)
-    if unknown:
-        listing = ", ".join(known) if known else "none: the movies table is empty, run `movierec ingest DIR`"
-        names = ", ".join(repr(g) for g in unknown)
-        raise BadInputError(f"unknown genre {names}; known genres: {listing}")
-    return out
 
 
 def validate_filter(con: duckdb.DuckDBPyConnection, flt: SearchFilter | None) -> SearchFilter | None:

@@ -10,13 +10,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from movierec.errors import BadInputError
 
 DEFAULT_MODEL = "sentence-transformers/LaBSE"
 OFFLINE_MODEL = "offline-minilm"
@@ -45,11 +47,38 @@ class Settings(BaseSettings):
     collection: str = Field("movies", description="Collection name on a Qdrant server.")
     model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or path.")
     models_dir: Path | None = Field(None, description="CF model versions (default: HOME/models).")
-    keep_runs: int = Field(7, ge=1, description="Batch runs kept in the recommendations table.")
-    lock_timeout: float = Field(10.0, ge=0, description="Seconds read-only commands wait for a DuckDB lock.")
+    # Run knobs: how long to wait for locks, what to keep, how to score.
+    keep_runs: int = Field(7, ge=1, le=10_000, description="Batch runs kept in the recommendations view.")
+    lock_timeout: float = Field(
+        10.0, ge=0, le=86_400, allow_inf_nan=False,
+        description="Seconds readers (and the vector store) wait for a lock held by another process.",
+    )  # fmt: skip
+    write_wait: float = Field(
+        120.0, ge=0, le=86_400, allow_inf_nan=False,
+        description="Seconds a writer waits for readers to let go of the DuckDB file.",
+    )  # fmt: skip
+    block_users: int = Field(4096, ge=1, le=1_000_000, description="Users scored per block in the batch.")
+    cold_start_weight: float = Field(
+        0.25, ge=0, le=1, allow_inf_nan=False,
+        description="Weight of popularity (vs query similarity) in the cold-start ranking.",
+    )  # fmt: skip
 
     def __init__(self, **overrides: Any) -> None:
         super().__init__(**{k: v for k, v in overrides.items() if v is not None})
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Settings from flags, environment and movierec.toml; a bad value is one BadInputError line."""
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            raise BadInputError(
+                f"bad setting {where} (flag, MOVIEREC_{where.upper()} or {_config_file()}): {err['msg']}"
+            ) from None
+        except (OSError, ValueError) as exc:  # a garbled or unreadable movierec.toml
+            raise BadInputError(f"cannot read settings from {_config_file()}: {exc}") from None
 
     @classmethod
     def settings_customise_sources(

@@ -1,7 +1,8 @@
 """The one owner of the DuckDB file: connections, locking behaviour and the schema.
 
 DuckDB lets one process write, or several processes read, never both at once. So:
-- writers (`connect(settings)`) hold the file only as long as one command's work needs it;
+- writers (`connect(settings)`) hold the file only as long as one command's work needs it, and wait up to
+  `settings.write_wait` seconds for readers to let go;
 - readers (`connect(settings, read_only=True)`) retry for `settings.lock_timeout` seconds while a writer
   holds the lock (the nightly batch only writes during its short publish window), then fail clearly.
 """
@@ -147,31 +148,24 @@ def _busy(path: Path, exc: BaseException) -> BusyError:
     m = _HOLDER.search(str(exc))
     who = f" by {m['prog']} (PID {m['pid']})" if m else ""
     return BusyError(
-        f"database {path} is locked{who}: another movierec command is writing; try again when it finishes"
+        f"database {path} is locked{who}: another process has it open; try again when it finishes"
     )
 
 
-def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnection:
+def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    if read_only and not path.exists():
+        raise NotFoundError(f"no database at {path}: run `movierec ingest DIR` first (or pass --db)")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return duckdb.connect(str(path))
-        except duckdb.IOException as exc:
-            if _is_lock_error(exc):
-                raise _busy(path, exc) from exc
-            raise
-
-    if not path.exists():
-        raise NotFoundError(f"no database at {path}: run `movierec ingest DIR` first (or pass --db)")
 
     @retry(
         retry=retry_if_exception(_is_lock_error),
-        stop=stop_after_delay(timeout),
-        wait=wait_exponential(multiplier=0.05, max=0.5),
+        stop=stop_after_delay(wait),
+        wait=wait_exponential(multiplier=0.02, max=0.5),
         reraise=True,
     )
     def attempt() -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(path), read_only=True)
+        return duckdb.connect(str(path), read_only=read_only)
 
     try:
         return attempt()
@@ -182,13 +176,20 @@ def _open(path: Path, read_only: bool, timeout: float) -> duckdb.DuckDBPyConnect
 
 
 @contextmanager
-def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    settings: Settings, read_only: bool = False, wait: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the project database for one unit of work and close it straight after.
 
-    Writers create the file and schema on first use. Readers retry briefly on a writer's lock.
+    One waiting policy for every command: while another process holds the file, readers retry for
+    `settings.lock_timeout` seconds and writers for `settings.write_wait` (readers hold it briefly, the
+    nightly's writes take milliseconds), then BusyError names the holder. Writers create the file and
+    schema on first use.
     """
     path = settings.db_path
-    con = _open(path, read_only, settings.lock_timeout)
+    if wait is None:
+        wait = settings.lock_timeout if read_only else settings.write_wait
+    con = _open(path, read_only, wait)
     try:
         if not read_only:
             ensure_schema(con)

@@ -17,11 +17,9 @@ Both file backends allow one process at a time. Open late, close early: `open_st
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
-import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -30,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from movierec.config import Settings
 from movierec.errors import BusyError, ModelError, MovierecError, NotFoundError
+from movierec.locks import file_lock
 
 PAYLOAD_INDEXES = {"genres": "keyword", "year": "integer"}
 UPSERT_CHUNK = 2048
@@ -161,49 +159,6 @@ class VectorStore(ABC):
         if any(limit <= 0 for limit in limits):
             raise ValueError("search limits must be positive")
         return vectors
-
-
-# --------------------------------------------------------------------------- process lock
-
-
-class _Locked(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _exclusive(lock_file: Path, what: str, wait: float) -> Iterator[None]:
-    """Hold an exclusive lock on `lock_file` (waiting up to `wait` s); the file names the holder's PID."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-
-    @retry(
-        retry=retry_if_exception_type(_Locked),
-        stop=stop_after_delay(wait),
-        wait=wait_exponential(multiplier=0.05, max=0.5),
-        reraise=True,
-    )
-    def acquire() -> None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise _Locked from exc
-
-    try:
-        acquire()
-    except _Locked:
-        holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
-        os.close(fd)
-        who = f" by {holder}" if holder else " by another process"
-        raise BusyError(f"{what} is in use{who}; try again when it finishes") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"PID {os.getpid()} ({' '.join(sys.argv)[:200]})".encode(), 0)
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -481,7 +436,7 @@ def open_store(settings: Settings, wait: float | None = None) -> Iterator[Vector
     wait = settings.lock_timeout if wait is None else wait
     url = settings.qdrant_url
     lock_dir = _local_path(url) if url else settings.edge_path  # a server handles its own concurrency
-    lock = _exclusive(lock_dir / ".movierec.lock", f"vector store {lock_dir}", wait) if lock_dir else None
+    lock = file_lock(lock_dir / ".movierec.lock", f"vector store {lock_dir}", wait) if lock_dir else None
     with lock or contextlib.nullcontext():
         store: VectorStore
         if url:

@@ -9,14 +9,12 @@ User 7 has ratings but is unknown to the model (new since training): cold start.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from pathlib import Path
-
 import numpy as np
 
-from batch.queries import SavedQuery, add_query
-from cf.factors import Factors
+from movierec.batch.queries import SavedQuery, add_query
+from movierec.catalog import Seen
+from movierec.cf import KerasCF, save_model
+from movierec.cf.factors import Factors
 from movierec.config import Settings
 from movierec.db import connect
 
@@ -57,28 +55,18 @@ def planted_factors() -> Factors:
     return Factors(users, movie_ids, uv, mv, np.zeros(6, np.float32), np.zeros(len(movie_ids), np.float32))
 
 
-def register_model(settings: Settings, factors: Factors, version: str = "planted-1") -> Path:
-    """Write a model directory the way cf/registry.py lays it out (factors + sidecar) and make it current."""
-    path = settings.models_path / version
-    path.mkdir(parents=True, exist_ok=True)
-    factors.save(path / "factors.npz")
-    shape = {"n_users": len(factors.user_ids), "n_movies": len(factors.movie_ids), "dim": factors.dim}
-    (path / "model.json").write_text(
-        json.dumps({"version": version, "objective": factors.objective, "shape": shape})
-    )
-    with connect(settings) as con:
-        con.execute("UPDATE cf_models SET is_current = false")
-        con.execute(
-            "INSERT INTO cf_models (version, trained_at, objective, metrics, path, is_current) "
-            "VALUES (?, ?, ?, '{}', ?, true)",
-            [version, datetime.now(), factors.objective, str(path)],
-        )
-    return path
+def register_model(settings: Settings, factors: Factors) -> str:
+    """Make a CF model with these factors current, through the registry like `movierec train` does."""
+    with connect(settings, read_only=True) as con:
+        users, movies = con.execute("SELECT user_id, movie_id FROM ratings").fetchnumpy().values()
+    model = KerasCF.from_factors(factors, Seen.from_pairs(users, movies))
+    snapshot = {"n_ratings": len(RATINGS), "max_rated_at": None}
+    return save_model(settings, model, snapshot=snapshot).version
 
 
 def build(settings: Settings, queries: tuple[SavedQuery, ...] = (ZOMBIES,)) -> Settings:
     """Catalogue + ratings in DuckDB, vectors in Qdrant Edge, planted model current, queries saved."""
-    from ingest.embed import embed_movies
+    from movierec.ingest.embed import embed_movies
 
     with connect(settings) as con:
         con.executemany("INSERT INTO movies VALUES (?, ?, ?, ?)", MOVIES)

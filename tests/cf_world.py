@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cf.data import Ratings
+from movierec.cf.data import Ratings
 from movierec.config import Settings
 from movierec.db import connect
 

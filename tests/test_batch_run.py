@@ -16,8 +16,9 @@ import batch_world as world
 import pytest
 from click.testing import CliRunner
 
-from batch.publish import runs_dir
-from batch.run import run_batch
+from movierec.batch.publish import runs_dir
+from movierec.batch.run import run_batch
+from movierec.cf import current_model
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
@@ -70,12 +71,13 @@ def test_known_answer_seen_removed_cold_start_flagged(planted: Settings) -> None
     assert seen_hits == 0
     assert genres_ok
     status, alpha, formula, n_queries, n_users, n_rows, version, emb = run
+    current = current_model(planted).version
     assert (status, alpha, n_queries, n_users, version, emb) == (
         "succeeded",
         0.0,
         2,
         7,
-        "planted-1",
+        current,
         "offline-minilm",
     )
     assert "sigmoid(cf_logit)" in formula and "cold start" in formula
@@ -129,7 +131,7 @@ def test_second_run_while_one_runs_is_refused(planted: Settings) -> None:
             "-c",
             textwrap.dedent("""
             import sys, time
-            from batch.lock import batch_lock
+            from movierec.batch.lock import batch_lock
             from movierec.config import Settings
             with batch_lock(Settings()):
                 print('locked', flush=True)
@@ -283,10 +285,10 @@ def test_fresh_user_is_folded_in_by_an_implicit_model(planted: Settings) -> None
     User 7 rated 101 (taste A, 4 stars), so 102, the other taste-A zombie film, comes first."""
     from dataclasses import replace
 
-    from batch.recommend import recommend
+    from movierec.batch.recommend import recommend
 
     implicit = replace(world.planted_factors(), objective="implicit", reg=0.1, alpha=1.0)
-    world.register_model(planted, implicit, "planted-implicit")
+    world.register_model(planted, implicit)
     result = CliRunner().invoke(main, ["batch", "run"])
     assert result.exit_code == 0, result.output
     zombies = world.lists(planted, "zombies")

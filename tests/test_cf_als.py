@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from cf_world import checkerboard, missing_movie, write_ratings
 
-from cf import als
-from cf.data import Ratings
-from cf.keras_cf import KerasCF
-from cf.recommender import Popularity
-from cf.registry import UpdateRefused, current_model, load_current_factors, train_model
-from cf.train import validation_mask
+from movierec.cf import als
+from movierec.cf.data import Ratings
+from movierec.cf.keras_cf import KerasCF
+from movierec.cf.recommender import Popularity
+from movierec.cf.registry import UpdateRefused, current_model, load_current_model, train_model
+from movierec.cf.train import validation_mask
 from movierec.config import Settings
 from movierec.db import connect
 
@@ -118,7 +118,7 @@ def test_update_keeps_untouched_vectors_and_adds_new_users_and_movies() -> None:
             base.factors.user_vecs[base.factors.user_index([u])[0]],
         )
     for u in (5, 25):  # the new users get their planted movie
-        assert upd.recommend(u, 1)[0][0] == missing_movie(u)
+        assert upd.top(u, 1)[0][0] == missing_movie(u)
     assert 380 in upd.movie_ids
 
 
@@ -129,7 +129,7 @@ def test_planted_top_movies_are_recovered_on_synthetic_data(tmp_path) -> None:
     does (chance: 10%)."""
     import pyarrow.csv as pacsv
 
-    from ingest.synth import planted_truth, synthesize
+    from movierec.ingest.synth import planted_truth, synthesize
 
     shape = {"users": 400, "movies": 300, "ratings": 24000}
     synthesize(tmp_path / "s", seed=3, tags=0, **shape)
@@ -144,7 +144,7 @@ def test_planted_top_movies_are_recovered_on_synthetic_data(tmp_path) -> None:
             seen = set(data.movie_ids[data.user_ids == u].tolist())
             unseen = [m for m in truth.top_movies(int(u), shape["movies"]).tolist() if m not in seen]
             best = set(unseen[: len(unseen) // 10])
-            out.append(len(set(rec.recommend(int(u), 10)[0].tolist()) & best) / 10)
+            out.append(len(set(rec.top(int(u), 10)[0].tolist()) & best) / 10)
         return float(np.mean(out))
 
     ours, baseline = share_in_planted_top(model), share_in_planted_top(pop)
@@ -203,16 +203,16 @@ def test_update_by_rule_and_lineage(settings: Settings, monkeypatch: pytest.Monk
     first = train_model(settings, update=True, **ALS)  # no model yet: a full fit
     assert first.metrics["mode"] == "full"
     _add(settings, new)
-    monkeypatch.setattr("cf.registry.RETRAIN_SHARE", 0.5)
+    monkeypatch.setattr("movierec.cf.registry.RETRAIN_SHARE", 0.5)
     second = train_model(settings, update=True, **ALS)
     assert second.metrics["mode"] == "update" and second.metrics["updates_since_full"] == 1
     lineage = json.loads((second.path / "model.json").read_text())["lineage"]
     assert lineage["base"] == first.version and lineage["change"]["new_users"] == 1
-    _, factors = load_current_factors(settings)
+    factors = load_current_model(settings)[1].factors
     assert factors.user_index([5])[0] >= 0
     # Past the share of changed ratings, the same call retrains from scratch.
     _add(settings, Ratings.from_arrays([41] * 30, range(301, 331), [4.0] * 30, [2 * 10**9] * 30))
-    monkeypatch.setattr("cf.registry.RETRAIN_SHARE", 0.01)
+    monkeypatch.setattr("movierec.cf.registry.RETRAIN_SHARE", 0.01)
     assert train_model(settings, update=True, **ALS).metrics["mode"] == "full"
 
 
@@ -223,8 +223,8 @@ def test_an_update_below_the_quality_gate_is_refused(
     _ratings_world(settings, old)
     first = train_model(settings, **{**ALS, "val_frac": 0.3})
     _add(settings, new)
-    monkeypatch.setattr("cf.registry.RETRAIN_SHARE", 0.5)
-    monkeypatch.setattr("cf.registry.GATE_DROP", -1.0)  # any result counts as "clearly below"
+    monkeypatch.setattr("movierec.cf.registry.RETRAIN_SHARE", 0.5)
+    monkeypatch.setattr("movierec.cf.registry.GATE_DROP", -1.0)  # any result counts as "clearly below"
     with pytest.raises(UpdateRefused, match=f"update refused: .*{first.version} stays current"):
         train_model(settings, update=True, **{**ALS, "val_frac": 0.3})
     assert current_model(settings).version == first.version

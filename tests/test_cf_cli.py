@@ -11,8 +11,7 @@ import pytest
 from cf_world import checkerboard, write_ratings
 from click.testing import CliRunner
 
-from cf import current_model, load_current_factors, train_model
-from cf.registry import list_models, load_factors
+from movierec.cf import current_model, list_models, load_current_model, load_model, registry, train_model
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
@@ -34,9 +33,10 @@ def world(settings: Settings) -> Settings:
 def test_no_model_yet_is_a_clear_error(world: Settings) -> None:
     assert current_model(world) is None
     with pytest.raises(NotFoundError, match="run `movierec train`"):
-        load_current_factors(world)
+        load_current_model(world)
 
 
+@pytest.mark.slow
 def test_train_model_records_one_current_version(world: Settings) -> None:
     first = train_model(world, objective="rating", **FAST_KW)
     second = train_model(world, objective="implicit", **FAST_KW)
@@ -45,38 +45,63 @@ def test_train_model_records_one_current_version(world: Settings) -> None:
     assert [m.is_current for m in list_models(world)] == [True, False]
     with connect(world, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM cf_models WHERE is_current").fetchone()[0] == 1
-    record, factors = load_current_factors(world)
+    record, model = load_current_model(world)
     assert record.n_ratings == len(checkerboard()) and record.max_rated_at is not None
-    assert factors.objective == "implicit" and factors.dim == 8
-    sidecar = json.loads((record.path / "model.json").read_text())
-    assert sidecar["data"]["n_ratings"] == len(checkerboard())
-    assert set(sidecar["versions"]) == {"keras", "tensorflow", "numpy"}
-    assert sidecar["hyperparameters"]["dim"] == 8
-    for name in ("model.keras", "factors.npz", "contract.npz", "loss.png"):
-        assert (record.path / name).stat().st_size > 0, name
+    assert model.factors.objective == "implicit" and model.factors.dim == 8
+    manifest = json.loads((record.path / "model.json").read_text())  # the one manifest
+    assert manifest["kind"] == "keras" and manifest["params"]["dim"] == 8
+    assert manifest["version"] == record.version and manifest["data"]["n_ratings"] == len(checkerboard())
+    assert set(manifest["versions"]) == {"keras", "tensorflow", "numpy"}
+    assert sorted(p.name for p in record.path.iterdir()) == [
+        "contract.npz", "factors.npz", "loss.png", "model.json", "model.keras"
+    ]  # fmt: skip
     # the older version is still on disk and loadable
-    assert load_factors(first.path).objective == "rating"
+    assert load_model(first.path).factors.objective == "rating"
 
 
-def test_loading_refuses_a_model_directory_that_disagrees_with_its_sidecar(world: Settings) -> None:
+@pytest.mark.slow
+def test_loading_refuses_a_model_directory_that_disagrees_with_its_manifest(world: Settings) -> None:
     a = train_model(world, **FAST_KW)
     b_kw = {**FAST_KW, "dim": 4}
     b = train_model(world, **b_kw)
     shutil.copy(a.path / "factors.npz", b.path / "factors.npz")  # dim 8 factors in a dim 4 model
-    with pytest.raises(ModelError, match="dim 8.*dim 4"):
-        load_current_factors(world)
+    with pytest.raises(ModelError, match="dimension 8 but the model was trained with dim=4"):
+        load_current_model(world)
     shutil.rmtree(b.path)
-    with pytest.raises(ModelError, match="missing or incomplete"):
-        load_current_factors(world)
+    with pytest.raises(ModelError, match="missing"):
+        load_current_model(world)
 
 
-def test_train_failure_leaves_no_row_and_no_directory(world: Settings) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["while writing the directory", "while recording the version"])
+def test_train_failure_after_writing_leaves_no_row_and_no_directory(
+    world: Settings, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """The model is trained and its files are written when the failure strikes: nothing may remain."""
+    first = train_model(world, **FAST_KW)
+
+    def boom(*args, **kwargs):
+        raise OSError(f"disk full ({where})")
+
+    if where == "while writing the directory":
+        monkeypatch.setattr(registry, "_plot_loss", boom)  # after factors, contract and manifest
+    else:
+        monkeypatch.setattr(registry, "transaction", boom)  # after the rename to the final name
+    with pytest.raises(OSError, match="disk full"):
+        train_model(world, **FAST_KW)
+    assert current_model(world).version == first.version
+    assert [m.version for m in list_models(world)] == [first.version]
+    assert [p.name for p in world.models_path.iterdir()] == [first.version]
+
+
+def test_bad_hyperparameter_is_refused_before_anything_is_written(world: Settings) -> None:
     with pytest.raises(Exception, match="objective"):
         train_model(world, objective="clicks")
     assert current_model(world) is None
-    assert not world.models_path.exists() or not any(world.models_path.iterdir())
+    assert not world.models_path.exists()
 
 
+@pytest.mark.slow
 def test_cli_train_show_similar(world: Settings) -> None:
     runner = CliRunner()
     home = ["--home", str(world.home)]
@@ -115,6 +140,7 @@ def test_cli_train_show_similar(world: Settings) -> None:
         assert r.exit_code == 1 and message in r.output, r.output
 
 
+@pytest.mark.slow
 def test_cli_evaluate_json_has_model_and_both_baselines(world: Settings) -> None:
     r = CliRunner().invoke(
         main,

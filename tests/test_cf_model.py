@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from cf_world import GROUP_USERS, checkerboard, missing_movie
 
-from cf.data import Ratings, per_user_split, random_split
-from cf.evaluate import ranking_metrics
-from cf.keras_cf import KerasCF
-from cf.recommender import BiasOnly, Popularity, Recommender
-from cf.train import HyperParams
+from movierec.cf.data import Ratings, per_user_split, random_split
+from movierec.cf.evaluate import ranking_metrics
+from movierec.cf.keras_cf import KerasCF
+from movierec.cf.recommender import BiasOnly, Popularity, Recommender
+from movierec.cf.train import HyperParams
 from movierec.errors import BadInputError, ModelError, NotFoundError
 
 # Small and strongly regularised: the planted set has 40 users; a few seconds per fit on 2 cores.
@@ -29,7 +29,9 @@ MAKERS = {
 _FITTED: dict[str, Recommender] = {}
 
 
-@pytest.fixture(params=list(MAKERS))
+@pytest.fixture(
+    params=[pytest.param(n, marks=pytest.mark.slow) if n.startswith("keras") else n for n in MAKERS]
+)
 def fitted(request: pytest.FixtureRequest) -> Recommender:
     """Each model fitted once on the planted set (fitting Keras models is the slow part)."""
     name = request.param
@@ -47,13 +49,13 @@ def test_save_load_round_trip_gives_identical_scores(fitted: Recommender, tmp_pa
     assert type(loaded) is type(fitted)
     users = np.array([1, 5, 21, 40])
     np.testing.assert_array_equal(loaded.score(users), fitted.score(users))
-    np.testing.assert_array_equal(loaded.recommend(7, 5)[0], fitted.recommend(7, 5)[0])
+    np.testing.assert_array_equal(loaded.top(7, 5)[0], fitted.top(7, 5)[0])
 
 
 def test_recommendations_leave_out_seen_movies(fitted: Recommender) -> None:
     data = checkerboard()
     for user in (1, 22):
-        ids, scores = fitted.recommend(user, 10)
+        ids, scores = fitted.top(user, 10)
         assert len(ids) == 10
         assert not set(ids) & set(data.movie_ids[data.user_ids == user])
         assert np.all(np.diff(scores) <= 0), "best first"
@@ -61,15 +63,15 @@ def test_recommendations_leave_out_seen_movies(fitted: Recommender) -> None:
 
 def test_n_larger_than_catalogue_returns_every_unseen_movie(fitted: Recommender) -> None:
     data = checkerboard()
-    ids, _ = fitted.recommend(3, 10_000)
+    ids, _ = fitted.top(3, 10_000)
     unseen = set(np.unique(data.movie_ids)) - set(data.movie_ids[data.user_ids == 3])
     assert sorted(ids) == sorted(unseen)
-    assert len(fitted.recommend(3, 10_000, exclude_seen=False)[0]) == len(np.unique(data.movie_ids))
+    assert len(fitted.top(3, 10_000, filter_seen=False)[0]) == len(np.unique(data.movie_ids))
 
 
 def test_unknown_user_and_movie(fitted: Recommender) -> None:
     with pytest.raises(NotFoundError, match="user 999 is not in"):
-        fitted.recommend(999)
+        fitted.top(999)
     s = fitted.score([1, 999], [101, 99999])
     assert np.isfinite(s[0, 0]) and np.isnan(s[0, 1]) and np.isnan(s[1]).all()
     assert np.isnan(fitted.predict(np.array([999, 1]), np.array([101, 99999]))).all()
@@ -78,6 +80,7 @@ def test_unknown_user_and_movie(fitted: Recommender) -> None:
 # --- known answers -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["keras-implicit", "keras-rating"])
 def test_personal_models_find_the_planted_movie(name: str) -> None:
     """Each user's unrated own-group movie must come first. Popularity cannot know it: the other group's
@@ -85,16 +88,19 @@ def test_personal_models_find_the_planted_movie(name: str) -> None:
     model = _FITTED.get(name) or MAKERS[name]().fit(checkerboard())
     _FITTED[name] = model
     users = np.r_[GROUP_USERS[0], GROUP_USERS[1]]
-    right = sum(model.recommend(int(u), 1)[0][0] == missing_movie(int(u)) for u in users)
+    right = sum(model.top(int(u), 1)[0][0] == missing_movie(int(u)) for u in users)
     assert right >= 36, f"{right}/40 users got their planted movie first"
     popular = Popularity().fit(checkerboard())
-    assert sum(popular.recommend(int(u), 1)[0][0] == missing_movie(int(u)) for u in users) < 30
+    assert sum(popular.top(int(u), 1)[0][0] == missing_movie(int(u)) for u in users) < 30
 
 
 def test_popularity_ranks_by_number_of_ratings() -> None:
     data = Ratings.from_arrays([1, 2, 3, 1, 2, 4], [10, 10, 10, 20, 20, 30], [1, 1, 1, 5, 5, 5])
-    ids, scores = Popularity().fit(data).recommend(4, 5)
-    assert list(ids) == [10, 20] and list(scores) == [3, 2]
+    model = Popularity().fit(data)
+    ids, scores = model.top(4, 5)
+    assert list(ids) == [10, 20]  # 3 ratings, then 2; movie 30 is user 4's own
+    np.testing.assert_allclose(scores, [1.0, np.log(3) / np.log(4)], rtol=1e-6)  # log popularity, scaled
+    np.testing.assert_array_equal(model.score([4], [10, 20, 30]), [[3, 2, 1]])  # raw: ratings counts
 
 
 def test_bias_model_predicts_mean_plus_biases() -> None:
@@ -105,6 +111,7 @@ def test_bias_model_predicts_mean_plus_biases() -> None:
     assert m.predicts_ratings and not Popularity.predicts_ratings
 
 
+@pytest.mark.slow
 def test_loading_refuses_factors_that_do_not_match_the_id_maps(tmp_path: Path) -> None:
     model = _FITTED.get("keras-rating") or MAKERS["keras-rating"]().fit(checkerboard())
     model.save(tmp_path / "m")
@@ -125,7 +132,7 @@ def test_loading_refuses_factors_that_do_not_match_the_id_maps(tmp_path: Path) -
 def test_pair_score_does_not_depend_on_its_batch() -> None:
     """Regression: the reference design's tensordot(u, m, 2) summed over the batch axis, so every pair in
     a batch got the same interaction term. A pair must score the same alone and in any batch."""
-    keras_model = pytest.importorskip("cf.keras_model", reason="needs TensorFlow")
+    keras_model = pytest.importorskip("movierec.cf.keras_model", reason="needs TensorFlow")
     model = keras_model.build(n_users=50, n_movies=30, dim=16, l2=0.0, lr=1e-3, seed=3)
     rng = np.random.default_rng(0)
     batch = np.stack([rng.integers(0, 50, 64), rng.integers(0, 30, 64)], axis=1).astype(np.int32)
@@ -137,6 +144,7 @@ def test_pair_score_does_not_depend_on_its_batch() -> None:
     assert np.std(together) > 1e-3, "pairs must differ (a batch-summed interaction makes them nearly equal)"
 
 
+@pytest.mark.slow
 def test_keras_file_loads_and_agrees_with_exported_factors(tmp_path: Path) -> None:
     keras = pytest.importorskip("keras", reason="needs Keras")
     model = _FITTED.get("keras-rating") or MAKERS["keras-rating"]().fit(checkerboard())
@@ -148,6 +156,7 @@ def test_keras_file_loads_and_agrees_with_exported_factors(tmp_path: Path) -> No
     np.testing.assert_allclose(loaded.predict(pairs, verbose=0), expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_rating_model_predicts_on_the_rating_scale() -> None:
     model = _FITTED.get("keras-rating") or MAKERS["keras-rating"]().fit(checkerboard())
     own, other = model.predict(np.array([1, 1]), np.array([102, 201]))

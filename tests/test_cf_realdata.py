@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from cf_world import load_movielens_csv
 
-from cf.data import load_ratings, per_user_split, random_split
-from cf.evaluate import rank_eval, rating_eval
-from cf.keras_cf import KerasCF
-from cf.recommender import BiasOnly, Popularity
+from movierec.cf.data import load_ratings, per_user_split, random_split
+from movierec.cf.evaluate import rank_eval, rating_eval
+from movierec.cf.keras_cf import KerasCF
+from movierec.cf.recommender import BiasOnly, Popularity
 from movierec.config import Settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]

@@ -28,8 +28,13 @@ def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[st
 ALL_COMMANDS = _commands(main)
 
 
-def test_there_are_commands() -> None:
-    assert len(ALL_COMMANDS) >= 1
+def test_every_stage_contributes_its_commands() -> None:
+    assert sorted(" ".join(path) for path in ALL_COMMANDS) == [
+        "batch", "batch report", "batch run", "data", "data synth", "embed", "evaluate", "ingest",
+        "model", "model show", "nightly", "queries", "queries add", "queries disable", "queries enable",
+        "queries list", "queries remove", "queries show", "queries update", "recommend", "search", "show",
+        "similar", "sql", "train",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", ALL_COMMANDS, ids=" ".join)
@@ -45,12 +50,49 @@ def test_cli_load_imports_no_heavy_library() -> None:
     code = (
         "import sys, time; t = time.perf_counter(); from movierec.cli import main; "
         # The library modules the CLI commands call first must stay light as well.
-        "import movierec.embedder, movierec.store, ingest.search, ingest.embed, cf, batch; "
+        "import movierec.embedder, movierec.store, movierec.ingest, movierec.cf, movierec.batch; "
         "heavy = [m for m in ('tensorflow', 'torch', 'keras', 'sentence_transformers') if m in sys.modules]; "
         "print(heavy, time.perf_counter() - t)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("[]"), f"heavy modules imported at CLI load: {out}"
+
+
+def test_flags_declared_in_the_cli_agree_with_the_library() -> None:
+    """The CLI declares a few choices itself so that `--help` needs no numpy; they must not drift."""
+    import dataclasses
+
+    from movierec.cf.train import OBJECTIVES, HyperParams
+    from movierec.cli import cf as cf_cli
+    from movierec.cli import ingest as ingest_cli
+    from movierec.ingest.formats import FORMATS
+
+    assert tuple(ingest_cli.FORMAT_CHOICES) == tuple(FORMATS)
+    assert tuple(cf_cli.OBJECTIVES) == tuple(OBJECTIVES)
+    tunable = [f.name for f in dataclasses.fields(HyperParams) if f.name not in ("patience", "val_frac")]
+    assert sorted(cf_cli.HYPERPARAM_FLAGS) == sorted(tunable)
+    for command in ("train", "evaluate"):
+        flags = {p.name for p in main.commands[command].params}
+        assert set(tunable) <= flags, f"{command} lacks {set(tunable) - flags}"
+
+
+def test_bad_settings_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key, value, message in (
+        ("MOVIEREC_KEEP_RUNS", "abc", "bad setting keep_runs"),
+        ("MOVIEREC_LOCK_TIMEOUT", "inf", "bad setting lock_timeout"),
+        ("MOVIEREC_COLD_START_WEIGHT", "2", "bad setting cold_start_weight"),
+    ):
+        with monkeypatch.context() as m:
+            m.setenv(key, value)
+            result = CliRunner().invoke(main, ["queries", "list"])
+        assert result.exit_code == 1 and result.output.startswith(f"Error: {message}"), result.output
+        assert result.output.count("\n") == 1
+    garbled = tmp_path / "movierec.toml"
+    garbled.write_text("model = [")
+    monkeypatch.setenv("MOVIEREC_CONFIG", str(garbled))
+    result = CliRunner().invoke(main, ["queries", "list"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot read settings from"), result.output
 
 
 def test_our_errors_become_one_line_and_exit_1(tmp_path: Path) -> None:

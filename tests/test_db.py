@@ -54,20 +54,32 @@ def _hold_writer(settings: Settings, seconds: float) -> subprocess.Popen:
     return proc
 
 
-def test_busy_database_names_the_holder(settings: Settings) -> None:
+def test_busy_database_names_the_holder_after_the_one_wait_policy(settings: Settings) -> None:
     with db.connect(settings):
         pass
     proc = _hold_writer(settings, 30)
     try:
-        with pytest.raises(BusyError, match=rf"locked.*PID {proc.pid}"), db.connect(settings):
-            pass
-        quick = Settings(home=settings.home, lock_timeout=0.3)
-        start = time.monotonic()
-        with pytest.raises(BusyError), db.connect(quick, read_only=True):
-            pass
-        assert time.monotonic() - start >= 0.3  # it retried before giving up
+        quick = Settings(home=settings.home, lock_timeout=0.3, write_wait=0.6)
+        for read_only, wait in ((False, 0.6), (True, 0.3)):  # writers wait write_wait, readers lock_timeout
+            start = time.monotonic()
+            with pytest.raises(BusyError, match=rf"locked.*PID {proc.pid}"), db.connect(quick, read_only):
+                pass
+            assert wait <= time.monotonic() - start < wait + 5  # it retried, then gave up
     finally:
         proc.kill()
+        proc.communicate()
+
+
+def test_writer_waits_for_a_short_holder(settings: Settings) -> None:
+    """Regression (issue 9): a writer (ingest, train, nightly) used to fail at once while a reader held
+    the file; now it waits up to write_wait seconds."""
+    with db.connect(settings):
+        pass
+    proc = _hold_writer(settings, 1.0)
+    try:
+        with db.connect(Settings(home=settings.home, write_wait=15)) as con:
+            con.execute("INSERT INTO movies VALUES (8, 'Eight (1995)', 1995, [])")
+    finally:
         proc.communicate()
 
 

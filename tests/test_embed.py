@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 from vector_world import MOVIES, add_movies, set_title
 
-from ingest.embed import embed_movies
-from ingest.text import clean_title, movie_text, movie_texts
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import NotFoundError
+from movierec.ingest.embed import embed_movies
+from movierec.ingest.text import clean_title, movie_text, movie_texts
 from movierec.store import open_store
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cf.factors import Factors
+from movierec.cf.factors import Factors
 from movierec.errors import ModelError
 
 

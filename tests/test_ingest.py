@@ -10,11 +10,11 @@ import duckdb
 import pytest
 from click.testing import CliRunner
 
-from ingest.load import ingest_dir
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError, NotFoundError
+from movierec.ingest.load import ingest_dir
 
 MOVIES_CSV = """movieId,title,genres
 1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy
@@ -174,7 +174,7 @@ def ml100k_dir(tmp_path: Path, with_genre_file: bool = True) -> Path:
         "u.data": "196\t1\t3\t881250949\n186\t2\t5\t891717742\n22\t3\t1\t878887116\n196\t3\t4\t881250950\n",
     }
     if with_genre_file:
-        from ingest.formats import ML100K_GENRES
+        from movierec.ingest.formats import ML100K_GENRES
 
         files["u.genre"] = "".join(f"{g}|{i}\n" for i, g in enumerate(ML100K_GENRES)) + "\n"
     return write(tmp_path / "ml-100k", files)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from batch.nightly import nightly
-from batch.report import report
+from movierec.batch.report import report
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
+from movierec.pipeline import nightly
 
 
 def _latest(settings: Settings) -> list[tuple]:
@@ -91,8 +91,10 @@ def test_nightly_end_to_end_on_ml_latest_small(settings: Settings, ml_small: Pat
 
 
 def test_training_is_due_when_ratings_change(settings: Settings) -> None:
-    """Pins down when `nightly` retrains: no model, another rating count, or a newer rating."""
-    from batch.nightly import ratings_changed
+    """Pins down when `nightly` retrains (the registry's rule): no model, another count, a newer rating."""
+    from movierec.cf import Popularity, save_model
+    from movierec.cf import stale_reason as ratings_changed
+    from movierec.cf.data import load_ratings
 
     with connect(settings) as con:
         con.execute("INSERT INTO movies VALUES (1, 'A (1999)', 1999, ['Drama'])")
@@ -101,15 +103,12 @@ def test_training_is_due_when_ratings_change(settings: Settings) -> None:
             "(2, 1, 3.0, TIMESTAMP '2020-01-02')"
         )
     assert ratings_changed(settings) == "no CF model yet"
-    with connect(settings) as con:
-        con.execute(
-            "INSERT INTO cf_models (version, trained_at, objective, path, is_current, n_ratings, "
-            "max_rated_at) VALUES ('v1', now(), 'rating', '/nowhere', true, 2, TIMESTAMP '2020-01-02')"
-        )
+    data = load_ratings(settings)
+    v1 = save_model(settings, Popularity().fit(data), snapshot=data.snapshot()).version
     assert ratings_changed(settings) is None
     with connect(settings) as con:  # a rating updated later: same count, newer timestamp
         con.execute("UPDATE ratings SET rating = 5.0, rated_at = TIMESTAMP '2020-02-01' WHERE user_id = 1")
-    assert "newer than model v1" in ratings_changed(settings)
+    assert f"newer than model {v1}" in ratings_changed(settings)
     with connect(settings) as con:
         con.execute("INSERT INTO ratings VALUES (3, 1, 2.0, TIMESTAMP '2020-01-03')")
-    assert "3 ratings now, model v1 saw 2" in ratings_changed(settings)
+    assert f"3 ratings now, model {v1} saw 2" in ratings_changed(settings)

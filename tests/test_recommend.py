@@ -10,7 +10,7 @@ import batch_world as world
 import pytest
 from click.testing import CliRunner
 
-from batch.run import run_batch
+from movierec.batch.run import run_batch
 from movierec.cli import main
 from movierec.config import Settings
 

@@ -10,12 +10,13 @@ import pytest
 from click.testing import CliRunner
 from vector_world import MOVIES, add_movies
 
-from ingest.embed import embed_movies
-from ingest.search import genre_precision, known_genres, read_queries, search, validate_genres
+from movierec.catalog import known_genres, validate_genres
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError, ModelError, NotFoundError
+from movierec.ingest.embed import embed_movies
+from movierec.ingest.search import genre_precision, read_queries, search
 from movierec.store import SearchFilter
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,12 +10,12 @@ import pyarrow.csv as pacsv
 import pytest
 from click.testing import CliRunner
 
-from ingest.load import ingest_dir
-from ingest.synth import GENRES, NO_GENRES, planted_truth, synthesize
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError
+from movierec.ingest.load import ingest_dir
+from movierec.ingest.synth import GENRES, NO_GENRES, planted_truth, synthesize
 
 SHAPE = {"users": 300, "movies": 500, "ratings": 20_000}
 

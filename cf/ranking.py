@@ -1,18 +1,21 @@
-"""The scoring engine shared by the nightly batch and `movierec recommend`: one query's candidates ranked
-for many users at once with the exported CF factors, seen movies removed, top-N kept.
+"""The one scoring engine behind the model contract (`Recommender.recommend`): candidate movies ranked for
+many users at once, seen movies removed, top-N kept. The nightly batch, `movierec recommend` and the
+offline evaluation all rank through it, whatever the model (the Keras CF model or a baseline).
 
-Why it is fast: a block of users x candidates is one BLAS matrix product; seen movies are masked from a
-list of (user, candidate) pairs built once per query (only ratings of the candidates matter: it is small);
-top-N comes from N passes of a row-wise argmax, and the sigmoid is applied only to the N survivors when
-the ranking is by CF alone (the sigmoid is monotonic, so ranking on logits gives the same order).
+Why it is fast: the model scores a block of users x candidates at once (for the CF model one BLAS matrix
+product, `Recommender._block`); seen movies are masked from a list of (user, candidate) pairs built once
+per call (only ratings of the candidates matter: it is small); top-N comes from N passes of a row-wise
+argmax, and the model's score map (the sigmoid) is applied only to the N survivors when the ranking is by
+the model alone (it is monotonic, so ranking on raw scores gives the same order).
 
 Score formulas (stored with each run):
-- CF users: `score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)`; with alpha = 0 this is
-  the model's prediction (the min-max scaled rating for the rating objective), as in the reference design.
-- Users the CF model does not know (cold start): `score = (1 - w) * minmax(similarity) + w * popularity`,
-  popularity = log(1 + ratings) / log(1 + max ratings) over the candidates, w = COLD_POPULARITY_WEIGHT.
-- Candidates the CF model does not know (movies newer than the model): no learned vector, so their interaction
-  term is 0 and their bias is the median movie bias: a neutral prior, neither buried nor promoted.
+- Users the model knows: `score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)`; with
+  alpha = 0 this is the model's prediction (the min-max scaled rating for the rating objective).
+- Users the model does not know (cold start): `score = (1 - w) * minmax(similarity) + w * popularity`,
+  popularity = log(1 + ratings) / log(1 + max ratings) over the candidates, w = `cold_weight`
+  (`Settings.cold_start_weight`).
+- Candidates the model does not know (movies newer than it) get a neutral score from the model
+  (`Recommender._items`): for the CF model interaction 0 and the median movie bias.
 """
 
 from __future__ import annotations
@@ -21,20 +24,18 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
-from cf.factors import Factors
+if TYPE_CHECKING:
+    from movierec.cf.recommender import Recommender
 
-COLD_POPULARITY_WEIGHT = 0.25
+COLD_POPULARITY_WEIGHT = 0.25  # default of Settings.cold_start_weight
 CF_FORMULA = "score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)"
-COLD_FORMULA = (
-    f"cold start: score = {1 - COLD_POPULARITY_WEIGHT:g} * minmax(similarity) "
-    f"+ {COLD_POPULARITY_WEIGHT:g} * log_popularity"
-)
-BLOCK_USERS = 4096
+BLOCK_USERS = 4096  # default of Settings.block_users
 ARGMAX_TOP_N = 32
 
 SOURCE_CF, SOURCE_COLD, SOURCE_FOLD = "cf", "cold_start", "fold_in"
@@ -64,8 +65,8 @@ class Ranked:
     predicted_rating: np.ndarray  # NaN where the model does not predict ratings
     cold: np.ndarray  # bool: row comes from the cold-start ranking
     folded: np.ndarray | None = None  # bool: a CF row for a user folded in after training (cf.foldin)
-    flops: float = field(default=0.0)  # floating-point operations of the CF matrix products
-    matmul_seconds: float = field(default=0.0)  # time spent in those products
+    flops: float = field(default=0.0)  # floating-point operations of the model's block products
+    matmul_seconds: float = field(default=0.0)  # time spent scoring blocks (the products, biases added)
 
     def __len__(self) -> int:
         return len(self.user_id)
@@ -106,90 +107,72 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return np.ones_like(x) if hi - lo < 1e-12 else (x - lo) / (hi - lo)
 
 
-def cold_start_scores(cands: Candidates) -> np.ndarray:
-    """Similarity ranking with a popularity prior, for users the CF model has never seen."""
+def cold_formula(weight: float = COLD_POPULARITY_WEIGHT) -> str:
+    return f"cold start: score = {1 - weight:g} * minmax(similarity) + {weight:g} * log_popularity"
+
+
+def cold_start_scores(cands: Candidates, weight: float = COLD_POPULARITY_WEIGHT) -> np.ndarray:
+    """Similarity ranking with a popularity prior, for users the model has never seen."""
     sim = minmax(cands.similarity)
     if cands.n_ratings is None or len(cands) == 0 or cands.n_ratings.max() <= 0:
         return sim
     pop = np.log1p(cands.n_ratings) / np.log1p(cands.n_ratings.max())
-    return ((1 - COLD_POPULARITY_WEIGHT) * sim + COLD_POPULARITY_WEIGHT * pop).astype(np.float32)
+    return ((1 - weight) * sim + weight * pop).astype(np.float32)
 
 
-def rank_users(
-    factors: Factors,
+def rank(
+    model: Recommender,
     user_ids: np.ndarray,
     cands: Candidates,
     seen_users: np.ndarray,
     seen_movies: np.ndarray,
     top_n: int,
     alpha: float = 0.0,
+    cold_weight: float = COLD_POPULARITY_WEIGHT,
     block: int = BLOCK_USERS,
     progress: object | None = None,
     workers: int | None = None,
-    folded_users: np.ndarray | None = None,
 ) -> Ranked:
     """Top-`top_n` candidates for each of `user_ids` (sorted, unique), never a movie the user rated.
 
     `seen_users`/`seen_movies` are (user, movie) rating pairs; only pairs whose movie is a candidate matter,
     so callers may pass just those. `progress` is a tqdm bar advanced by the number of users done.
-    Blocks of users run on `workers` threads (default: one per core, at most 4). Rows of `folded_users`
-    (users folded into `factors` after training, cf.foldin) are marked `folded`.
+    Blocks of users run on `workers` threads (default: one per core, at most 4).
     """
     user_ids = np.asarray(user_ids, dtype=np.int64)
-    predicts_ratings = factors.predicts_ratings
+    predicts_ratings = model.predicts_ratings
     k = len(cands)
     if k == 0 or len(user_ids) == 0:
         return _empty()
     sim = np.asarray(cands.similarity, dtype=np.float32)
     sim_norm = minmax(sim)
-
-    # Candidate side, once per query: vectors and biases (neutral prior for movies the model lacks).
-    mrows = factors.movie_index(cands.movie_ids)
-    known_m = mrows >= 0
-    mvecs = np.zeros((k, factors.dim), dtype=np.float32)
-    mvecs[known_m] = factors.movie_vecs[mrows[known_m]]
-    prior = float(np.median(factors.movie_bias)) if len(factors.movie_bias) else 0.0
-    mbias = np.full(k, prior, dtype=np.float32)
-    mbias[known_m] = factors.movie_bias[mrows[known_m]]
-    mbias += np.float32(factors.global_bias)
-    mvecs_t = np.ascontiguousarray(mvecs.T)
+    items = model._items(cands.movie_ids)  # candidate side, once per call
 
     # Seen pairs as (position in user_ids, candidate position), sorted by user position.
     seen_t, seen_j = _seen_pairs(user_ids, cands.movie_ids, seen_users, seen_movies)
 
-    urows = factors.user_index(user_ids)
+    urows = model.user_rows(user_ids)
     known_pos = np.flatnonzero(urows >= 0)
     cold_pos = np.flatnonzero(urows < 0)
-    cold = cold_start_scores(cands) if len(cold_pos) else None
+    cold = cold_start_scores(cands, cold_weight) if len(cold_pos) else None
 
     def known_block(start: int) -> tuple[Ranked, float]:
         pos = known_pos[start : start + block]
-        rows = urows[pos]
-        # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
-        uvecs = (
-            factors.user_vecs[rows[0] : rows[-1] + 1]
-            if rows[-1] - rows[0] + 1 == len(rows)
-            else factors.user_vecs[rows]
-        )
         t0 = time.perf_counter()
-        logits = uvecs @ mvecs_t
-        matmul_s = time.perf_counter() - t0
-        logits += factors.user_bias[rows, None]
-        logits += mbias[None, :]
-        rank_by = (1 - alpha) * _sigmoid(logits) + alpha * sim_norm[None, :] if alpha > 0 else logits
+        raw = model._block(urows[pos], items)
+        seconds = time.perf_counter() - t0
+        rank_by = (1 - alpha) * model._to_score(raw) + alpha * sim_norm[None, :] if alpha > 0 else raw
         _mask_seen(rank_by, pos, seen_t, seen_j)
-        out = _top_n(
-            rank_by, logits, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, factors
-        )
+        out = _top_n(rank_by, raw, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, model)
         if progress is not None:
             progress.update(len(pos))
-        return out, matmul_s
+        return out, seconds
 
     def cold_block(start: int) -> tuple[Ranked, float]:
         pos = cold_pos[start : start + block]
         rank_by = np.repeat(cold[None, :], len(pos), axis=0)
         _mask_seen(rank_by, pos, seen_t, seen_j)
-        out = _top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, alpha, False, factors)
+        out = _top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, alpha, False, model)
         if progress is not None:
             progress.update(len(pos))
         return out, 0.0
@@ -205,19 +188,13 @@ def rank_users(
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             done = list(pool.map(lambda job: job[0](job[1]), jobs))
     out = _concat([r for r, _ in done])
-    if folded_users is not None and len(folded_users):
-        out.folded = np.isin(out.user_id, folded_users) & ~out.cold
-    out.flops = 2.0 * len(known_pos) * k * factors.dim
+    out.flops = 2.0 * len(known_pos) * k * model.flops_per_pair
     out.matmul_seconds = sum(m for _, m in done)
     return out
 
 
 def default_workers() -> int:
     return min(4, os.cpu_count() or 1)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _seen_pairs(
@@ -259,7 +236,7 @@ def _top_n(
     top_n: int,
     alpha: float,
     predicts_ratings: bool,
-    factors: Factors,
+    model: Recommender,
 ) -> Ranked:
     b, k = rank_by.shape
     n = min(top_n, k)
@@ -287,8 +264,8 @@ def _top_n(
 
     if logits is not None:
         lg = vals if logits is rank_by else logits[rows, cols]
-        score = vals if alpha > 0 else _sigmoid(lg)
-        pred = factors.to_rating(lg) if predicts_ratings else np.full(len(lg), np.nan, dtype=np.float32)
+        score = vals if alpha > 0 else model._to_score(lg)
+        pred = model._to_rating(lg) if predicts_ratings else np.full(len(lg), np.nan, dtype=np.float32)
         cold = np.zeros(len(cols), dtype=bool)
     else:
         score = vals

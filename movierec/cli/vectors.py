@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from movierec.options import (
+from movierec.cli.options import (
     echo_json,
     echo_table,
     filter_options,
@@ -44,7 +44,7 @@ def embed(settings: Settings, batch_size: int, with_tags: bool, as_json: bool, q
     A store built by another model is rebuilt. Uses the embedded Qdrant Edge store under HOME, or the
     Qdrant server at --qdrant-url / QDRANT_URL.
     """
-    from ingest.embed import embed_movies
+    from movierec.ingest.embed import embed_movies
 
     summary = embed_movies(settings, batch_size=batch_size, with_tags=with_tags, progress=not quiet)
     if as_json:
@@ -73,7 +73,7 @@ def search(
 
     Example: movierec search "space adventure" --genre Sci-Fi --year-min 1980
     """
-    from ingest.search import search as run_search
+    from movierec.ingest.search import search as run_search
     from movierec.store import SearchFilter
 
     flt = SearchFilter(genres=genres, exclude_genres=exclude_genres, year_min=year_min, year_max=year_max)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from movierec.options import echo_json, echo_table, json_option, settings_options
+from movierec.cli.options import echo_json, echo_table, json_option, settings_options
 
 if TYPE_CHECKING:
     from movierec.config import Settings

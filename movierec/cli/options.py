@@ -28,7 +28,7 @@ def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         from movierec.config import Settings  # pydantic costs ~0.2 s: not at `--help`
 
-        kw["settings"] = Settings(home=home, db=db, qdrant_url=qdrant_url, model=model_name)
+        kw["settings"] = Settings.load(home=home, db=db, qdrant_url=qdrant_url, model=model_name)
         return f(*args, **kw)
 
     return wrapper
@@ -55,6 +55,10 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+alpha_option = click.option(
+    "--alpha", type=float, default=0.0, show_default=True,
+    help="Weight of query similarity in the score (0 = CF prediction only, 1 = similarity only).",
+)  # fmt: skip
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
 
@@ -65,23 +69,22 @@ def echo_json(data: Any) -> None:
 
 
 def echo_table(rows: list[dict[str, Any]], columns: list[str], headers: dict[str, str] | None = None) -> None:
-    """An aligned plain-text table on stdout: numbers right-aligned, floats to 3 places, lists joined by |."""
+    """An aligned plain-text table on stdout (tabulate): numbers right-aligned, floats to 3 places, lists
+    joined by |."""
+    from tabulate import tabulate
+
     headers = headers or {}
-    titles = [headers.get(c, c) for c in columns]
     cells = [[format_cell(row.get(c)) for c in columns] for row in rows]
-    numeric = [
-        all(isinstance(row.get(c), int | float) for row in rows if row.get(c) is not None) for c in columns
-    ]
-    widths = [max([len(t)] + [len(r[i]) for r in cells]) for i, t in enumerate(titles)]
+    titles = [headers.get(c, c) for c in columns]
+    click.echo(tabulate(cells, headers=titles, disable_numparse=True, colalign=_align(rows, columns)))
 
-    def line(values: list[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
-        return "  ".join(parts).rstrip()
 
-    click.echo(line(titles))
-    click.echo(line(["-" * w for w in widths]))
-    for r in cells:
-        click.echo(line(r))
+def _align(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
+    def numeric(c: str) -> bool:
+        values = [r.get(c) for r in rows if r.get(c) is not None]
+        return bool(values) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+    return ["right" if numeric(c) else "left" for c in columns]
 
 
 def format_cell(value: Any) -> str:

@@ -1,12 +1,22 @@
-"""The scoring engine on hand-built factors: the known answer, seen filtering, cold start, blending."""
+"""The one ranking engine (behind `Recommender.recommend`) on hand-built factors: the known answer, seen
+filtering, cold start, blending; and the baselines ranked through the same contract."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from batch.scoring import Candidates, cold_start_scores, minmax, rank_users
-from cf.factors import Factors
+from movierec.catalog import Seen
+from movierec.cf import KerasCF, Popularity
+from movierec.cf.data import Ratings
+from movierec.cf.factors import Factors
+from movierec.cf.ranking import Candidates, cold_start_scores, minmax, rank
+
+
+def rank_users(f: Factors, users, cands, seen_u, seen_m, n, **kw):
+    """The engine over a CF model built from these factors."""
+    model = KerasCF.from_factors(f, Seen.from_pairs(np.array([], np.int64), np.array([], np.int64)))
+    return rank(model, users, cands, seen_u, seen_m, n, **kw)
 
 
 def _factors() -> Factors:
@@ -132,3 +142,24 @@ def test_threaded_blocks_give_exactly_the_single_threaded_lists() -> None:
     seen = set(zip(seen_u.tolist(), seen_m.tolist(), strict=True))
     assert not any((u, m) in seen for u, m in zip(one.user_id.tolist(), one.movie_id.tolist(), strict=True))
     assert one.cold[one.user_id >= nu].all() and not one.cold[one.user_id < nu].any()
+
+
+def test_recommend_is_the_engine_with_seen_pairs_from_the_catalogue_encoding() -> None:
+    f = _factors()
+    seen = Seen.from_pairs(np.array([1, 4, 4]), np.array([10, 20, 21]))
+    model = KerasCF.from_factors(f, seen)
+    r = model.recommend(np.array([1, 4]), 2, items=np.array([10, 11, 20, 21, 30]), workers=1)
+    assert _lists(r) == {1: [11, 30], 4: [30, 10]}  # rated movies left out, then the best of the rest
+
+
+def test_a_baseline_serves_through_the_same_contract() -> None:
+    """Any model behind the contract can rank a batch: popularity orders candidates by ratings count."""
+    data = Ratings.from_arrays([1, 2, 3, 1, 2, 4], [10, 10, 10, 20, 20, 30], [1, 1, 1, 5, 5, 5])
+    pop = Popularity().fit(data)
+    r = pop.recommend(
+        np.array([3, 4, 99]), 2, items=np.array([30, 20, 10]), similarity=np.array([0.9, 0.5, 0.1])
+    )
+    lists = _lists(r)
+    assert lists[4] == [10, 20]  # 3 ratings, 2 ratings; 30 is user 4's own
+    assert lists[3] == [20, 30]  # 10 is seen by user 3
+    assert r.cold[r.user_id == 99].all() and lists[99] == [30, 20]  # unknown: 0.75 sim + 0.25 popularity

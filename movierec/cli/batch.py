@@ -1,7 +1,4 @@
-"""CLI of the batch stage: saved queries, `batch run` / `batch report`, `recommend`, `show`, `nightly`.
-
-Only click and light core modules load here; each command imports its library module when it runs.
-"""
+"""CLI of the batch stage: saved queries, `batch run` / `batch report`, `recommend`, `show`."""
 
 from __future__ import annotations
 
@@ -9,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from movierec.options import (
+from movierec.cli.options import (
+    alpha_option,
     echo_json,
     echo_table,
     filter_options,
@@ -61,7 +59,7 @@ def queries_add(settings: Settings, name: str, text: str, **fields: Any) -> None
 
     Example: movierec queries add zombies "zombie films" --genre Horror
     """
-    from batch.queries import SavedQuery, add_query
+    from movierec.batch.queries import SavedQuery, add_query
     from movierec.db import connect
 
     users = tuple(fields.pop("users")) or None
@@ -92,7 +90,7 @@ def queries_update(
     **fields: Any,
 ) -> None:
     """Change some fields of saved query NAME; options not given stay as they are."""
-    from batch.queries import clear_fields, update_query
+    from movierec.batch.queries import clear_fields, update_query
     from movierec.db import connect, transaction
 
     changes: dict[str, Any] = {
@@ -119,7 +117,7 @@ def queries_update(
 @settings_options
 def queries_list(settings: Settings, as_json: bool) -> None:
     """List saved queries."""
-    from batch.queries import list_queries
+    from movierec.batch.queries import list_queries
     from movierec.db import connect
 
     with connect(settings, read_only=True) as con:
@@ -141,7 +139,7 @@ def queries_list(settings: Settings, as_json: bool) -> None:
 @settings_options
 def queries_show(settings: Settings, name: str, as_json: bool) -> None:
     """Print one saved query."""
-    from batch.queries import get_query
+    from movierec.batch.queries import get_query
     from movierec.db import connect
 
     with connect(settings, read_only=True) as con:
@@ -158,7 +156,7 @@ def queries_show(settings: Settings, name: str, as_json: bool) -> None:
 @settings_options
 def queries_remove(settings: Settings, name: str) -> None:
     """Delete saved query NAME (lists already published stay with their runs)."""
-    from batch.queries import remove_query
+    from movierec.batch.queries import remove_query
     from movierec.db import connect
 
     with connect(settings) as con:
@@ -170,7 +168,7 @@ def _toggle(enabled: bool) -> click.Command:
     @click.argument("name")
     @settings_options
     def command(settings: Settings, name: str) -> None:
-        from batch.queries import set_enabled
+        from movierec.batch.queries import set_enabled
         from movierec.db import connect
 
         with connect(settings) as con:
@@ -193,12 +191,6 @@ def batch_group() -> None:
     """The nightly batch: every saved query x every user, published to DuckDB."""
 
 
-alpha_option = click.option(
-    "--alpha", type=float, default=0.0, show_default=True,
-    help="Weight of query similarity in the score (0 = CF prediction only, 1 = similarity only).",
-)  # fmt: skip
-
-
 @batch_group.command("run")
 @alpha_option
 @json_option
@@ -206,7 +198,7 @@ alpha_option = click.option(
 @settings_options
 def batch_run(settings: Settings, alpha: float, as_json: bool, quiet: bool) -> None:
     """Score every enabled saved query for its users and publish the lists in one transaction."""
-    from batch.run import run_batch
+    from movierec.batch.run import run_batch
 
     summary = run_batch(settings, alpha=alpha, progress=not quiet)
     if as_json:
@@ -222,7 +214,7 @@ def batch_run(settings: Settings, alpha: float, as_json: bool, quiet: bool) -> N
 @settings_options
 def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_json: bool) -> None:
     """Quality of a run's lists per query (default: the latest successful run)."""
-    from batch.report import report, write_chart
+    from movierec.batch.report import report, write_chart
 
     rep = report(settings, run_id)
     if chart:
@@ -254,7 +246,7 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
 @settings_options
 def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **kw: Any) -> None:
     """Personalised list for USER_ID and TEXT, computed now exactly as the nightly batch would."""
-    from batch.recommend import recommend
+    from movierec.batch.recommend import recommend
 
     res = recommend(settings, user_id, text, **kw)
     if res.notice:
@@ -279,7 +271,7 @@ def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **
 @settings_options
 def show_cmd(settings: Settings, user_id: int, query: str | None, as_json: bool) -> None:
     """The lists the last successful batch run published for USER_ID."""
-    from batch.recommend import show
+    from movierec.batch.recommend import show
 
     items = show(settings, user_id, query)
     if as_json:
@@ -290,45 +282,4 @@ def show_cmd(settings: Settings, user_id: int, query: str | None, as_json: bool)
     echo_table(items, ["query", "rank", "movie_id", "title", "genres", "score", "similarity", "source"])
 
 
-@click.command("nightly")
-@click.argument("data_dir", type=click.Path(exists=True, file_okay=False), required=False)
-@click.option("--retrain", is_flag=True,
-              help="Fit a new CF model from scratch, even if the ratings did not change (default: update "
-                   "the current model with the changed ratings).")  # fmt: skip
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    help="Cap CF training epochs of the rating objective (the default implicit model ignores it).",
-)
-@alpha_option
-@json_option
-@quiet_option
-@settings_options
-def nightly_cmd(
-    settings: Settings,
-    data_dir: str | None,
-    retrain: bool,
-    epochs: int | None,
-    alpha: float,
-    as_json: bool,
-    quiet: bool,
-) -> None:
-    """Ingest DATA_DIR (if given) -> embed new movies -> update the CF model if ratings changed -> batch run.
-
-    The update starts from the current model (a full fit with --retrain, or by the retrain rule: see
-    `movierec train --help`); an update refused by its quality check keeps the current model, with a
-    warning. Stops at the first failing stage (non-zero exit); the previous lists stay published.
-    """
-    from batch.nightly import nightly
-
-    train_options = {"epochs": epochs} if epochs else None
-    report = nightly(
-        settings, data_dir, retrain=retrain, alpha=alpha, train_options=train_options, progress=not quiet
-    )
-    if as_json:
-        echo_json(report.as_dict())
-    else:
-        click.echo(report.line())
-
-
-COMMANDS: list[click.Command] = [queries_group, batch_group, recommend_cmd, show_cmd, nightly_cmd]
+COMMANDS: list[click.Command] = [queries_group, batch_group, recommend_cmd, show_cmd]

@@ -1,12 +1,13 @@
-"""`movierec ingest DIR` and `movierec data synth DIR`: click wrappers over ingest.load / ingest.synth."""
+"""`movierec ingest DIR` and `movierec data synth DIR`: thin click commands over movierec.ingest."""
 
 from __future__ import annotations
 
 import click
 
-from movierec.options import echo_json, json_option, quiet_option, settings_options
+from movierec.cli.options import echo_json, json_option, quiet_option, settings_options
 
-FORMAT_CHOICES = ("csv", "dat", "100k")  # ingest.formats.FORMATS, repeated to keep --help import-light
+# movierec.ingest.formats.FORMATS, declared here so `--help` needs no pyarrow; tests/test_cli.py compares.
+FORMAT_CHOICES = ("csv", "dat", "100k")
 
 
 @click.command("ingest")
@@ -32,7 +33,7 @@ def ingest_command(
     Any bad row aborts the whole load with FILE:LINE and leaves the database as it was, unless
     --skip-bad-rows.
     """
-    from ingest.load import ingest_dir
+    from movierec.ingest.load import ingest_dir
 
     report = ingest_dir(settings, directory, fmt=fmt, skip_bad_rows=skip_bad_rows, progress=not quiet)
     if as_json:
@@ -75,7 +76,7 @@ def synth_command(
     """
     from dataclasses import asdict
 
-    from ingest.synth import synthesize
+    from movierec.ingest.synth import synthesize
 
     report = synthesize(directory, users=users, movies=movies, ratings=ratings, seed=seed, tags=tags)
     if as_json:

@@ -1,7 +1,4 @@
-"""`movierec train`, `evaluate`, `similar` and `model show`: thin click commands over cf's library.
-
-Only click and light modules at load time; TensorFlow is imported by the commands that train.
-"""
+"""`movierec train`, `evaluate`, `similar` and `model show`: thin click commands over movierec.cf."""
 
 from __future__ import annotations
 
@@ -11,22 +8,31 @@ from typing import Any
 
 import click
 
-from movierec.options import echo_json, json_option, quiet_option, settings_options
+from movierec.cli.options import echo_json, echo_table, json_option, quiet_option, settings_options
 
-OBJECTIVES = ("implicit", "rating")
+OBJECTIVES = ("implicit", "rating")  # movierec.cf.train.OBJECTIVES; tests/test_cli.py checks they agree
 
 
 def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Training flags shared by `train` and `evaluate`; unset flags keep cf.train.HyperParams defaults."""
+    """Training flags shared by `train` and `evaluate`, one per `movierec.cf.HyperParams` field (declared
+    here so that `--help` needs no numpy; tests/test_cli.py checks names and choices against the dataclass).
+    Unset flags keep the dataclass defaults."""
     options = [
         click.option("--objective", type=click.Choice(OBJECTIVES),
                      help="implicit: rated vs unrated movies, fitted by ALS (default, ranks better); "
                           "rating: regress the scaled rating by SGD (the reference design)."),
         click.option("--dim", type=click.IntRange(min=1), help="Embedding size (default 64)."),
-        click.option("--iterations", type=click.IntRange(min=1), help="ALS sweeps (implicit; default 15)."),
+        click.option("--iterations", type=click.IntRange(min=1), help="ALS sweeps (implicit; default 10)."),
         click.option("--reg", type=click.FloatRange(min=0), help="ALS regularisation (implicit; 30)."),
         click.option("--confidence", type=click.FloatRange(min=0, min_open=True),
                      help="ALS confidence of a rating r: 1 + confidence * log(1 + r) (implicit; default 1)."),
+        click.option("--like", type=click.FloatRange(min=0),
+                     help="Ratings below it say 'does not prefer' (implicit; default 3; 0: all prefer)."),
+        click.option("--cg-steps", type=click.IntRange(min=1), help="CG steps per ALS solve (default 3)."),
+        click.option("--update-iterations", type=click.IntRange(min=1),
+                     help="ALS sweeps of an incremental update (default 2)."),
+        click.option("--update-share", type=click.FloatRange(min=0, max=1),
+                     help="An update re-solves a known movie when this share of its ratings changed (0.02)."),
         click.option("--epochs", type=click.IntRange(min=1), help="Most epochs (rating; early stopping)."),
         click.option("--batch-size", type=click.IntRange(min=1),
                      help="Rating objective; default: about 100 steps per epoch."),
@@ -37,16 +43,20 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kw: Any) -> Any:
-        names = ("objective", "dim", "iterations", "reg", "confidence", "epochs", "batch_size", "lr", "l2",
-                 "seed")  # fmt: skip
-        kw["hyperparams"] = {n: kw.pop(n) for n in names if kw.get(n) is not None}
-        for n in names:
-            kw.pop(n, None)
+        given = {n: kw.pop(n) for n in HYPERPARAM_FLAGS}
+        kw["hyperparams"] = {n: v for n, v in given.items() if v is not None}
         return f(*args, **kw)
 
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper
+
+
+def _flag_names(decorate: Callable[..., Any]) -> tuple[str, ...]:
+    return tuple(p.name for p in decorate(lambda: None).__click_params__)
+
+
+HYPERPARAM_FLAGS = _flag_names(hyperparam_options)
 
 
 @click.command()
@@ -66,7 +76,7 @@ def train(settings, hyperparams: dict, update: bool, as_json: bool, quiet: bool)
     Writes a new version under HOME/models: model.keras, factors.npz, id maps, model.json (hyperparameters,
     data snapshot, metrics, lineage, versions) and loss.png. Progress per sweep or epoch goes to stderr.
     """
-    from cf.registry import train_model
+    from movierec.cf import train_model
 
     record = train_model(settings, update=update, progress=not quiet, **hyperparams)
     if as_json:
@@ -99,23 +109,22 @@ def evaluate(settings, hyperparams: dict, split: str, as_json: bool, quiet: bool
     RMSE/MAE on a random 90/10 split (rating models only); precision, recall, nDCG, MAP, hit rate @10 and
     catalogue coverage on a per-user 75/25 split, scoring every unseen movie.
     """
-    from cf.data import load_ratings
-    from cf.evaluate import METRICS
-    from cf.evaluate import evaluate as run
-    from cf.keras_cf import KerasCF
-    from cf.train import HyperParams
+    from movierec.cf import HyperParams, KerasCF
+    from movierec.cf.data import load_ratings
+    from movierec.cf.evaluate import METRICS
+    from movierec.cf.evaluate import evaluate as run
 
     HyperParams(**hyperparams)  # reject bad flags before loading data
     report = run(load_ratings(settings), lambda: KerasCF(**hyperparams), split=split, progress=not quiet)
     if as_json:
         echo_json(report)
         return
-    rows = {"model": report["model"], **report["baselines"]}
-    click.echo(f"{'':>12}" + "".join(f"{k:>13}" for k in METRICS))
-    for name, r in rows.items():
-        label = f"cf-{r['objective']}" if name == "model" else name
-        cells = "".join(f"{'-' if r.get(k) is None else format(r[k], '.4f'):>13}" for k in METRICS)
-        click.echo(f"{label:>12}{cells}")
+    rows = [
+        {"model": f"cf-{r['objective']}" if name == "model" else name, **r}
+        for name, r in {"model": report["model"], **report["baselines"]}.items()
+    ]
+    echo_table([{k: "-" if r.get(k) is None and k in METRICS else r.get(k) for k in ("model", *METRICS)}
+                for r in rows], ["model", *METRICS])  # fmt: skip
     s = report["split"]
     click.echo(f"ranking split: {split} 75/25 per user, {s['ranking_test']:,} held-out ratings; "
                f"rating split: random 90/10, {s['rating_test']:,} held-out ratings")  # fmt: skip
@@ -128,14 +137,16 @@ def evaluate(settings, hyperparams: dict, split: str, as_json: bool, quiet: bool
 @json_option
 def similar(settings, movie: str, limit: int, as_json: bool) -> None:
     """Movies closest to MOVIE (an id or part of a title) in the CF embedding space (cosine)."""
-    from cf.data import load_movie_titles
-    from cf.explore import find_movie, similar_movies
-    from cf.registry import load_current_factors
+    from movierec import catalog
+    from movierec.cf import load_current_model
+    from movierec.cf.explore import similar_movies
+    from movierec.db import connect
 
-    movie_id, title = find_movie(settings, movie)
-    record, factors = load_current_factors(settings)
-    ids, sims = similar_movies(factors, movie_id, limit)
-    titles = load_movie_titles(settings)
+    with connect(settings, read_only=True) as con:
+        movie_id, title = catalog.find_movie(con, movie)
+        titles = catalog.titles(con)
+    record, model = load_current_model(settings)
+    ids, sims = similar_movies(model, movie_id, limit)
     results = [{"movie_id": int(i), "title": titles.get(int(i)), "cosine": round(float(s), 4)}
                for i, s in zip(ids, sims, strict=True)]  # fmt: skip
     if as_json:
@@ -144,8 +155,7 @@ def similar(settings, movie: str, limit: int, as_json: bool) -> None:
         )
         return
     click.echo(f"closest to {title} ({movie_id}) in model {record.version}:")
-    for r in results:
-        click.echo(f"  {r['cosine']:7.4f}  {r['movie_id']:>7}  {r['title']}")
+    echo_table(results, ["cosine", "movie_id", "title"])
 
 
 @click.group()
@@ -165,16 +175,16 @@ def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
     For a rating model the bias says how well a movie is rated beyond its raters' habits; for an implicit
     model it mostly says how often it is watched (popularity).
     """
-    import numpy as np
+    from movierec import catalog
+    from movierec.cf import load_current_model
+    from movierec.cf.explore import bias_extremes
+    from movierec.db import connect
 
-    from cf.data import load_movie_titles
-    from cf.explore import bias_extremes
-    from cf.registry import load_current_recommender
-
-    record, rec = load_current_recommender(settings)
-    counts = np.bincount(rec.seen.movie_rows, minlength=len(rec.movie_ids))  # training ratings per movie
-    high, low = bias_extremes(rec.factors, counts, min_ratings, limit)
-    titles = load_movie_titles(settings)
+    record, rec = load_current_model(settings)
+    counts = rec.seen.counts(rec.movie_ids)  # training ratings per movie
+    high, low = bias_extremes(rec, counts, min_ratings, limit)
+    with connect(settings, read_only=True) as con:
+        titles = catalog.titles(con)
 
     def rows(items):
         return [
@@ -189,8 +199,7 @@ def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
         click.echo(f"{key:>13}: {value}")
     for label, items in (("highest", out["highest_bias"]), ("lowest", out["lowest_bias"])):
         click.echo(f"\n{label} learned movie bias (>= {min_ratings} ratings):")
-        for r in items:
-            click.echo(f"  {r['bias']:+7.3f}  {r['ratings']:>6}  {r['title']}")
+        echo_table(items, ["bias", "ratings", "movie_id", "title"])
 
 
 COMMANDS: list[click.Command] = [train, evaluate, similar, model]

@@ -1,5 +1,6 @@
-"""`movierec nightly`: ingest -> embed (incremental) -> train (when ratings changed: an incremental update
-of the current model, or a full fit by cf.registry's retrain rule or `--retrain`) -> batch run.
+"""The nightly pipeline, above the stages it calls: ingest -> embed (incremental) -> train (when the
+registry says the current model is stale: an incremental update of the current model, or a full fit by the
+registry's retrain rule or `--retrain`) -> batch run.
 
 Each stage is all-or-nothing on its own (ingest in one transaction, a model made current only when
 complete, the batch published in one transaction), so stopping at the first failure leaves yesterday's
@@ -13,9 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from movierec.batch import list_queries, run_batch
+from movierec.batch.run import check_alpha
+from movierec.cf import stale_reason, train_model
+from movierec.cf.registry import UpdateRefused
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import MovierecError
+from movierec.ingest import embed_movies, ingest_dir
 from movierec.progress import say
 
 NO_QUERIES = (
@@ -41,22 +47,6 @@ class NightlyReport:
         return asdict(self)
 
 
-def ratings_changed(settings: Settings) -> str | None:
-    """Why the current CF model is out of date (no model, other rating count or newest rating), or None."""
-    from cf import current_model
-
-    record = current_model(settings)
-    if record is None:
-        return "no CF model yet"
-    with connect(settings, read_only=True) as con:
-        n, newest = con.execute("SELECT count(*), max(rated_at) FROM ratings").fetchone()
-    if record.n_ratings != n:
-        return f"{n:,} ratings now, model {record.version} saw {record.n_ratings or 0:,}"
-    if newest is not None and record.max_rated_at is not None and newest > record.max_rated_at:
-        return f"ratings newer than model {record.version} ({newest} > {record.max_rated_at})"
-    return None
-
-
 def nightly(
     settings: Settings,
     data_dir: Path | str | None = None,
@@ -72,8 +62,6 @@ def nightly(
     Without enabled saved queries the batch stage is skipped with a warning, not an error: the data,
     vectors and model are still brought up to date, which is what a first run after install needs.
     """
-    from batch.run import check_alpha
-
     check_alpha(alpha)
     report = NightlyReport()
     started = time.perf_counter()
@@ -83,24 +71,17 @@ def nightly(
 
     if data_dir is not None:
         with stage("ingest") as st:
-            from ingest import ingest_dir
-
             rep = ingest_dir(settings, data_dir, progress=progress)
             st.note = f"{rep.movies:,} movies, {rep.ratings:,} ratings"
     with stage("embed") as st:
-        from ingest.embed import embed_movies
-
         emb = embed_movies(settings, progress=progress)
         st.note = f"{emb.upserted:,} movies (re)embedded"
     with stage("train") as st:
-        why = "--retrain" if retrain else ratings_changed(settings)
+        why = "--retrain" if retrain else stale_reason(settings)
         if why is None:
             st.note = "skipped, ratings unchanged since the current model"
         else:
-            from cf import train_model
-            from cf.registry import UpdateRefused
-
-            # Start from the current model unless --retrain (cf.registry's rule may still retrain).
+            # Start from the current model unless --retrain (the registry's rule may still retrain).
             say(f"nightly: training ({why})", enabled=progress)
             try:
                 rec = train_model(settings, update=not retrain, progress=progress, **(train_options or {}))
@@ -109,13 +90,9 @@ def nightly(
                 say(f"nightly: warning: {exc}")
                 st.note = str(exc)
     with stage("batch") as st:
-        from batch.queries import list_queries
-
         with connect(settings, read_only=True) as con:
             has_queries = bool(list_queries(con, enabled_only=True))
         if has_queries:
-            from batch.run import run_batch
-
             summary = run_batch(settings, alpha=alpha, progress=progress)
             st.note = summary.line()
             report.published, report.run_id = True, summary.run_id

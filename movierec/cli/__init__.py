@@ -1,18 +1,19 @@
-"""The root `movierec` command. Each stage package contributes its commands (a `COMMANDS` list in its
-`cli` module); those modules import only click at load time, so `movierec --help` stays fast."""
+"""The `movierec` command: one click group per stage, joined under this root.
+
+The CLI is its own layer above the library: each module parses options, calls one library function and
+prints the result; our own exceptions become a one-line error. Library modules are imported inside the
+commands, so `movierec --help` loads neither DuckDB, numpy nor TensorFlow.
+"""
 
 from __future__ import annotations
 
-import importlib
-import sys
 from typing import Any
 
 import click
 
 from movierec import __version__
+from movierec.cli import batch, cf, ingest, pipeline, sql, vectors
 from movierec.errors import MovierecError
-
-STAGE_CLI_MODULES = ("ingest.cli", "ingest.vector_cli", "cf.cli", "batch.cli", "movierec.sql_cli")
 
 
 class MovierecGroup(click.Group):
@@ -35,10 +36,6 @@ def main() -> None:
     """
 
 
-for _module in STAGE_CLI_MODULES:
-    for _command in importlib.import_module(_module).COMMANDS:
+for _module in (ingest, vectors, cf, batch, pipeline, sql):
+    for _command in _module.COMMANDS:
         main.add_command(_command)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,5 @@
+"""`python -m movierec`: the `movierec` command."""
+
+from movierec.cli import main
+
+main()

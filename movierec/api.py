@@ -1,0 +1,80 @@
+"""The Python API for analysts: `movierec.open(home)` and pandas DataFrames, read-only.
+
+It calls the same library functions as the CLI (whose `--json` output carries the same rows), opens the
+database read-only and retries while the nightly job holds its short publish lock, like every reader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from movierec.config import Settings
+from movierec.db import connect
+from movierec.errors import BadInputError
+
+
+class Movierec:
+    """A movierec data directory, seen from pandas. Every method returns a DataFrame."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return f"movierec.open({str(self.settings.home)!r})"
+
+    def recommendations(
+        self, user_id: int | None = None, query: str | None = None, run_id: int | None = None
+    ) -> pd.DataFrame:
+        """Published lists of one run (default: the latest successful), optionally one user's or query's:
+        query, rank, movie_id, title, year, genres, score, similarity, predicted_rating, source, run_id,
+        user_id."""
+        from movierec.batch.recommend import published
+
+        with connect(self.settings, read_only=True) as con:
+            columns, rows = published(con, user_id, query, run_id)
+        return pd.DataFrame.from_records(rows, columns=columns)
+
+    def runs(self) -> pd.DataFrame:
+        """Every batch run recorded, newest first (the `batch_runs` table)."""
+        return self.sql("SELECT * FROM batch_runs ORDER BY run_id DESC")
+
+    def queries(self) -> pd.DataFrame:
+        """The saved queries."""
+        from movierec.batch import list_queries
+
+        with connect(self.settings, read_only=True) as con:
+            rows = [q.to_dict() for q in list_queries(con)]
+        return pd.DataFrame(rows)
+
+    def search(self, text: str, limit: int = 10, **filters: Any) -> pd.DataFrame:
+        """Movies nearest to `text` (as `movierec search`); filters: genres, exclude_genres, year_min,
+        year_max."""
+        from movierec.ingest import search
+        from movierec.store import SearchFilter
+
+        return pd.DataFrame(search(self.settings, text, limit=limit, flt=SearchFilter(**filters)))
+
+    def recommend(self, user_id: int, text: str, **options: Any) -> pd.DataFrame:
+        """One user's list for `text`, computed now as the batch would (as `movierec recommend`);
+        options: top_n, candidates, genres, exclude_genres, year_min, year_max, alpha."""
+        from movierec.batch import recommend
+
+        for key in ("genres", "exclude_genres"):
+            if key in options:
+                options[key] = tuple(options[key])
+        return pd.DataFrame(recommend(self.settings, user_id, text, **options).items)
+
+    def sql(self, query: str) -> pd.DataFrame:
+        """Any read-only SQL over the database, as a DataFrame."""
+        if not query.strip():
+            raise BadInputError("empty SQL query")
+        with connect(self.settings, read_only=True) as con:
+            return con.execute(query).df()
+
+
+def open(home: str | Path | None = None, **settings: Any) -> Movierec:  # noqa: A001 - the API's name
+    """Open a movierec data directory (default: the configured one) for reading into DataFrames."""
+    return Movierec(Settings.load(home=home, **settings))

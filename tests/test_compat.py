@@ -1,0 +1,68 @@
+"""A data directory made by movierec 0.1 (before the one-house move) keeps working, and the one ranking
+engine gives exactly the lists the old batch engine gave.
+
+`tests/data/home-v0.1.tar.gz` was made with the 0.1 code (commit d4bbedc) from synthetic data:
+`movierec data synth --users 40 --movies 60 --ratings 800 --seed 3`, ingest, embed (offline-minilm),
+`train --epochs 2 --dim 8`, two saved queries, one `batch run`; beside it `show7.json` and `rec7.json`
+are what `movierec show 7 --json` and `movierec recommend 7 "scary films" --json` printed then. The
+directory names its files by absolute path, so it is unpacked where it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from movierec.cli import main
+from movierec.config import Settings
+from movierec.db import connect
+
+ARCHIVE = Path(__file__).parent / "data" / "home-v0.1.tar.gz"
+PLACE = Path("/tmp/movierec-compat-v0.1")
+
+
+@pytest.fixture
+def old_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    shutil.rmtree(PLACE, ignore_errors=True)
+    with tarfile.open(ARCHIVE) as tar:
+        tar.extractall(PLACE.parent, filter="data")
+    monkeypatch.setenv("MOVIEREC_HOME", str(PLACE / "home"))
+    yield PLACE
+    shutil.rmtree(PLACE, ignore_errors=True)
+
+
+def _json(args: list[str]) -> list[dict]:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_a_v01_home_reads_ranks_and_republishes_the_same_lists(old_home: Path) -> None:
+    assert _json(["show", "7", "--json"]) == json.loads((old_home / "show7.json").read_text())
+    # Computed live by the new engine from the old model directory (legacy recommender.json manifest).
+    assert _json(["recommend", "7", "scary films", "--json"]) == json.loads(
+        (old_home / "rec7.json").read_text()
+    )
+    result = CliRunner().invoke(main, ["batch", "run", "--quiet"])
+    assert result.exit_code == 0, result.output
+    with connect(Settings(home=old_home / "home"), read_only=True) as con:
+        runs = con.execute("SELECT run_id, status FROM batch_runs ORDER BY run_id").fetchall()
+        cols = "query_name, user_id, rank, movie_id, score, similarity, source"
+        differ = con.execute(
+            f"SELECT count(*) FROM ((SELECT {cols} FROM recommendations WHERE run_id = 1 EXCEPT "
+            f"SELECT {cols} FROM recommendations WHERE run_id = 2) UNION ALL "
+            f"(SELECT {cols} FROM recommendations WHERE run_id = 2 EXCEPT "
+            f"SELECT {cols} FROM recommendations WHERE run_id = 1))"
+        ).fetchone()[0]
+        n = con.execute("SELECT count(*) FROM recommendations WHERE run_id = 2").fetchone()[0]
+    assert runs == [(1, "succeeded"), (2, "succeeded")]
+    assert (differ, n) == (0, 246)
+    shown = _json(["model", "show", "--json", "--min-ratings", "1", "--limit", "2"])
+    assert shown["model"]["objective"] == "implicit" and len(shown["highest_bias"]) == 2
