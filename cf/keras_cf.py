@@ -60,7 +60,7 @@ class KerasCF(Recommender):
             self._set_factors(**self.model.weights_as_arrays())
             return
         X, Y, self.history = train.fit_als(
-            user_rows, movie_rows, ratings, self.user_ids, len(self.movie_ids), self.hp, progress
+            user_rows, movie_rows, ratings, self.user_ids, self.movie_ids, self.hp, progress
         )
         self._set_als(X, Y)
 
@@ -133,7 +133,7 @@ class KerasCF(Recommender):
         say(f"changed ratings found in {time.perf_counter() - t0:.1f}s", enabled=progress)
         hp = replace(self.hp, iterations=self.hp.update_iterations)
         X, Y, self.history = train.fit_als(
-            u, m, data.ratings.astype(np.float32), self.user_ids, len(self.movie_ids), hp, progress,
+            u, m, data.ratings.astype(np.float32), self.user_ids, self.movie_ids, hp, progress,
             start=(X0, Y0), solve_users=solve_users, solve_movies=solve_movies,
             gate_users=known_users,
         )  # fmt: skip

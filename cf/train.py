@@ -189,7 +189,7 @@ def fit_als(
     movie_rows: np.ndarray,
     ratings: np.ndarray,
     user_ids: np.ndarray,
-    n_movies: int,
+    movie_ids: np.ndarray,
     hp: HyperParams,
     progress: bool = False,
     start: tuple[np.ndarray, np.ndarray] | None = None,
@@ -206,7 +206,7 @@ def fit_als(
     users the starting model knew) in `History.base_ndcg` and `val_ndcg[-1]`."""
     from movierec.cf import als
 
-    n_users = len(user_ids)
+    n_users, n_movies = len(user_ids), len(movie_ids)
     t_prep = time.perf_counter()
     counts = np.bincount(user_rows, minlength=n_users)
     # Ratings take few distinct values (half stars): code them, so each side's CSR is one int64 sort.
@@ -225,7 +225,8 @@ def fit_als(
             u, m, c = user_rows, movie_rows, codes
         else:
             u, m, c = user_rows[sel], movie_rows[sel], codes[sel]
-        return u, m, c, validation_mask(user_ids[u], m.astype(np.int64), hp.val_frac, counts=counts[u])
+        # Hash the ids, not the rows: rows shift when new movies arrive, ids do not.
+        return u, m, c, validation_mask(user_ids[u], movie_ids[m], hp.val_frac, counts=counts[u])
 
     if start is None:
         u_part = m_part = part(None)
