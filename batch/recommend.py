@@ -13,6 +13,8 @@ from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
 from movierec.batch.run import check_alpha
 from movierec.cf import SOURCE_CF, SOURCE_COLD, load_current_model
+from movierec.cf.foldin import mark_folded, with_fresh_users
+from movierec.cf.ranking import SOURCE_FOLD
 from movierec.config import Settings
 from movierec.db import connect, require_run_file
 from movierec.errors import NotFoundError
@@ -50,6 +52,7 @@ def recommend(
         q = validate(con, q)
         history = catalog.history(con, user_id, HISTORY_SIZE)
     record, model = load_current_model(settings)
+    model, folded = with_fresh_users(settings, model, np.array([user_id]))
     cands = fetch_candidates(settings, encode_texts(settings, [q.text]), [q])[0]
     with connect(settings, read_only=True) as con:
         popularity = catalog.Seen.load(con, cands.movie_ids).counts(cands.movie_ids)
@@ -66,10 +69,16 @@ def recommend(
         cold_weight=settings.cold_start_weight,
         workers=1,
     )
+    mark_folded(ranked, folded)
 
     notice = None
+    if len(folded):
+        notice = (
+            f"user {user_id} rated movies after the current CF model was trained: their vector is folded in "
+            "from those ratings (no retrain)"
+        )
     if model.user_rows(np.array([user_id]))[0] < 0:
-        why = "has no ratings" if not history else "rated movies only after the current CF model was trained"
+        why = "has no ratings" if not history else "rated only movies the current CF model does not know"
         notice = (
             f"user {user_id} {why}: showing the cold-start list (query similarity with a popularity prior)"
         )
@@ -83,7 +92,7 @@ def recommend(
             "score": round(float(s), 6),
             "similarity": round(float(sim), 6),
             "predicted_rating": None if np.isnan(p) else round(float(p), 3),
-            "source": SOURCE_COLD if c else SOURCE_CF,
+            "source": SOURCE_COLD if c else SOURCE_FOLD if len(folded) else SOURCE_CF,
         }
         for r, m, s, sim, p, c in zip(
             ranked.rank,

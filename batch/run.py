@@ -30,6 +30,7 @@ from movierec.batch.lock import batch_lock
 from movierec.batch.publish import RunWriter, point_views, remove_orphans
 from movierec.batch.queries import SavedQuery, list_queries
 from movierec.cf import CF_FORMULA, Candidates, Recommender, cold_formula, load_current_model
+from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError, NotFoundError
@@ -146,13 +147,17 @@ def _compute_and_publish(
         everyone = catalog.user_ids(con)
         seen = catalog.Seen.load(con, all_movies)
     lap("read users and candidates' ratings")
+    model, folded = with_fresh_users(settings, model, everyone)
+    lap(f"fold in {len(folded):,} users newer than the model")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     stats: list[QueryStats] = []
     scoring_s, flops = 0.0, 0.0
     out = RunWriter(settings, run_id)
     try:
-        _score_all(settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress)
+        _score_all(
+            settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress, folded
+        )
         out.finish()
     except BaseException:
         out.abort()
@@ -194,6 +199,7 @@ def _score_all(
     out: RunWriter,
     stats: list[QueryStats],
     progress: bool,
+    folded: np.ndarray | None = None,
 ) -> None:
     with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
         for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
@@ -211,6 +217,7 @@ def _score_all(
                 block=settings.block_users,
                 progress=pbar,
             )
+            mark_folded(ranked, folded)
             seconds = time.perf_counter() - t0
             out.write(ranked.to_arrow(run_id, q.name))
             stats.append(

@@ -1,9 +1,11 @@
-"""Training speed of the Keras CF model at ml-25m size: samples/s and seconds per epoch.
+"""Training speed of the rating objective (`--objective rating`, SGD) at ml-25m size: samples/s and seconds
+per epoch. (The default implicit objective is fitted by ALS; its full fit at this size is timed end to end
+with `movierec train`, see BENCHMARKS.md.)
 
 Data: the synthetic generator (ingest/synth.py) at ml-25m shape: 25,000,095 ratings, 162,541 users,
 62,423 movies. The embedding tables are full size (what makes stock Adam slow); the timed epoch runs over
 the first `--samples` ratings (default 2.5M, a tenth of an epoch) through the production training path
-(`cf.train.fit`: PyDataset, LazyAdam, validation) and is extrapolated linearly to a full epoch. Stock
+(`cf.train.fit_rating`: PyDataset, LazyAdam, validation) and is extrapolated linearly to a full epoch. Stock
 Keras Adam is timed on a few hundred thousand samples for comparison.
 
     .venv/bin/python benchmarks/bench_train.py [--samples 2500000] [--data DIR] [--skip-adam]
@@ -39,13 +41,12 @@ def load_synthetic(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def time_production(u, m, r, n_users, n_movies, objective: str, samples: int, batch: int | None) -> dict:
-    from movierec.cf.train import HyperParams, fit
+    from movierec.cf.train import HyperParams, fit_rating
 
     hp = HyperParams(objective=objective, epochs=1, batch_size=batch, val_frac=0.01)
-    k = samples if objective == "rating" else samples // (1 + hp.neg_ratio)  # positives giving `samples`
-    _, hist = fit(u[:k], m[:k], r[:k], n_users, n_movies, hp, (0.5, 5.0))
+    _, hist = fit_rating(u[:samples], m[:samples], r[:samples], n_users, n_movies, hp, (0.5, 5.0))
     per_s = hist.samples_per_epoch / hist.seconds[0]
-    full = ML25M["ratings"] * (1 if objective == "rating" else 1 + hp.neg_ratio)
+    full = ML25M["ratings"]
     return {
         "optimizer": "LazyAdam (cf.keras_model)",
         "objective": objective,
@@ -100,9 +101,8 @@ def main() -> None:
     print(f"{len(u):,} ratings, {len(uid):,} users, {len(mid):,} movies; load avg {os.getloadavg()[0]:.1f}")
 
     rows = []
-    for objective in ("rating", "implicit"):
-        rows.append(time_production(u, m, r, len(uid), len(mid), objective, args.samples, 32768))
-        print(json.dumps(rows[-1]), flush=True)
+    rows.append(time_production(u, m, r, len(uid), len(mid), "rating", args.samples, 32768))
+    print(json.dumps(rows[-1]), flush=True)
     if not args.skip_adam:
         rows.append(time_stock_adam(u, m, len(uid), len(mid), args.adam_samples, 32768))
         print(json.dumps(rows[-1]), flush=True)

@@ -7,7 +7,7 @@ so a block of users x candidates is one BLAS matrix product.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,49 @@ class Factors:
     # "rating": sigmoid(logit) is the min-max scaled rating, so `to_rating` is meaningful.
     # "implicit": sigmoid(logit) is P(user rates movie); it ranks, but it is not a rating.
     objective: str = "rating"
+    # ALS regularisation and confidence alpha (implicit models): what `fold_in` solves with. 0/0 = the
+    # model cannot fold in (rating objective, or factors saved before ALS).
+    reg: float = 0.0
+    alpha: float = 0.0
+
+    @property
+    def can_fold_in(self) -> bool:
+        return self.objective == "implicit" and self.alpha > 0
+
+    def fold_in(
+        self, user_ids: np.ndarray, movie_ids: np.ndarray, ratings: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Vectors for users the model was not trained on, from their (user, movie, rating) rows: the ALS
+        user solve against these movie factors (`cf.als.fold_in`). Movies the model does not know are
+        ignored. Returns (user ids, vectors [n, dim], biases [n]) for the users with at least one known
+        movie, ids ascending; the others stay cold-start users."""
+        from movierec.cf.als import confidence
+        from movierec.cf.als import fold_in as solve
+
+        if not self.can_fold_in:
+            raise ModelError(f"a {self.objective} model without ALS parameters cannot fold in new users")
+        m = self.movie_index(movie_ids)
+        known = m >= 0
+        u_ids, u_rows = np.unique(np.asarray(user_ids, dtype=np.int64)[known], return_inverse=True)
+        order = np.argsort(u_rows, kind="stable")
+        indptr = np.zeros(len(u_ids) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(u_rows, minlength=len(u_ids)), out=indptr[1:])
+        w = confidence(np.asarray(ratings, dtype=np.float32)[known][order], self.alpha)
+        vecs = solve(self.movie_vecs, self.reg, indptr, m[known][order], w)
+        return u_ids, vecs, np.zeros(len(u_ids), dtype=np.float32)
+
+    def with_users(self, user_ids: np.ndarray, user_vecs: np.ndarray, user_bias: np.ndarray) -> Factors:
+        """These factors plus extra users (ids not already present), id map kept sorted."""
+        ids = np.concatenate([self.user_ids, np.asarray(user_ids, dtype=np.int64)])
+        order = np.argsort(ids, kind="stable")
+        if len(ids) and np.any(np.diff(ids[order]) == 0):
+            raise ModelError("with_users: some users are already in the model")
+        return replace(
+            self,
+            user_ids=ids[order],
+            user_vecs=np.concatenate([self.user_vecs, user_vecs.astype(np.float32)])[order],
+            user_bias=np.concatenate([self.user_bias, user_bias.astype(np.float32)])[order],
+        )
 
     def __post_init__(self) -> None:
         nu, nm = len(self.user_ids), len(self.movie_ids)
@@ -92,6 +135,7 @@ class Factors:
             movie_bias=self.movie_bias,
             scalars=np.array([self.global_bias, self.rating_min, self.rating_max], dtype=np.float64),
             objective=np.array(self.objective),
+            als=np.array([self.reg, self.alpha], dtype=np.float64),
         )
 
     @classmethod
@@ -112,6 +156,7 @@ class Factors:
     def _read(cls, path: Path) -> Factors:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # our handle: closed on errors too
             g, lo, hi = (float(x) for x in z["scalars"])
+            reg, alpha = (float(x) for x in z["als"]) if "als" in z.files else (0.0, 0.0)
             return cls(
                 user_ids=z["user_ids"].astype(np.int64),
                 movie_ids=z["movie_ids"].astype(np.int64),
@@ -123,6 +168,8 @@ class Factors:
                 rating_min=lo,
                 rating_max=hi,
                 objective=str(z["objective"]) if "objective" in z.files else "rating",
+                reg=reg,
+                alpha=alpha,
             )
 
 

@@ -1,22 +1,27 @@
 """The Keras CF model behind the common recommender contract.
 
-It trains with TensorFlow (cf.train) and then scores with the exported numpy factors (cf.factors), so
-loading and scoring a saved model never imports TensorFlow. The `.keras` file is saved alongside for
-anyone who wants the Keras model itself (`keras.saving.load_model` needs no custom code beyond importing
+It is fitted by numpy ALS (implicit objective, cf.als, written into the Keras weights) or TensorFlow
+(rating objective, cf.train), and then scores with the exported numpy factors (cf.factors), so loading and
+scoring a saved model never imports TensorFlow. The `.keras` file is saved alongside for anyone who wants
+the Keras model itself (`keras.saving.load_model` needs no custom code beyond importing
 `cf.keras_model`, which registers the classes).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from movierec.catalog import Seen
+from movierec.cf.data import Ratings, index_of
 from movierec.cf.factors import Factors
 from movierec.cf.recommender import Recommender
 from movierec.cf.train import History, HyperParams
 from movierec.errors import ModelError
+from movierec.progress import say
 
 FACTORS = "factors.npz"
 KERAS_FILE = "model.keras"
@@ -41,24 +46,110 @@ class KerasCF(Recommender):
     def _fit(self, user_rows, movie_rows, ratings, progress):
         from movierec.cf import train
 
-        self.model, self.history = train.fit(
-            user_rows,
-            movie_rows,
-            ratings,
-            len(self.user_ids),
-            len(self.movie_ids),
-            self.hp,
-            self.rating_range,
-            progress=progress,
+        if self.hp.objective == "rating":
+            self.model, self.history = train.fit_rating(
+                user_rows,
+                movie_rows,
+                ratings,
+                len(self.user_ids),
+                len(self.movie_ids),
+                self.hp,
+                self.rating_range,
+                progress=progress,
+            )
+            self._set_factors(**self.model.weights_as_arrays())
+            return
+        X, Y, self.history = train.fit_als(
+            user_rows, movie_rows, ratings, self.user_ids, self.movie_ids, self.hp, progress
         )
+        self._set_als(X, Y)
+
+    def _set_als(self, X: np.ndarray, Y: np.ndarray) -> None:
+        # TensorFlow loads here: the factors become the Keras model's weights.
+        from movierec.cf import keras_model
+
+        self.model = keras_model.from_factors(X, Y, l2=self.hp.l2, seed=self.hp.seed)
+        self._set_factors(**self.model.weights_as_arrays())
+
+    def _set_factors(self, **arrays) -> None:
+        als = self.hp.objective == "implicit"
         self.factors = Factors(
             user_ids=self.user_ids,
             movie_ids=self.movie_ids,
             rating_min=self.rating_range[0],
             rating_max=self.rating_range[1],
             objective=self.hp.objective,
-            **self.model.weights_as_arrays(),
+            reg=self.hp.reg if als else 0.0,
+            alpha=self.hp.confidence if als else 0.0,
+            **arrays,
         )
+
+    def update(self, data: Ratings, previous: KerasCF, since: float | None, progress: bool = False) -> dict:
+        """Fit to `data` starting from `previous` (an implicit model): known users and movies keep their
+        vectors, new ones start at zero, and only the users and movies with ratings that `previous` did
+        not train on (new pairs, or rated after `since`, epoch seconds) are re-solved, `hp.update_iterations`
+        sweeps. Returns what changed: {'changed': n ratings, 'share', 'users', 'movies', 'base_ndcg'}."""
+        from movierec.cf import train
+
+        if previous.hp.objective != "implicit" or self.hp.objective != "implicit":
+            raise ModelError("only implicit (ALS) models can be updated; retrain instead")
+        if previous.factors.dim != self.hp.dim:
+            raise ModelError(f"the current model has dim {previous.factors.dim}, not {self.hp.dim}; retrain")
+        t0 = time.perf_counter()
+        u, m = self._index(data)
+        # Pairs as sorted keys movie_row * n_users + user_row, the previous model's (its training ratings,
+        # grouped by movie, users ascending) mapped onto the new rows: id maps are sorted, so they stay
+        # sorted and one searchsorted finds the new pairs.
+        nu, nm = len(self.user_ids), len(self.movie_ids)
+        ou, om = index_of(self.user_ids, previous.user_ids), index_of(self.movie_ids, previous.movie_ids)
+        ps = previous.seen
+        p_movies = np.repeat(index_of(self.movie_ids, ps.movie_ids), np.diff(ps.indptr))
+        p_users = index_of(self.user_ids, ps.user_ids.astype(np.int64))
+        ok = (p_users >= 0) & (p_movies >= 0)
+        old_keys = p_movies[ok] * nu + p_users[ok]
+        keys = np.sort(m.astype(np.int64) * nu + u)
+        pos = np.searchsorted(old_keys, keys).clip(0, max(len(old_keys) - 1, 0))
+        new_pair = ~(old_keys[pos] == keys) if len(old_keys) else np.ones(len(keys), dtype=bool)
+        changed_keys = keys[new_pair]
+        if since is not None:  # re-rated pairs: same key, newer timestamp
+            later = data.rated_at > since
+            changed_keys = np.union1d(changed_keys, m[later].astype(np.int64) * nu + u[later])
+        n_changed = len(changed_keys)
+        solve_users = np.unique(changed_keys % nu)
+        # A movie moves when it is new or a clear share of its ratings changed; a popular movie with a
+        # fraction of a percent new ratings would cost a full pass over its ratings for no visible change.
+        per_movie = np.bincount(changed_keys // nu, minlength=nm)
+        total = np.bincount(m, minlength=nm)
+        is_new_movie = np.ones(nm, dtype=bool)
+        is_new_movie[om[om >= 0]] = False
+        solve_movies = np.flatnonzero(
+            (per_movie > 0) & (is_new_movie | (per_movie >= self.hp.update_share * total))
+        )
+        X0 = np.zeros((len(self.user_ids), self.hp.dim), dtype=np.float32)
+        Y0 = np.zeros((len(self.movie_ids), self.hp.dim), dtype=np.float32)
+        X0[ou[ou >= 0]] = previous.factors.user_vecs[ou >= 0]
+        Y0[om[om >= 0]] = previous.factors.movie_vecs[om >= 0]
+        known_users = np.unique(ou[ou >= 0])
+        say(f"changed ratings found in {time.perf_counter() - t0:.1f}s", enabled=progress)
+        hp = replace(self.hp, iterations=self.hp.update_iterations)
+        X, Y, self.history = train.fit_als(
+            u, m, data.ratings.astype(np.float32), self.user_ids, self.movie_ids, hp, progress,
+            start=(X0, Y0), solve_users=solve_users, solve_movies=solve_movies,
+            gate_users=known_users,
+        )  # fmt: skip
+        t0 = time.perf_counter()
+        self._set_als(X, Y)
+        say(f"Keras model built in {time.perf_counter() - t0:.1f}s", enabled=progress)
+        return {
+            "changed": n_changed,
+            "share": n_changed / max(len(data), 1),
+            "users": int(len(solve_users)),
+            "movies": int(len(solve_movies)),
+            "movies_with_changes": int((per_movie > 0).sum()),
+            "new_users": int(len(self.user_ids) - len(known_users)),
+            "new_movies": int(len(self.movie_ids) - int((om >= 0).sum())),
+            "base_ndcg": self.history.base_ndcg,
+        }
 
     @property
     def flops_per_pair(self) -> int:  # type: ignore[override]

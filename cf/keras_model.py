@@ -1,4 +1,5 @@
-"""The Keras CF model (user/movie embeddings + biases) and a sparse-aware Adam that trains it fast.
+"""The Keras CF model (user/movie embeddings + biases), a sparse-aware Adam for the rating objective, and
+`from_factors`, which writes ALS factors (the implicit objective, `cf.als`) into the model's weights.
 
 Imports TensorFlow/Keras at module load: import this module only inside functions that train or load.
 
@@ -12,6 +13,7 @@ to whole tables (a whole-table regulariser has a dense gradient too).
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -104,25 +106,25 @@ class CFModel(keras.Model):
         }
 
 
-class PairwiseCF(keras.Model):
-    """BPR training view of a CFModel: sigmoid(score(u, i) - score(u, j)) for rows [[u, i, j]], i rated
-    and j not. Binary cross-entropy against 1 is then exactly the BPR loss -log sigmoid(s_ui - s_uj).
-    Only the wrapped CFModel is saved."""
-
-    def __init__(self, scorer: CFModel, **kw):
-        super().__init__(**kw)
-        self.scorer = scorer
-
-    def call(self, inputs, training: bool = False):
-        pos = self.scorer.logits(ops.stack([inputs[:, 0], inputs[:, 1]], axis=1), training=training)
-        neg = self.scorer.logits(ops.stack([inputs[:, 0], inputs[:, 2]], axis=1), training=training)
-        return ops.sigmoid(pos - neg)
-
-
-def build_pairwise(scorer: CFModel, lr: float) -> PairwiseCF:
-    model = PairwiseCF(scorer)
-    model.compile(optimizer=LazyAdam(learning_rate=lr), loss=keras.losses.BinaryCrossentropy())
-    model(tf.zeros((1, 3), dtype=tf.int32))
+def from_factors(
+    user_vecs: np.ndarray,
+    movie_vecs: np.ndarray,
+    user_bias: np.ndarray | None = None,
+    movie_bias: np.ndarray | None = None,
+    global_bias: float = 0.0,
+    l2: float = 0.0,
+    seed: int = 0,
+) -> CFModel:
+    """A built CFModel whose weights are the given factors (how ALS results become the Keras model)."""
+    (n_users, dim), n_movies = user_vecs.shape, len(movie_vecs)
+    model = CFModel(n_users, n_movies, dim=dim, l2=l2, seed=seed)
+    model(tf.zeros((1, 2), dtype=tf.int32))
+    model.user_embedding.embeddings.assign(user_vecs.astype(np.float32))
+    model.movie_embedding.embeddings.assign(movie_vecs.astype(np.float32))
+    zeros_u, zeros_m = np.zeros(n_users, np.float32), np.zeros(n_movies, np.float32)
+    model.user_bias.embeddings.assign((zeros_u if user_bias is None else user_bias)[:, None])
+    model.movie_bias.embeddings.assign((zeros_m if movie_bias is None else movie_bias)[:, None])
+    model.global_bias.assign(global_bias)
     return model
 
 

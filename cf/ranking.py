@@ -38,7 +38,7 @@ CF_FORMULA = "score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarit
 BLOCK_USERS = 4096  # default of Settings.block_users
 ARGMAX_TOP_N = 32
 
-SOURCE_CF, SOURCE_COLD = "cf", "cold_start"
+SOURCE_CF, SOURCE_COLD, SOURCE_FOLD = "cf", "cold_start", "fold_in"
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class Ranked:
     similarity: np.ndarray
     predicted_rating: np.ndarray  # NaN where the model does not predict ratings
     cold: np.ndarray  # bool: row comes from the cold-start ranking
+    folded: np.ndarray | None = None  # bool: a CF row for a user folded in after training (cf.foldin)
     flops: float = field(default=0.0)  # floating-point operations of the model's block products
     matmul_seconds: float = field(default=0.0)  # time spent scoring blocks (the products, biases added)
 
@@ -72,8 +73,11 @@ class Ranked:
 
     def to_arrow(self, run_id: int, query_name: str) -> pa.Table:
         n = len(self)
+        code = self.cold.astype(np.int8)
+        if self.folded is not None:
+            code[self.folded & ~self.cold] = 2
         source = pa.DictionaryArray.from_arrays(
-            pa.array(self.cold.astype(np.int8)), pa.array([SOURCE_CF, SOURCE_COLD])
+            pa.array(code), pa.array([SOURCE_CF, SOURCE_COLD, SOURCE_FOLD])
         )
         return pa.table(
             {

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from movierec.catalog import Seen
-from movierec.cf.data import Ratings, index_of
+from movierec.cf.data import Ratings, index_of, unique_sorted
 from movierec.cf.ranking import BLOCK_USERS, COLD_POPULARITY_WEIGHT, Candidates, Ranked, rank
 from movierec.errors import ModelError, NotFoundError
 
@@ -50,15 +50,20 @@ class Recommender(ABC):
 
     # --- fitting ---------------------------------------------------------------------------------------
     def fit(self, data: Ratings, *, progress: bool = False) -> Recommender:
+        u, m = self._index(data)
+        self._fit(u, m, data.ratings.astype(np.float32), progress=progress)
+        return self
+
+    def _index(self, data: Ratings) -> tuple[np.ndarray, np.ndarray]:
+        """Id maps, seen lists and rating range from `data`; its (user rows, movie rows)."""
         if len(data) == 0:
             raise ModelError("cannot fit a model on zero ratings")
-        self.user_ids = np.unique(data.user_ids)
-        self.movie_ids = np.unique(data.movie_ids)
+        self.user_ids = unique_sorted(data.user_ids)
+        self.movie_ids = unique_sorted(data.movie_ids)
         u, m = index_of(self.user_ids, data.user_ids), index_of(self.movie_ids, data.movie_ids)
         self.seen = Seen.from_pairs(data.user_ids, data.movie_ids)
         self.rating_range = (float(data.ratings.min()), float(data.ratings.max()))
-        self._fit(u, m, data.ratings.astype(np.float32), progress=progress)
-        return self
+        return u, m
 
     @abstractmethod
     def _fit(

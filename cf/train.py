@@ -1,10 +1,15 @@
-"""Training loop for the Keras CF model: both objectives, early stopping, per-epoch progress.
+"""Fitting the Keras CF model: both objectives, and the incremental update of the implicit one.
 
-`rating`: each observed rating, min-max scaled to [0, 1], is the BCE target (the reference design).
-`implicit`: each observed rating is a positive and `neg_ratio` movies the user has not rated, drawn
-uniformly and redrawn every epoch, are negatives. With `implicit_loss="bce"` (default) they are targets 1
-and 0 of the same BCE; with "bpr" each (positive, negative) pair is one BPR example, -log sigmoid(s_ui - s_uj)
-(BCE against 1 on a pairwise view of the same model). Same model, same optimizer.
+`implicit` (default): implicit-feedback ALS (`cf.als`): every rating a positive weighted by its value, every
+unrated movie a weak zero, alternating exact-in-the-limit least-squares sweeps. The factors are written into
+the Keras model's embedding weights (biases stay zero). It replaced SGD on sampled negatives (BCE and BPR),
+which ranked worse and trained ~100x slower (BENCHMARKS.md, cf section).
+`rating`: each observed rating, min-max scaled to [0, 1], is the BCE target (the reference design), fitted
+with mini-batch LazyAdam and early stopping.
+
+Validation: a fixed share of ratings (chosen by a hash of user and movie id, so every fit and every update
+holds out the same ones; never a user's last few) is left out of the fit and scored: nDCG@10 for the
+implicit model (the quality gate of updates compares it), BCE for the rating model.
 """
 
 from __future__ import annotations
@@ -14,41 +19,54 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from movierec.cf.data import unique_sorted
 from movierec.errors import BadInputError
 from movierec.progress import say
 
 OBJECTIVES = ("implicit", "rating")
 DEFAULT_OBJECTIVE = "implicit"  # ranks better on the holdout: see BENCHMARKS.md (cf section)
+VAL_USERS = 2000  # users scored for the validation nDCG (a hash-chosen sample: same users every time)
+MIN_KEPT = 5  # a user with fewer ratings has none held out for validation
 
 
 @dataclass
 class HyperParams:
-    """Defaults chosen on ml-latest-small (BENCHMARKS.md); `None` batch size means about 100 steps/epoch."""
+    """Defaults chosen on ml-latest-small (BENCHMARKS.md); `None` batch size means about 100 steps/epoch.
+
+    implicit (ALS): dim, iterations, reg, confidence, cg_steps, update_iterations.
+    rating (SGD): dim, epochs, batch_size, lr, l2, patience. Both: val_frac, seed."""
 
     objective: str = DEFAULT_OBJECTIVE
-    dim: int = 128
+    dim: int = 64
+    iterations: int = 10
+    reg: float = 30.0
+    confidence: float = 1.0
+    like: float = 3.0
+    cg_steps: int = 3
+    update_iterations: int = 2
+    update_share: float = 0.02  # an update re-solves a known movie when this share of its ratings changed
     epochs: int = 30
     batch_size: int | None = None
     lr: float = 2e-3
     l2: float = 1e-2
-    neg_ratio: int = 4
-    implicit_loss: str = "bce"
     patience: int = 2
-    val_frac: float = 0.05
+    val_frac: float = 0.02
     seed: int = 42
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
             raise BadInputError(f"unknown objective {self.objective!r}: use one of {', '.join(OBJECTIVES)}")
-        if self.implicit_loss not in ("bce", "bpr"):
-            raise BadInputError(f"unknown implicit loss {self.implicit_loss!r}: use bce or bpr")
-        for name in ("dim", "epochs", "neg_ratio"):
+        for name in ("dim", "epochs", "iterations", "cg_steps", "update_iterations"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"--{name.replace('_', '-')} must be at least 1")
         if self.batch_size is not None and self.batch_size < 1:
             raise BadInputError("--batch-size must be at least 1")
         if not self.lr > 0:
             raise BadInputError("--lr must be positive")
+        if self.reg < 0 or not self.confidence > 0:
+            raise BadInputError("--reg must not be negative and --confidence must be positive")
+        if not 0 <= self.val_frac < 1:
+            raise BadInputError("val_frac must be in [0, 1)")
 
     def resolved_batch_size(self, n_samples: int) -> int:
         if self.batch_size:
@@ -61,32 +79,210 @@ class HyperParams:
 
 @dataclass
 class History:
+    """Per epoch (rating) or per ALS sweep (implicit): training loss (rating only), validation loss (BCE,
+    rating) or validation nDCG@10 (implicit), seconds."""
+
     loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    val_ndcg: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    base_ndcg: float | None = None  # an update: the starting model's validation nDCG on the same users
     best_epoch: int = 0
     samples_per_epoch: int = 0
     batch_size: int = 0
 
 
-def sample_negatives(
-    user_rows: np.ndarray, n_movies: int, ratio: int, positive_keys: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """`ratio` random movies per positive, redrawn (up to 5 times) where they hit something the user rated.
-    `positive_keys` is the sorted array user_row * n_movies + movie_row of all known positives."""
-    users = np.repeat(user_rows.astype(np.int64), ratio)
-    movies = rng.integers(0, n_movies, len(users))
-    for _ in range(6):
-        keys = users * n_movies + movies
-        pos = np.searchsorted(positive_keys, keys).clip(0, max(len(positive_keys) - 1, 0))
-        clash = positive_keys[pos] == keys if len(positive_keys) else np.zeros(len(keys), bool)
-        if not clash.any():
-            break
-        movies[clash] = rng.integers(0, n_movies, int(clash.sum()))
-    return users, movies
+@dataclass(frozen=True)
+class UserRows:
+    """Which movie rows each user row rated (CSR by user): what validation leaves out of the ranking."""
+
+    indptr: np.ndarray  # int64 [n_users + 1]
+    movie_rows: np.ndarray  # int64
+
+    @classmethod
+    def build(cls, user_rows: np.ndarray, movie_rows: np.ndarray, n_users: int) -> UserRows:
+        width = int(movie_rows.max()) + 1 if len(movie_rows) else 1
+        keys = np.sort(user_rows.astype(np.int64) * width + movie_rows)
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(user_rows, minlength=n_users), out=indptr[1:])
+        return cls(indptr, keys % width)
+
+    def mask(self, user_rows: np.ndarray, n_movies: int) -> np.ndarray:
+        """Dense boolean [len(user_rows), n_movies]: True where the user rated the movie."""
+        out = np.zeros((len(user_rows), n_movies), dtype=bool)
+        starts, lengths = self.indptr[user_rows], self.indptr[user_rows + 1] - self.indptr[user_rows]
+        total = int(lengths.sum())
+        if total:
+            offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+            rows = np.repeat(np.arange(len(user_rows)), lengths)
+            out[rows, self.movie_rows[np.arange(total) + offsets]] = True
+        return out
 
 
-def fit(
+def _hash(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random number in [0, 1) per (a, b) pair (splitmix64 of the packed pair)."""
+    with np.errstate(over="ignore"):
+        x = a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + b.astype(np.uint64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def validation_mask(
+    user_ids: np.ndarray, movie_ids: np.ndarray, frac: float, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """Ratings held out for validation: a `frac` share chosen by a hash of (user id, movie id), so a full
+    fit and every later update hold out the same ratings; users with few ratings keep them all.
+    `counts` (each rating's user's number of ratings) lets a caller pass a subset of the ratings."""
+    if frac <= 0 or len(user_ids) < 20:
+        return np.zeros(len(user_ids), dtype=bool)
+    if counts is None:
+        _, inverse, per_user = np.unique(user_ids, return_inverse=True, return_counts=True)
+        counts = per_user[inverse]
+    return (_hash(user_ids, movie_ids) < frac) & (counts >= MIN_KEPT)
+
+
+def val_sample(user_rows: np.ndarray, user_ids: np.ndarray, limit: int = VAL_USERS) -> np.ndarray:
+    """The validation users scored: at most `limit` of `user_rows`, chosen by a hash of their ids."""
+    rows = np.unique(user_rows)
+    if len(rows) <= limit:
+        return rows
+    h = _hash(user_ids[rows], np.zeros(len(rows), dtype=np.int64))
+    return np.sort(rows[np.argsort(h, kind="stable")[:limit]])
+
+
+def val_ndcg(
+    user_vecs: np.ndarray,
+    movie_vecs: np.ndarray,
+    seen: UserRows,
+    val_users: np.ndarray,
+    val_movies: np.ndarray,
+    users: np.ndarray,
+    block: int = 500,
+) -> float:
+    """Mean nDCG@10 over `users` (rows) of held-out (val_users, val_movies) pairs, scoring every movie and
+    leaving out what the user trained on (`seen`); row-aligned factor tables."""
+    from movierec.cf.evaluate import K, ranking_metrics
+
+    if len(users) == 0:
+        return float("nan")
+    pos = np.searchsorted(users, val_users).clip(0, len(users) - 1)
+    keep = users[pos] == val_users
+    held = UserRows.build(pos[keep], val_movies[keep], len(users))
+    n_relevant = np.diff(held.indptr)
+    tops, rels = [], []
+    for start in range(0, len(users), block):
+        idx = np.arange(start, min(start + block, len(users)))
+        s = user_vecs[users[idx]] @ movie_vecs.T
+        s[seen.mask(users[idx], len(movie_vecs))] = -np.inf
+        top = np.argpartition(-s, K - 1, axis=1)[:, :K]
+        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        tops.append(top)
+        rels.append(np.take_along_axis(held.mask(idx, len(movie_vecs)), top, axis=1))
+    return ranking_metrics(np.concatenate(tops), np.concatenate(rels), n_relevant, len(movie_vecs))["ndcg@10"]
+
+
+def fit_als(
+    user_rows: np.ndarray,
+    movie_rows: np.ndarray,
+    ratings: np.ndarray,
+    user_ids: np.ndarray,
+    movie_ids: np.ndarray,
+    hp: HyperParams,
+    progress: bool = False,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+    solve_users: np.ndarray | None = None,
+    solve_movies: np.ndarray | None = None,
+    gate_users: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, History]:
+    """Implicit ALS on indexed ratings: (user factors, movie factors, History).
+
+    From scratch by default. An update passes `start` (factors already aligned to these rows: known
+    users and movies keep theirs, new ones zero) and the rows to re-solve: it then runs `hp.iterations`
+    sweeps over those rows only (users first, so new users get vectors before the movies move), and
+    measures the validation nDCG of the starting factors and the result on the `gate_users` it holds (the
+    users the starting model knew) in `History.base_ndcg` and `val_ndcg[-1]`."""
+    from movierec.cf import als
+
+    n_users, n_movies = len(user_ids), len(movie_ids)
+    t_prep = time.perf_counter()
+    counts = np.bincount(user_rows, minlength=n_users)
+    # Ratings take few distinct values (half stars): code them, so each side's CSR is one int64 sort.
+    levels = unique_sorted(ratings[: 1 << 20])
+    codes = np.searchsorted(levels, ratings).clip(0, len(levels) - 1)
+    if not np.array_equal(levels[codes], ratings):  # a value the first million did not show
+        levels = unique_sorted(ratings)
+        codes = np.searchsorted(levels, ratings)
+    codes = codes.astype(np.uint8 if len(levels) <= 256 else np.int64)
+    w_of = als.confidence(levels, hp.confidence)
+    p_of = (levels >= hp.like).astype(np.float32) if hp.like > 0 else None
+
+    def part(sel: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(users, movies, codes, is_val) of the ratings in `sel` (all when None)."""
+        if sel is None:
+            u, m, c = user_rows, movie_rows, codes
+        else:
+            u, m, c = user_rows[sel], movie_rows[sel], codes[sel]
+        # Hash the ids, not the rows: rows shift when new movies arrive, ids do not.
+        return u, m, c, validation_mask(user_ids[u], movie_ids[m], hp.val_frac, counts=counts[u])
+
+    if start is None:
+        u_part = m_part = part(None)
+    else:
+        # An update reads only the ratings of the rows it re-solves (and of the validation candidates:
+        # the users with the lowest id hashes, as `val_sample` picks them), not all 25M.
+        eligible = np.flatnonzero(counts >= MIN_KEPT)
+        h = _hash(user_ids[eligible], np.zeros(len(eligible), dtype=np.int64))
+        candidates = eligible[np.argsort(h, kind="stable")[: 10 * VAL_USERS]]
+        need_u = np.zeros(n_users, dtype=bool)
+        need_u[np.r_[solve_users, candidates].astype(np.int64)] = True
+        need_m = np.zeros(n_movies, dtype=bool)
+        need_m[solve_movies] = True
+        u_part = part(np.flatnonzero(need_u[user_rows]))
+        m_part = part(np.flatnonzero(need_m[movie_rows]))
+    pu, pm, pc, pv = u_part
+    by_user = als.CSR.from_codes(pu[~pv], pm[~pv], pc[~pv], n_users, n_movies, w_of, p_of)
+    qu, qm, qc, qv = m_part
+    by_movie = als.CSR.from_codes(qm[~qv], qu[~qv], qc[~qv], n_movies, n_users, w_of, p_of)
+    seen = UserRows(by_user.indptr, by_user.idx.astype(np.int64))  # training movies per user, val excluded
+    vu, vm = pu[pv], pm[pv]
+    check = val_sample(vu, user_ids)
+    if gate_users is not None:
+        check = np.intersect1d(check, gate_users)
+    if start is None:
+        rng = np.random.default_rng(hp.seed)
+        X, Y = als.init_factors(n_users, hp.dim, rng), als.init_factors(n_movies, hp.dim, rng)
+    else:
+        X, Y = (a.astype(np.float32, copy=True) for a in start)
+    hist = History(samples_per_epoch=int((~pv).sum()) if start is None else len(ratings))
+    if start is not None:
+        hist.base_ndcg = val_ndcg(X, Y, seen, vu, vm, check)
+    users = als.Side(by_user, n_movies, solve_users)
+    movies = als.Side(by_movie, n_users, solve_movies)
+    what = "full" if start is None else f"{len(users.rows):,} users, {len(movies.rows):,} movies"
+    say(f"ALS ready in {time.perf_counter() - t_prep:.1f}s", enabled=progress)
+    for it in range(hp.iterations):
+        t0 = time.perf_counter()
+        if start is None:
+            movies.solve(X, Y, hp.reg, hp.cg_steps)
+            users.solve(Y, X, hp.reg, hp.cg_steps)
+        else:
+            users.solve(Y, X, hp.reg, hp.cg_steps)
+            movies.solve(X, Y, hp.reg, hp.cg_steps)
+        if start is not None and it == hp.iterations - 1:  # end on the users: they match the movies
+            users.solve(Y, X, hp.reg, hp.cg_steps)
+        hist.seconds.append(time.perf_counter() - t0)
+        say(f"ALS sweep {it + 1}/{hp.iterations} ({what}): {hist.seconds[-1]:.1f}s", enabled=progress)
+    # Validation once, at the end (scoring 2,000 users x every movie per sweep would cost more than a sweep).
+    hist.val_ndcg.append(val_ndcg(X, Y, seen, vu, vm, check))
+    say(f"validation nDCG@10 {hist.val_ndcg[-1]:.4f} ({len(check):,} users)", enabled=progress)
+    hist.best_epoch = len(hist.seconds)
+    return X, Y, hist
+
+
+def fit_rating(
     user_rows: np.ndarray,
     movie_rows: np.ndarray,
     ratings: np.ndarray,
@@ -96,48 +292,30 @@ def fit(
     rating_range: tuple[float, float],
     progress: bool = False,
 ):
-    """Train a `CFModel` on indexed ratings; return (model, History). Keeps the best epoch's weights.
+    """The rating objective: a `CFModel` fitted by LazyAdam on BCE against min-max scaled ratings; return
+    (model, History). Keeps the best epoch's weights (early stopping on the validation BCE).
 
-    One `model.fit` call over a `keras.utils.PyDataset` that reshuffles (and, for `implicit`, redraws the
-    negatives) at every epoch end: one traced train function, Keras' own EarlyStopping."""
+    One `model.fit` call over a `keras.utils.PyDataset` that reshuffles at every epoch end: one traced
+    train function, Keras' own EarlyStopping."""
     import keras
 
     from movierec.cf import keras_model  # TensorFlow loads here, not at CLI start
 
     rng = np.random.default_rng(hp.seed)
-    bpr = hp.objective == "implicit" and hp.implicit_loss == "bpr"
     n = len(user_rows)
-    is_val = rng.random(n) < hp.val_frac if n >= 20 else np.zeros(n, dtype=bool)
+    is_val = rng.random(n) < max(hp.val_frac, 0.05) if n >= 20 else np.zeros(n, dtype=bool)
     lo, hi = rating_range
     scale = (hi - lo) or 1.0
-    positive_keys = np.sort(user_rows.astype(np.int64) * n_movies + movie_rows)
     tu, tm = user_rows[~is_val], movie_rows[~is_val]
-    vu, vm = user_rows[is_val], movie_rows[is_val]
-    if hp.objective == "rating":
-        train_y = ((ratings[~is_val] - lo) / scale).astype(np.float32)
-        val_x, val_y = _pairs(vu, vm), ((ratings[is_val] - lo) / scale).astype(np.float32)
-    else:
-        train_y = None
+    train_y = ((ratings[~is_val] - lo) / scale).astype(np.float32)
+    val_x = _pairs(user_rows[is_val], movie_rows[is_val])
+    val_y = ((ratings[is_val] - lo) / scale).astype(np.float32)
 
-        def implicit_samples(
-            users: np.ndarray, movies: np.ndarray, gen: np.random.Generator
-        ) -> tuple[np.ndarray, np.ndarray]:
-            """Positives with `neg_ratio` sampled negatives each: (user, pos, neg) triples for BPR,
-            labelled (user, movie) pairs for BCE."""
-            nu, nm = sample_negatives(users, n_movies, hp.neg_ratio, positive_keys, gen)
-            if bpr:
-                x = np.stack([nu, np.repeat(movies, hp.neg_ratio), nm], axis=1).astype(np.int32)
-                return x, np.ones(len(nu), dtype=np.float32)
-            y = np.r_[np.ones(len(users)), np.zeros(len(nu))].astype(np.float32)
-            return _pairs(np.r_[users, nu], np.r_[movies, nm]), y
-
-        val_x, val_y = implicit_samples(vu, vm, np.random.default_rng(hp.seed + 1))
-
-    samples = len(tu) * (1 if hp.objective == "rating" else hp.neg_ratio if bpr else 1 + hp.neg_ratio)
+    samples = len(tu)
     batch = hp.resolved_batch_size(samples)
     model = keras_model.build(n_users, n_movies, hp.dim, hp.l2, hp.lr, hp.seed)
-    trained = keras_model.build_pairwise(model, hp.lr) if bpr else model
     hist = History(samples_per_epoch=samples, batch_size=batch)
+    train_x = _pairs(tu, tm)
 
     class Epochs(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -151,12 +329,8 @@ def fit(
             return self.x[i * batch : (i + 1) * batch], self.y[i * batch : (i + 1) * batch]
 
         def on_epoch_end(self) -> None:
-            if hp.objective == "rating":
-                x, y = _pairs(tu, tm), train_y
-            else:
-                x, y = implicit_samples(tu, tm, rng)
-            order = rng.permutation(len(x))
-            self.x, self.y = x[order], y[order]
+            order = rng.permutation(len(train_x))
+            self.x, self.y = train_x[order], train_y[order]
 
     class Report(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None) -> None:
@@ -175,7 +349,7 @@ def fit(
 
     monitor = "val_loss" if len(val_x) else "loss"
     stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=hp.patience, restore_best_weights=True)
-    trained.fit(
+    model.fit(
         Epochs(),
         validation_data=(val_x, val_y) if len(val_x) else None,
         validation_batch_size=65536,

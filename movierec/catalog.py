@@ -121,8 +121,14 @@ class Seen:
     @classmethod
     def from_pairs(cls, users: np.ndarray, movies: np.ndarray) -> Seen:
         users, movies = np.asarray(users, dtype=np.int64), np.asarray(movies, dtype=np.int64)
-        order = np.lexsort((users, movies))
-        movies, users = movies[order], users[order]
+        if len(users) and users.min() >= 0 and movies.min() >= 0 and int(users.max()) < 1 << 31 \
+                and int(movies.max()) < 1 << 31:  # fmt: skip
+            # One int64 sort of packed (movie, user) keys: np.lexsort is ~10x slower at 25M ratings.
+            keys = np.sort((movies << 31) | users)
+            movies, users = keys >> 31, keys & ((1 << 31) - 1)
+        else:
+            order = np.lexsort((users, movies))
+            movies, users = movies[order], users[order]
         uniq, starts = np.unique(movies, return_index=True)
         return cls(uniq, np.append(starts, len(movies)).astype(np.int64), users)
 

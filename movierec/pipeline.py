@@ -1,5 +1,6 @@
 """The nightly pipeline, above the stages it calls: ingest -> embed (incremental) -> train (when the
-registry says the current model is stale) -> batch run.
+registry says the current model is stale: an incremental update of the current model, or a full fit by the
+registry's retrain rule or `--retrain`) -> batch run.
 
 Each stage is all-or-nothing on its own (ingest in one transaction, a model made current only when
 complete, the batch published in one transaction), so stopping at the first failure leaves yesterday's
@@ -16,6 +17,7 @@ from typing import Any
 from movierec.batch import list_queries, run_batch
 from movierec.batch.run import check_alpha
 from movierec.cf import stale_reason, train_model
+from movierec.cf.registry import UpdateRefused
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.doctor import check
@@ -84,9 +86,14 @@ def nightly(
         if why is None:
             st.note = "skipped, ratings unchanged since the current model"
         else:
+            # Start from the current model unless --retrain (the registry's rule may still retrain).
             say(f"nightly: training ({why})", enabled=progress)
-            rec = train_model(settings, progress=progress, **(train_options or {}))
-            st.note = f"model {rec.version} ({why})"
+            try:
+                rec = train_model(settings, update=not retrain, progress=progress, **(train_options or {}))
+                st.note = f"model {rec.version}, {rec.metrics.get('mode', 'full')} ({why})"
+            except UpdateRefused as exc:
+                say(f"nightly: warning: {exc}")
+                st.note = str(exc)
     with stage("batch") as st:
         with connect(settings, read_only=True) as con:
             has_queries = bool(list_queries(con, enabled_only=True))

@@ -283,3 +283,24 @@ def test_sigkill_after_the_run_file_is_written_but_before_publish(planted: Setti
     run_batch(planted)
     assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "abandoned"), (3, "succeeded")]
     assert not file2.exists()
+
+
+def test_fresh_user_is_folded_in_by_an_implicit_model(planted: Settings) -> None:
+    """User 7 rated movies after the model was trained. An implicit (ALS) model folds them in from those
+    ratings: a personal list marked 'fold_in' in the batch and in `recommend`, not the cold-start list.
+    User 7 rated 101 (taste A, 4 stars), so 102, the other taste-A zombie film, comes first."""
+    from dataclasses import replace
+
+    from movierec.batch.recommend import recommend
+
+    implicit = replace(world.planted_factors(), objective="implicit", reg=0.1, alpha=1.0)
+    world.register_model(planted, implicit)
+    result = CliRunner().invoke(main, ["batch", "run"])
+    assert result.exit_code == 0, result.output
+    zombies = world.lists(planted, "zombies")
+    assert zombies[world.COLD][0] == (102, "fold_in")
+    assert {src for _, src in zombies[world.COLD]} == {"fold_in"}
+    assert zombies[1][0] == (102, "cf")  # trained users keep source 'cf'
+    adhoc = recommend(planted, world.COLD, "zombie horror films", genres=("Horror",), top_n=2)
+    assert [i["source"] for i in adhoc.items] == ["fold_in", "fold_in"]
+    assert adhoc.items[0]["movie_id"] == 102 and "folded in" in adhoc.notice

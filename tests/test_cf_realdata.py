@@ -32,9 +32,14 @@ def test_rating_objective_rmse_band(ratings) -> None:
     assert model["rmse"] < bias["rmse"]
 
 
-def test_default_objective_ranks_well_above_popularity(ratings) -> None:
-    train, test = per_user_split(ratings, 0.25, by="random", seed=0)
+@pytest.mark.parametrize(("split", "floor", "vs_popularity"), [("random", 0.34, 1.6), ("time", 0.14, 1.45)])
+def test_default_objective_ranks_well_above_popularity(ratings, split, floor, vs_popularity) -> None:
+    """ALS defaults measured 0.363 (random) and 0.154 = 1.54x popularity (time): BENCHMARKS.md."""
+    train, test = per_user_split(ratings, 0.25, by=split, seed=0)
     model = rank_eval(KerasCF().fit(train), test)
     popular = rank_eval(Popularity().fit(train), test)
-    assert model["ndcg@10"] >= 1.4 * popular["ndcg@10"], (model, popular)
+    assert model["ndcg@10"] >= floor and model["ndcg@10"] >= vs_popularity * popular["ndcg@10"], (
+        model,
+        popular,
+    )
     assert model["coverage"] > popular["coverage"]

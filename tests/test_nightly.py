@@ -69,14 +69,14 @@ def test_nightly_end_to_end_on_ml_latest_small(settings: Settings, ml_small: Pat
     assert rep["zombies"]["genre_precision"] == 1.0 and rep["zombies"]["candidates_found"] == 250
     assert rep["zombies"]["personalisation"] > 0.2
 
-    # --retrain --epochs caps training: a new current model that ran exactly one epoch, then a new run.
-    result = runner.invoke(main, ["nightly", "--retrain", "--epochs", "1", "--quiet", "--json"])
+    # --retrain fits from scratch (never an update of the current model), then a new run.
+    result = runner.invoke(main, ["nightly", "--retrain", "--quiet", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["run_id"] == 2 and "--retrain" in {s["stage"]: s["note"] for s in out["stages"]}["train"]
     with connect(settings, read_only=True) as con:
         metrics = con.execute("SELECT metrics FROM cf_models WHERE is_current").fetchone()[0]
-    assert json.loads(metrics)["epochs_run"] == 1
+    assert json.loads(metrics)["mode"] == "full" and json.loads(metrics)["epochs_run"] == 10  # ALS sweeps
 
     # A broken snapshot stops the job at ingest; yesterday's lists stay published.
     before = _latest(settings)

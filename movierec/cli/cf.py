@@ -19,16 +19,25 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
     Unset flags keep the dataclass defaults."""
     options = [
         click.option("--objective", type=click.Choice(OBJECTIVES),
-                     help="implicit: rated vs sampled unrated movies (default, ranks better); "
-                          "rating: regress the scaled rating (the reference design)."),
-        click.option("--epochs", type=click.IntRange(min=1), help="Most epochs (early stopping)."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Default: about 100 steps per epoch."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate."),
-        click.option("--dim", type=click.IntRange(min=1), help="Embedding size (default 128)."),
-        click.option("--neg-ratio", type=click.IntRange(min=1), help="Negatives per rating (implicit)."),
-        click.option("--implicit-loss", type=click.Choice(["bce", "bpr"]),
-                     help="Loss of the implicit objective: pointwise BCE (default) or pairwise BPR."),
-        click.option("--l2", type=click.FloatRange(min=0), help="L2 weight on embeddings and biases."),
+                     help="implicit: rated vs unrated movies, fitted by ALS (default, ranks better); "
+                          "rating: regress the scaled rating by SGD (the reference design)."),
+        click.option("--dim", type=click.IntRange(min=1), help="Embedding size (default 64)."),
+        click.option("--iterations", type=click.IntRange(min=1), help="ALS sweeps (implicit; default 10)."),
+        click.option("--reg", type=click.FloatRange(min=0), help="ALS regularisation (implicit; 30)."),
+        click.option("--confidence", type=click.FloatRange(min=0, min_open=True),
+                     help="ALS confidence of a rating r: 1 + confidence * log(1 + r) (implicit; default 1)."),
+        click.option("--like", type=click.FloatRange(min=0),
+                     help="Ratings below it say 'does not prefer' (implicit; default 3; 0: all prefer)."),
+        click.option("--cg-steps", type=click.IntRange(min=1), help="CG steps per ALS solve (default 3)."),
+        click.option("--update-iterations", type=click.IntRange(min=1),
+                     help="ALS sweeps of an incremental update (default 2)."),
+        click.option("--update-share", type=click.FloatRange(min=0, max=1),
+                     help="An update re-solves a known movie when this share of its ratings changed (0.02)."),
+        click.option("--epochs", type=click.IntRange(min=1), help="Most epochs (rating; early stopping)."),
+        click.option("--batch-size", type=click.IntRange(min=1),
+                     help="Rating objective; default: about 100 steps per epoch."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam step (rating)."),
+        click.option("--l2", type=click.FloatRange(min=0), help="L2 on embeddings, biases (rating)."),
         click.option("--seed", type=int, help="Random seed (initialisation, sampling, validation split)."),
     ]  # fmt: skip
 
@@ -53,25 +62,35 @@ HYPERPARAM_FLAGS = _flag_names(hyperparam_options)
 @click.command()
 @settings_options
 @hyperparam_options
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Start from the current model: re-solve only the users and movies with new ratings "
+    "(falls back to a full fit by the retrain rule; refused if validation nDCG drops).",
+)
 @json_option
 @quiet_option
-def train(settings, hyperparams: dict, as_json: bool, quiet: bool) -> None:
+def train(settings, hyperparams: dict, update: bool, as_json: bool, quiet: bool) -> None:
     """Train the CF model on all ratings in DuckDB and make it the current model.
 
     Writes a new version under HOME/models: model.keras, factors.npz, id maps, model.json (hyperparameters,
-    data snapshot, metrics, versions) and loss.png. Progress per epoch goes to stderr.
+    data snapshot, metrics, lineage, versions) and loss.png. Progress per sweep or epoch goes to stderr.
     """
     from movierec.cf import train_model
 
-    record = train_model(settings, progress=not quiet, **hyperparams)
+    record = train_model(settings, update=update, progress=not quiet, **hyperparams)
     if as_json:
         echo_json(record.to_dict())
         return
     m = record.metrics
+    quality = (
+        f"validation nDCG@10 {m['val_ndcg@10']:.4f}"
+        if m.get("val_ndcg@10") is not None
+        else f"val_loss {m['val_loss']:.4f} at epoch {m['best_epoch']}/{m['epochs_run']}"
+    )
     click.echo(
-        f"model {record.version} ({record.objective}) trained on {record.n_ratings:,} ratings: "
-        f"val_loss {m['val_loss']:.4f} at epoch {m['best_epoch']}/{m['epochs_run']}, "
-        f"{m['train_seconds']:.0f}s\n"
+        f"model {record.version} ({record.objective}, {m.get('mode', 'full')}) trained on "
+        f"{record.n_ratings:,} ratings: {quality}, {m['train_seconds']:.0f}s\n"
         f"saved to {record.path} (current)"
     )
 

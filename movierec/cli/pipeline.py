@@ -14,12 +14,13 @@ if TYPE_CHECKING:
 
 @click.command("nightly")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False), required=False)
-@click.option("--retrain", is_flag=True, help="Train a new CF model even if the ratings did not change.")
+@click.option("--retrain", is_flag=True,
+              help="Fit a new CF model from scratch, even if the ratings did not change (default: update "
+                   "the current model with the changed ratings).")  # fmt: skip
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
-    help="Cap CF training epochs (default: the model's, with early stopping). At ml-25m scale an "
-    "implicit epoch takes ~14 min on 2 cores.",
+    help="Cap CF training epochs of the rating objective (the default implicit model ignores it).",
 )
 @alpha_option
 @json_option
@@ -34,9 +35,11 @@ def nightly_cmd(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Ingest DATA_DIR (if given) -> embed new movies -> retrain if ratings changed -> batch run.
+    """Ingest DATA_DIR (if given) -> embed new movies -> update the CF model if ratings changed -> batch run.
 
-    Stops at the first failing stage (non-zero exit); the previous lists stay published.
+    The update starts from the current model (a full fit with --retrain, or by the retrain rule: see
+    `movierec train --help`); an update refused by its quality check keeps the current model, with a
+    warning. Stops at the first failing stage (non-zero exit); the previous lists stay published.
     """
     from movierec.pipeline import nightly
 
