@@ -12,9 +12,7 @@ from movierec import catalog
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
 from movierec.batch.run import check_alpha
-from movierec.cf import SOURCE_CF, SOURCE_COLD, load_current_model
-from movierec.cf.foldin import mark_folded, with_fresh_users
-from movierec.cf.ranking import SOURCE_FOLD
+from movierec.cf import SOURCE_CF, SOURCE_COLD, SOURCE_FOLD, load_current_model, mark_folded, with_fresh_users
 from movierec.config import Settings
 from movierec.db import connect, require_run_file
 from movierec.errors import NotFoundError

@@ -29,8 +29,15 @@ from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.lock import batch_lock
 from movierec.batch.publish import RunWriter, point_views, remove_orphans
 from movierec.batch.queries import SavedQuery, list_queries
-from movierec.cf import CF_FORMULA, Candidates, Recommender, cold_formula, load_current_model
-from movierec.cf.foldin import mark_folded, with_fresh_users
+from movierec.cf import (
+    CF_FORMULA,
+    Candidates,
+    Recommender,
+    cold_formula,
+    load_current_model,
+    mark_folded,
+    with_fresh_users,
+)
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError, NotFoundError

@@ -9,9 +9,18 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
 """
 
 from movierec.cf.factors import Factors
+from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.cf.guard import check_model
 from movierec.cf.keras_cf import KerasCF
-from movierec.cf.ranking import CF_FORMULA, SOURCE_CF, SOURCE_COLD, Candidates, Ranked, cold_formula
+from movierec.cf.ranking import (
+    CF_FORMULA,
+    SOURCE_CF,
+    SOURCE_COLD,
+    SOURCE_FOLD,
+    Candidates,
+    Ranked,
+    cold_formula,
+)
 from movierec.cf.recommender import BiasOnly, Popularity, Recommender
 from movierec.cf.registry import (
     ModelRecord,
@@ -29,6 +38,7 @@ __all__ = [
     "CF_FORMULA",
     "SOURCE_CF",
     "SOURCE_COLD",
+    "SOURCE_FOLD",
     "BiasOnly",
     "Candidates",
     "Factors",
@@ -44,7 +54,9 @@ __all__ = [
     "list_models",
     "load_current_model",
     "load_model",
+    "mark_folded",
     "save_model",
     "stale_reason",
     "train_model",
+    "with_fresh_users",
 ]
