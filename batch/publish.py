@@ -2,24 +2,32 @@
 
 DuckDB lets one process write or several read, never both, so the time a writer holds the file is the time
 analysts cannot query it. Inserting 30M rows into a table takes tens of seconds; so instead each run's rows
-go to a Parquet file next to the database (`<db>.runs/run-000042.parquet`) while readers keep reading, and
-the publish transaction only repoints the `recommendations` view at the kept runs' files and marks the run
-succeeded: milliseconds. The file is complete (written under a temporary name, then renamed) before the
-view can name it, and a view never names a file that retention deletes, so readers see the previous run or
-the new one, never part of one.
+go to Parquet while readers keep reading, and the publish transaction only repoints the `recommendations`
+view at the kept runs' files and marks the run succeeded: milliseconds.
+
+Where runs go (`RunsLocation`): by default a directory beside the database (`<db>.runs/`); with
+`Settings.runs_uri`, any directory every Ray worker can reach (a shared filesystem path) or a URI pyarrow
+opens (`s3://bucket/prefix`, ...). A run is either one file, `run-000042.parquet` (the local engine), or a
+directory of parts, `run-000042/part-*.parquet` (the Ray engine: one part per task); the view reads both.
+Every file is complete (written under a temporary name, then renamed) before the view can name it, and a
+view never names a run that retention deletes, so readers see the previous run or the new one, never part
+of one.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from movierec.config import Settings
+from movierec.errors import BadInputError
 
 ROW_GROUP_ROWS = 256 * 1024  # small enough that user/query filters skip most of a file
 ARROW_SCHEMA = pa.schema(
@@ -35,51 +43,125 @@ ARROW_SCHEMA = pa.schema(
         ("source", pa.dictionary(pa.int8(), pa.string())),
     ]
 )
-_RUN_FILE = re.compile(r"run-(\d+)\.parquet$")
+_RUN_ENTRY = re.compile(r"^run-(\d+)(\.parquet)?$")  # a run's file or its directory of parts
+TMP_SUFFIX = ".tmp"
 
 
 def runs_dir(settings: Settings) -> Path:
+    """The default location of runs: a directory beside the database."""
     return settings.db_path.with_name(settings.db_path.stem + ".runs")
 
 
-def run_file(settings: Settings, run_id: int) -> Path:
-    return runs_dir(settings) / f"run-{run_id:06d}.parquet"
+@dataclass(frozen=True)
+class RunsLocation:
+    """A directory of runs on a pyarrow filesystem: local, a shared mount, or an object store."""
+
+    fs: pafs.FileSystem
+    base: str  # path inside `fs` (absolute for local directories)
+    scheme: str = ""  # "" for local paths, else the URI scheme ("s3", "gs", ...) DuckDB needs
+
+    @property
+    def is_local(self) -> bool:
+        return not self.scheme
+
+    @property
+    def uri(self) -> str:
+        """What a Ray worker needs to reopen this location (`runs_location_at(uri)`)."""
+        return self.base if self.is_local else f"{self.scheme}://{self.base}"
+
+    def file(self, run_id: int) -> str:
+        return f"{self.base}/run-{run_id:06d}.parquet"
+
+    def parts_dir(self, run_id: int) -> str:
+        return f"{self.base}/run-{run_id:06d}"
+
+    def for_duckdb(self, path: str) -> str:
+        return path if self.is_local else f"{self.scheme}://{path}"
+
+    def sources(self, run_id: int) -> str:
+        """The path or glob the view reads for this run: its file, else its directory of parts."""
+        if self.fs.get_file_info(self.file(run_id)).type == pafs.FileType.File:
+            return self.for_duckdb(self.file(run_id))
+        return self.for_duckdb(self.parts_dir(run_id) + "/*.parquet")
+
+    def delete_run(self, run_id: int) -> None:
+        for path in (self.file(run_id), self.file(run_id) + TMP_SUFFIX):
+            if self.fs.get_file_info(path).type == pafs.FileType.File:
+                self.fs.delete_file(path)
+        if self.fs.get_file_info(self.parts_dir(run_id)).type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.parts_dir(run_id))
+
+
+def runs_location(settings: Settings) -> RunsLocation:
+    if settings.runs_uri is None:
+        return RunsLocation(pafs.LocalFileSystem(), str(runs_dir(settings).resolve()))
+    return runs_location_at(settings.runs_uri)
+
+
+def runs_location_at(uri: str) -> RunsLocation:
+    """A local directory (path or file:// URI) or any URI `pyarrow.fs.FileSystem.from_uri` opens."""
+    if "://" not in uri or uri.startswith("file://"):
+        path = Path(uri.removeprefix("file://")).expanduser().resolve()
+        return RunsLocation(pafs.LocalFileSystem(), str(path))
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise BadInputError(f"runs_uri {uri!r}: pyarrow cannot open it: {exc}") from None
+    return RunsLocation(fs, path.rstrip("/"), uri.split("://", 1)[0])
+
+
+def write_table(location: RunsLocation, path: str, table: pa.Table) -> None:
+    """One complete Parquet file at `path`: written under a temporary name, then renamed."""
+    tmp = path + TMP_SUFFIX
+    pq.write_table(
+        table.cast(ARROW_SCHEMA), tmp, filesystem=location.fs, row_group_size=ROW_GROUP_ROWS,
+        compression="zstd", use_dictionary=["query_name", "source"],
+    )  # fmt: skip
+    if location.is_local:
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+    location.fs.move(tmp, path)
 
 
 class RunWriter:
-    """Streams a run's Arrow tables into its Parquet file; `finish()` makes the file appear complete."""
+    """Streams a run's Arrow tables into its one Parquet file; `finish()` makes the file appear complete."""
 
     def __init__(self, settings: Settings, run_id: int) -> None:
-        self.path = run_file(settings, run_id)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_suffix(".parquet.tmp")
+        self.location = runs_location(settings)
+        self.location.fs.create_dir(self.location.base, recursive=True)
+        self.path = self.location.file(run_id)
+        self.tmp = self.path + TMP_SUFFIX
         # Dictionary-encode only the two string columns: trying it on 30M distinct floats costs 3x the time.
         self._writer = pq.ParquetWriter(
-            self.tmp, ARROW_SCHEMA, compression="zstd", use_dictionary=["query_name", "source"]
-        )
+            self.tmp, ARROW_SCHEMA, filesystem=self.location.fs, compression="zstd",
+            use_dictionary=["query_name", "source"],
+        )  # fmt: skip
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
         self._writer.write_table(table.cast(ARROW_SCHEMA), row_group_size=ROW_GROUP_ROWS)
         self.rows += table.num_rows
 
-    def finish(self) -> Path:
+    def finish(self) -> str:
         self._writer.close()
-        with open(self.tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.path)
+        if self.location.is_local:
+            with open(self.tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        self.location.fs.move(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
         try:
             self._writer.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            if self.location.fs.get_file_info(self.tmp).type == pafs.FileType.File:
+                self.location.fs.delete_file(self.tmp)
 
 
-def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
+def point_views(con: Any, settings: Settings, keep_runs: int) -> list[int]:
     """Inside the publish transaction: keep the newest `keep_runs` succeeded runs, repoint the view at their
-    files, drop older runs' rows. Returns the files to delete once the transaction has committed."""
+    files, drop older runs' rows. Returns the runs to delete (`delete_run`) once it has committed."""
+    location = runs_location(settings)
     kept = [
         r[0]
         for r in con.execute(
@@ -87,8 +169,8 @@ def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
             [keep_runs],
         ).fetchall()
     ]
-    files = [run_file(settings, r) for r in sorted(kept)]
-    listing = ", ".join("'" + str(f.resolve()).replace("'", "''") + "'" for f in files)
+    sources = [location.sources(r) for r in sorted(kept)]
+    listing = ", ".join("'" + s.replace("'", "''") + "'" for s in sources)
     con.execute(
         "CREATE OR REPLACE VIEW recommendations AS SELECT run_id::INTEGER AS run_id, "
         "query_name::VARCHAR AS query_name, user_id, rank, movie_id, score, similarity, predicted_rating, "
@@ -100,18 +182,21 @@ def point_views(con: Any, settings: Settings, keep_runs: int) -> list[Path]:
     ]
     for table in ("batch_run_queries", "batch_runs"):
         con.execute(f"DELETE FROM {table} WHERE run_id < ?", [oldest])
-    return [run_file(settings, r) for r in dropped]
+    return dropped
 
 
-def remove_orphans(settings: Settings, succeeded: set[int]) -> list[Path]:
-    """Delete run files no succeeded run owns (a killed run's leftovers). Call only under the batch lock."""
+def remove_orphans(settings: Settings, succeeded: set[int]) -> list[str]:
+    """Delete runs' files and part directories no succeeded run owns (a killed or failed run's leftovers)
+    and temporary files. Call only under the batch lock."""
+    location = runs_location(settings)
+    listing = location.fs.get_file_info(pafs.FileSelector(location.base, allow_not_found=True))
     gone = []
-    directory = runs_dir(settings)
-    if not directory.exists():
-        return gone
-    for f in directory.iterdir():
-        m = _RUN_FILE.search(f.name)
-        if f.name.endswith(".tmp") or (m and int(m[1]) not in succeeded):
-            f.unlink(missing_ok=True)
-            gone.append(f)
+    for info in listing:
+        m = _RUN_ENTRY.match(info.base_name)
+        if info.base_name.endswith(TMP_SUFFIX) or (m and int(m[1]) not in succeeded):
+            if info.type == pafs.FileType.Directory:
+                location.fs.delete_dir(info.path)
+            else:
+                location.fs.delete_file(info.path)
+            gone.append(info.path)
     return gone
