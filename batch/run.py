@@ -5,7 +5,9 @@ Lifecycle, designed so analysts can read the database while the job works:
    process as 'abandoned', record this run as 'running', read the saved queries;
 2. encode the queries, fetch candidates from the store, read users and the candidates' ratings through a
    read-only connection that is closed again before scoring (other processes can read and write meanwhile);
-3. score in memory (batch/scoring.py), streaming each query's lists into the run's Parquet file;
+3. score with the model contract (`Recommender.recommend`), streaming each query's lists into the run's
+   Parquet file; or, with `Settings.engine == "ray"`, in Ray tasks that write the run's Parquet parts
+   (batch/ray_engine.py: the cluster is joined before the run is recorded, so a dead address records nothing);
 4. publish in one short write transaction (batch/publish.py): the run marked 'succeeded', the
    `recommendations` view pointed at the kept runs' files, runs beyond `keep_runs` dropped. This is the
    only time other processes are locked out; its length is measured and printed.
@@ -16,6 +18,8 @@ way the previous run stays what `latest_recommendations` shows.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +30,7 @@ import pyarrow as pa
 from movierec import catalog
 from movierec.batch.candidates import Candidates, encode_texts, fetch_candidates
 from movierec.batch.lock import batch_lock
-from movierec.batch.publish import RunWriter, point_views, remove_orphans
+from movierec.batch.publish import RunWriter, point_views, remove_orphans, runs_location
 from movierec.batch.queries import SavedQuery, list_queries
 from movierec.cf import CF_FORMULA, Recommender, cold_formula, load_current_model
 from movierec.config import Settings
@@ -76,14 +80,26 @@ def run_batch(settings: Settings, alpha: float = 0.0, progress: bool = False) ->
     """Compute and publish one run. Raises our errors on bad state; the previous run stays visible."""
     check_alpha(alpha)
     t_start = time.perf_counter()
-    with batch_lock(settings):
+    with batch_lock(settings), _engine(settings) as ray:
         run_id, queries = _start(settings, alpha)
         try:
-            summary = _compute_and_publish(settings, run_id, queries, alpha, progress, t_start)
+            summary = _compute_and_publish(settings, run_id, queries, alpha, progress, t_start, ray)
         except BaseException as exc:
             _mark_failed(settings, run_id, exc)
             raise
     return summary
+
+
+@contextmanager
+def _engine(settings: Settings) -> Iterator[object | None]:
+    """The Ray module, connected, for `engine = "ray"` (None for the local engine)."""
+    if settings.engine != "ray":
+        yield None
+        return
+    from movierec.batch import ray_engine  # ray only when asked for
+
+    with ray_engine.cluster(settings) as ray:
+        yield ray
 
 
 def formula(settings: Settings) -> str:
@@ -122,7 +138,13 @@ def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
 
 
 def _compute_and_publish(
-    settings: Settings, run_id: int, queries: list[SavedQuery], alpha: float, progress: bool, t_start: float
+    settings: Settings,
+    run_id: int,
+    queries: list[SavedQuery],
+    alpha: float,
+    progress: bool,
+    t_start: float,
+    ray: object | None = None,
 ) -> RunSummary:
     stages: dict[str, float] = {}
     mark = time.perf_counter()
@@ -149,13 +171,26 @@ def _compute_and_publish(
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     stats: list[QueryStats] = []
     scoring_s, flops = 0.0, 0.0
-    out = RunWriter(settings, run_id)
-    try:
-        _score_all(settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress)
-        out.finish()
-    except BaseException:
-        out.abort()
-        raise
+    if ray is None:
+        out = RunWriter(settings, run_id)
+        try:
+            _score_all(settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress)
+            out.finish()
+        except BaseException:
+            out.abort()
+            raise
+    else:
+        from movierec.batch.ray_engine import score_and_write
+
+        location = runs_location(settings)
+        per_query = score_and_write(
+            ray, settings, run_id, queries, cands, targets, model, seen, alpha, location, progress
+        )
+        stats += [
+            QueryStats(q.name, len(c), int(d["users_served"]), int(d["n_rows"]), d["seconds"], d["flops"],
+                       d["matmul_seconds"])
+            for q, c, d in zip(queries, cands, per_query, strict=True)
+        ]  # fmt: skip
     lap("score and write Parquet")
     scoring_s = sum(st.seconds for st in stats)
     flops = sum(st.flops for st in stats)
@@ -264,8 +299,9 @@ def _publish(
         )
         dropped = point_views(con, settings, settings.keep_runs)
     lock_s = time.perf_counter() - t0  # closing (checkpoint) still excludes readers, so it counts
-    for f in dropped:  # no view names them any more
-        f.unlink(missing_ok=True)
+    location = runs_location(settings)
+    for old in dropped:  # no view names them any more
+        location.delete_run(old)
     return lock_s
 
 

@@ -19,3 +19,7 @@ class BusyError(MovierecError):
 
 class ModelError(MovierecError):
     """A model cannot be loaded or does not match the data it is used with."""
+
+
+class EngineError(MovierecError):
+    """The batch's compute engine (a Ray cluster) is missing, unreachable, mismatched, or lost a task."""
