@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,21 +162,50 @@ def score_and_write(
     alpha: float,
     location: RunsLocation,
     progress: bool = False,
+    lap: Callable[[str], None] | None = None,
 ) -> list[dict[str, float]]:
     """Rank every query's users in Ray tasks, one Parquet part per (query, shard of users). Returns per query
-    users_served, n_rows, seconds (task time), flops, matmul_seconds. On failure the run's parts are deleted
+    users_served, n_rows, seconds (ranking time in tasks), flops, matmul_seconds, write_seconds; `lap(step)`
+    marks where the driver's time went (object store, tasks). On failure the run's parts are deleted
     and EngineError says which task failed and why."""
     run_dir = location.parts_dir(run_id)
     location.fs.create_dir(run_dir, recursive=True)
     score = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_score_shard)
-    pause = os.environ.get(PAUSE_ENV)
+    pending: dict[Any, tuple[int, int, int]] = {}  # task -> (query index, shard index, users)
+    try:
+        per_query = _submit_and_collect(ray, score, settings, run_id, queries, cands, targets, model, seen,
+                                        alpha, location, run_dir, pending, progress, lap)  # fmt: skip
+    except BaseException:
+        for task in pending:  # what is still running or queued
+            ray.cancel(task, force=True)
+        _delete_quietly(location, run_dir)
+        raise
+    return per_query
 
+
+def _submit_and_collect(
+    ray: Any,
+    score: Any,
+    settings: Settings,
+    run_id: int,
+    queries: list[Any],
+    cands: list[Any],
+    targets: list[np.ndarray],
+    model: Any,
+    seen: Seen,
+    alpha: float,
+    location: RunsLocation,
+    run_dir: str,
+    pending: dict[Any, tuple[int, int, int]],
+    progress: bool,
+    lap: Callable[[str], None] | None,
+) -> list[dict[str, float]]:
+    pause = os.environ.get(PAUSE_ENV)
     # The model is put once; the training ratings it carries are not needed (each query brings its own).
     lean = copy.copy(model)
     lean.seen = Seen(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
     model_ref = ray.put(lean)
     user_refs: dict[int, Any] = {}
-    pending: dict[Any, tuple[int, int, int]] = {}  # task -> (query index, shard index, users)
     shard = settings.ray_shard_users
     for qi, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
         if id(users) not in user_refs:  # every all-users query shares one array
@@ -192,37 +221,49 @@ def score_and_write(
             first = pause if (qi == 0 and si == 0) else None
             task = score.remote(model_ref, query_ref, user_refs[id(users)], lo, hi, spec, first)
             pending[task] = (qi, si, hi - lo)
+    n_tasks = len(pending)
+    if lap:
+        lap("ray: put model, users, queries' candidates and ratings; submit tasks")
 
-    per_query = [
-        {"users_served": 0, "n_rows": 0, "seconds": 0.0, "flops": 0.0, "matmul_seconds": 0.0} for _ in queries
-    ]
+    keys = ("users_served", "n_rows", "seconds", "flops", "matmul_seconds", "write_seconds")
+    per_query = [dict.fromkeys(keys, 0.0) for _ in queries]
     total = int(sum(len(t) for t in targets))
-    try:
-        with bar(total=total, unit="user", desc="ray tasks", enabled=progress) as pbar:
-            while pending:
-                # Whatever finished in the last moment: one wait per batch, not per task.
-                done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.2)
-                for task in done:
-                    qi, si, n = pending.pop(task)
-                    try:
-                        result = ray.get(task)
-                    except Exception as exc:
-                        raise EngineError(
-                            f"Ray task for query {queries[qi].name!r} (users shard {si}) failed "
-                            f"(a dead worker is retried {MAX_RETRIES} times): {_first_line(exc)}"
-                        ) from exc
-                    for key, value in result.items():
-                        per_query[qi][key] += value
-                    pbar.update(n)
-        if not location.fs.get_file_info(pafs.FileSelector(run_dir, allow_not_found=True)):
-            # No users at all: one empty part, so the run's directory is something the view can read.
-            write_table(location, f"{run_dir}/part-empty.parquet", ARROW_SCHEMA.empty_table())
-    except BaseException:
-        for task in pending:
-            ray.cancel(task, force=True)
-        _delete_quietly(location, run_dir)
-        raise
+    with bar(total=total, unit="user", desc="ray tasks", enabled=progress) as pbar:
+        while pending:
+            # Whatever finished in the last moment: one wait per batch, not per task.
+            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.2)
+            for task in done:
+                qi, si, n = pending[task]
+                try:
+                    result = ray.get(task)
+                except Exception as exc:
+                    raise EngineError(
+                        f"Ray task for query {queries[qi].name!r} (users shard {si}) failed "
+                        f"(a dead worker is retried {MAX_RETRIES} times): {_first_line(exc)}"
+                    ) from exc
+                del pending[task]
+                for key, value in result.items():
+                    per_query[qi][key] += value
+                pbar.update(n)
+    _check_parts(location, run_dir, n_tasks)
+    if lap:
+        lap("ray: tasks (score, write parts)")
     return per_query
+
+
+def _check_parts(location: RunsLocation, run_dir: str, n_tasks: int) -> None:
+    """Every task's part must be where the driver (and DuckDB) will read it: a worker on another machine
+    writing to a path only it can see would otherwise publish a run with lists missing."""
+    found = location.fs.get_file_info(pafs.FileSelector(run_dir, allow_not_found=True))
+    n_parts = sum(1 for f in found if f.base_name.endswith(".parquet"))
+    if n_parts != n_tasks:
+        raise EngineError(
+            f"{n_tasks - n_parts} of {n_tasks} Ray tasks' Parquet parts are missing from {location.uri}: "
+            "workers on other machines cannot write there; set runs_uri (MOVIEREC_RUNS_URI) to a directory "
+            "every node shares or to an object-store URI"
+        )
+    if n_tasks == 0:  # no users at all: one empty part, so the run's directory is something the view reads
+        write_table(location, f"{run_dir}/part-empty.parquet", ARROW_SCHEMA.empty_table())
 
 
 def _score_shard(
@@ -250,6 +291,7 @@ def _score_shard(
     seconds = time.perf_counter() - t0
     write_table(runs_location_at(spec.location), spec.part, ranked.to_arrow(spec.run_id, spec.query_name))
     return {
+        "write_seconds": time.perf_counter() - t0 - seconds,
         "users_served": int(len(np.unique(ranked.user_id))),
         "n_rows": len(ranked),
         "seconds": seconds,

@@ -48,6 +48,7 @@ class QueryStats:
     seconds: float = 0.0  # scoring time
     flops: float = 0.0  # of the CF matrix products
     matmul_seconds: float = 0.0  # time in those products
+    write_seconds: float = 0.0  # converting and writing the lists to Parquet
 
 
 @dataclass
@@ -81,9 +82,10 @@ def run_batch(settings: Settings, alpha: float = 0.0, progress: bool = False) ->
     check_alpha(alpha)
     t_start = time.perf_counter()
     with batch_lock(settings), _engine(settings) as ray:
+        stages = {} if ray is None else {"start or join Ray": round(time.perf_counter() - t_start, 3)}
         run_id, queries = _start(settings, alpha)
         try:
-            summary = _compute_and_publish(settings, run_id, queries, alpha, progress, t_start, ray)
+            summary = _compute_and_publish(settings, run_id, queries, alpha, progress, t_start, ray, stages)
         except BaseException as exc:
             _mark_failed(settings, run_id, exc)
             raise
@@ -145,8 +147,9 @@ def _compute_and_publish(
     progress: bool,
     t_start: float,
     ray: object | None = None,
+    stages: dict[str, float] | None = None,
 ) -> RunSummary:
-    stages: dict[str, float] = {}
+    stages = {} if stages is None else stages
     mark = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -179,19 +182,19 @@ def _compute_and_publish(
         except BaseException:
             out.abort()
             raise
+        lap("score and write Parquet")
     else:
         from movierec.batch.ray_engine import score_and_write
 
         location = runs_location(settings)
         per_query = score_and_write(
-            ray, settings, run_id, queries, cands, targets, model, seen, alpha, location, progress
+            ray, settings, run_id, queries, cands, targets, model, seen, alpha, location, progress, lap
         )
         stats += [
             QueryStats(q.name, len(c), int(d["users_served"]), int(d["n_rows"]), d["seconds"], d["flops"],
-                       d["matmul_seconds"])
+                       d["matmul_seconds"], d["write_seconds"])
             for q, c, d in zip(queries, cands, per_query, strict=True)
         ]  # fmt: skip
-    lap("score and write Parquet")
     scoring_s = sum(st.seconds for st in stats)
     flops = sum(st.flops for st in stats)
     matmul_s = sum(st.matmul_seconds for st in stats)
@@ -247,6 +250,7 @@ def _score_all(
             )
             seconds = time.perf_counter() - t0
             out.write(ranked.to_arrow(run_id, q.name))
+            write_seconds = time.perf_counter() - t0 - seconds
             stats.append(
                 QueryStats(
                     q.name,
@@ -256,6 +260,7 @@ def _score_all(
                     seconds,
                     ranked.flops,
                     ranked.matmul_seconds,
+                    write_seconds,
                 )
             )
 
