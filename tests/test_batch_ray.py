@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import batch_world as world
@@ -68,6 +69,10 @@ def test_unreachable_ray_address_fails_in_seconds_and_records_nothing(settings: 
     assert len(result.output.strip().splitlines()) == 1
     assert seconds < 10, seconds
     assert _runs(settings) == []  # nothing was recorded as running
+    # The nightly checks before its first stage, not after hours of training.
+    result = CliRunner().invoke(main, ["nightly", "--engine", "ray", "--ray-address", "127.0.0.1:1"])
+    assert result.exit_code == 1 and "cannot reach the Ray cluster at 127.0.0.1:1" in result.output
+    assert "nightly:" not in result.output
 
 
 def test_ray_address_without_the_ray_engine_is_refused(settings: Settings) -> None:
@@ -206,7 +211,7 @@ def _pause_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return pause
 
 
-def _wait_for(predicate, seconds: float = 120, what: str = "") -> None:  # noqa: ANN001
+def _wait_for(predicate: Callable[[], bool], seconds: float = 120, what: str = "") -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -337,6 +342,29 @@ def test_runs_go_to_a_shared_location_and_the_view_reads_them_there(
     with connect(planted, read_only=True) as con:
         view = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'recommendations'").fetchone()[0]
     assert f"{shared}/run-000001/*.parquet" in view and f"{shared}/run-000002.parquet" in view
+
+
+@pytest.mark.slow
+def test_parts_a_worker_wrote_where_the_driver_cannot_see_fail_the_run(
+    planted: Settings, cluster: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A multi-node cluster with the default (driver-local) runs location: workers on other machines write
+    their parts to their own disks. Simulated by deleting one part after the tasks ran: the run must fail,
+    not publish a run with lists missing."""
+    from movierec.batch import ray_engine
+
+    real_check = ray_engine._check_parts
+
+    def lose_one_part(location: object, run_dir: str, n_tasks: int) -> None:
+        victim = sorted(Path(run_dir).glob("*.parquet"))[0]
+        victim.unlink()
+        return real_check(location, run_dir, n_tasks)
+
+    monkeypatch.setattr(ray_engine, "_check_parts", lose_one_part)
+    with pytest.raises(EngineError, match="1 of 8 Ray tasks' Parquet parts are missing .* set runs_uri"):
+        run_batch(planted)
+    assert [(r, s) for r, s, _ in _runs(planted)] == [(1, "failed")]
+    assert not (runs_dir(planted) / "run-000001").exists()
 
 
 def _free_port() -> int:
