@@ -109,23 +109,28 @@ def cluster(settings: Settings) -> Iterator[Any]:
             logging_level=logging.WARNING,
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "version mismatch" in str(exc).lower():
-            raise EngineError(
-                f"Ray version mismatch with the cluster at {address}: this process has ray "
-                f"{ray.__version__}; install the cluster's version here ({first})"
-            ) from None
-        hint = (
-            "; if the cluster uses token authentication (the default of `ray start`), set "
-            "RAY_AUTH_MODE=token and give this machine its token (RAY_AUTH_TOKEN or ~/.ray/auth_token)"
-            if address and os.environ.get("RAY_AUTH_MODE", "").lower() != "token"
-            else ""
-        )
-        raise EngineError(f"cannot join the Ray cluster at {address or 'local'}: {first}{hint}") from None
+        raise join_error(exc, address, ray.__version__) from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def join_error(exc: BaseException, address: str | None, version: str) -> EngineError:
+    """Ray's error on connecting, as one line that says what to do."""
+    text = " ".join(str(exc).split()) or type(exc).__name__  # Ray's version message spans lines
+    if "version mismatch" in text.lower():
+        return EngineError(
+            f"Ray version mismatch with the cluster at {address}: install the cluster's Ray and Python here "
+            f"(this process: ray {version}); Ray says: {text}"
+        )
+    hint = (
+        "; if the cluster uses token authentication (the default of `ray start`), set RAY_AUTH_MODE=token "
+        "and give this machine its token (RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+        if address and os.environ.get("RAY_AUTH_MODE", "").lower() != "token"
+        else ""
+    )
+    return EngineError(f"cannot join the Ray cluster at {address or 'local'}: {text}{hint}")
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,20 @@ def test_missing_ray_extra_says_what_to_install(settings: Settings) -> None:
     assert seconds < 5, seconds  # interpreter start and the CLI included
 
 
+def test_ray_version_mismatch_is_one_line_naming_both_versions() -> None:
+    """Ray's own text when versions differ (ray/_private/utils.py check_version_info), as it raises it."""
+    from movierec.batch.ray_engine import join_error
+
+    ray_says = RuntimeError(
+        "Version mismatch: The cluster was started with:\n    Ray: 2.41.0\n    Python: 3.11.7\n"
+        "This process on node 10.0.0.9 was started with:\n    Ray: 2.60.0\n    Python: 3.11.7\n"
+    )
+    message = str(join_error(ray_says, "10.0.0.5:6379", "2.60.0"))
+    assert "\n" not in message
+    assert message.startswith("Ray version mismatch with the cluster at 10.0.0.5:6379")
+    assert "Ray: 2.41.0" in message and "ray 2.60.0" in message
+
+
 def test_engine_setting_precedence_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().engine == "local"
     monkeypatch.setenv("MOVIEREC_ENGINE", "ray")
