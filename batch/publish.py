@@ -84,12 +84,9 @@ class RunsLocation:
             return self.for_duckdb(self.file(run_id))
         return self.for_duckdb(self.parts_dir(run_id) + "/*.parquet")
 
-    def delete_run(self, run_id: int) -> None:
-        for path in (self.file(run_id), self.file(run_id) + TMP_SUFFIX):
-            if self.fs.get_file_info(path).type == pafs.FileType.File:
-                self.fs.delete_file(path)
-        if self.fs.get_file_info(self.parts_dir(run_id)).type == pafs.FileType.Directory:
-            self.fs.delete_dir(self.parts_dir(run_id))
+    def output(self, run_id: int, parts: bool) -> str:
+        """What the view reads for a run written here: its file, or the glob of its parts."""
+        return self.for_duckdb(self.parts_dir(run_id) + "/*.parquet" if parts else self.file(run_id))
 
 
 def runs_location(settings: Settings) -> RunsLocation:
@@ -108,6 +105,30 @@ def runs_location_at(uri: str) -> RunsLocation:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
         raise BadInputError(f"runs_uri {uri!r}: pyarrow cannot open it: {exc}") from None
     return RunsLocation(fs, path.rstrip("/"), uri.split("://", 1)[0])
+
+
+def _open_output(output: str) -> tuple[RunsLocation, str, bool]:
+    """(location, path inside its filesystem, is a directory of parts) of a recorded output."""
+    parts = output.endswith("/*.parquet")
+    path = output.removesuffix("/*.parquet")
+    location = runs_location_at(path.rsplit("/", 1)[0])
+    return location, path if location.is_local else path.split("://", 1)[1], parts
+
+
+def output_exists(output: str) -> bool:
+    location, inner, parts = _open_output(output)
+    kind = pafs.FileType.Directory if parts else pafs.FileType.File
+    return location.fs.get_file_info(inner).type == kind
+
+
+def delete_output(output: str) -> None:
+    """Delete what `RunsLocation.output` named (a file, or the directory of a glob), wherever it is."""
+    location, inner, parts = _open_output(output)
+    info = location.fs.get_file_info(inner)
+    if parts and info.type == pafs.FileType.Directory:
+        location.fs.delete_dir(inner)
+    elif not parts and info.type == pafs.FileType.File:
+        location.fs.delete_file(inner)
 
 
 def write_table(location: RunsLocation, path: str, table: pa.Table) -> None:
@@ -158,27 +179,29 @@ class RunWriter:
                 self.location.fs.delete_file(self.tmp)
 
 
-def point_views(con: Any, settings: Settings, keep_runs: int) -> list[int]:
+def point_views(con: Any, settings: Settings, keep_runs: int) -> list[str]:
     """Inside the publish transaction: keep the newest `keep_runs` succeeded runs, repoint the view at their
-    files, drop older runs' rows. Returns the runs to delete (`delete_run`) once it has committed."""
+    files, drop older runs' rows. Returns the outputs to delete (`delete_output`) once it has committed."""
     location = runs_location(settings)
-    kept = [
-        r[0]
-        for r in con.execute(
-            "SELECT run_id FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT ?",
-            [keep_runs],
-        ).fetchall()
-    ]
-    sources = [location.sources(r) for r in sorted(kept)]
+    kept = con.execute(
+        "SELECT run_id, output FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT ?",
+        [keep_runs],
+    ).fetchall()
+    # Runs recorded before the `output` column, or whose directory moved with the data directory, are found
+    # where runs go now.
+    sources = [out if out and output_exists(out) else location.sources(run) for run, out in sorted(kept)]
     listing = ", ".join("'" + s.replace("'", "''") + "'" for s in sources)
     con.execute(
         "CREATE OR REPLACE VIEW recommendations AS SELECT run_id::INTEGER AS run_id, "
         "query_name::VARCHAR AS query_name, user_id, rank, movie_id, score, similarity, predicted_rating, "
         f"source::VARCHAR AS source FROM read_parquet([{listing}])"
     )
-    oldest = min(kept)
+    oldest = min(run_id for run_id, _ in kept)
     dropped = [
-        r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE run_id < ?", [oldest]).fetchall()
+        output or location.sources(run_id)
+        for run_id, output in con.execute(
+            "SELECT run_id, output FROM batch_runs WHERE run_id < ?", [oldest]
+        ).fetchall()
     ]
     for table in ("batch_run_queries", "batch_runs"):
         con.execute(f"DELETE FROM {table} WHERE run_id < ?", [oldest])

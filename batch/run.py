@@ -30,7 +30,7 @@ import pyarrow as pa
 from movierec import catalog
 from movierec.batch.candidates import Candidates, encode_texts, fetch_candidates
 from movierec.batch.lock import batch_lock
-from movierec.batch.publish import RunWriter, point_views, remove_orphans, runs_location
+from movierec.batch.publish import RunWriter, delete_output, point_views, remove_orphans, runs_location
 from movierec.batch.queries import SavedQuery, list_queries
 from movierec.cf import CF_FORMULA, Recommender, cold_formula, load_current_model
 from movierec.config import Settings
@@ -116,6 +116,8 @@ def check_alpha(alpha: float) -> None:
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
     with connect(settings) as con, transaction(con):
+        running = "SELECT output FROM batch_runs WHERE status = 'running' AND output IS NOT NULL"
+        leftovers = [r[0] for r in con.execute(running).fetchall()]
         con.execute(
             "UPDATE batch_runs SET status = 'abandoned', finished_at = current_timestamp, "
             "error = 'the process stopped before publishing (killed or crashed)' WHERE status = 'running'"
@@ -127,15 +129,19 @@ def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
                 "`movierec queries add zombies 'zombie films' --genre Horror`"
             )
         run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM batch_runs").fetchone()[0]
+        output = runs_location(settings).output(run_id, parts=settings.engine == "ray")
         con.execute(
-            "INSERT INTO batch_runs (run_id, started_at, status, embedding_model, alpha, formula, n_queries) "
-            "VALUES (?, ?, 'running', ?, ?, ?, ?)",
-            [run_id, datetime.now(), settings.model, alpha, formula(settings), len(queries)],
+            "INSERT INTO batch_runs (run_id, started_at, status, embedding_model, alpha, formula, n_queries, "
+            "output) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            [run_id, datetime.now(), settings.model, alpha, formula(settings), len(queries), output],
         )
         succeeded = {
             r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE status = 'succeeded'").fetchall()
         }
-    remove_orphans(settings, succeeded)  # files of killed runs; safe, we hold the batch lock
+    # Files of killed runs, where they were written and where runs go now; safe, we hold the batch lock.
+    for output in leftovers:
+        delete_output(output)
+    remove_orphans(settings, succeeded)
     return run_id, queries
 
 
@@ -304,9 +310,8 @@ def _publish(
         )
         dropped = point_views(con, settings, settings.keep_runs)
     lock_s = time.perf_counter() - t0  # closing (checkpoint) still excludes readers, so it counts
-    location = runs_location(settings)
-    for old in dropped:  # no view names them any more
-        location.delete_run(old)
+    for output in dropped:  # no view names them any more
+        delete_output(output)
     return lock_s
 
 

@@ -94,6 +94,9 @@ CREATE TABLE IF NOT EXISTS batch_runs(
     n_rows           BIGINT,
     error            VARCHAR
 );
+-- Where the run's Parquet went: its file, or its directory of parts as a glob (batch/publish.py). Recorded
+-- at the start, so a run stays readable (and deletable) after `runs_uri` changes.
+ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS output VARCHAR;
 -- What each run asked and found, per saved query (a snapshot: queries may change after the run).
 CREATE TABLE IF NOT EXISTS batch_run_queries(
     run_id            INTEGER NOT NULL,

@@ -381,6 +381,25 @@ def test_parts_a_worker_wrote_where_the_driver_cannot_see_fail_the_run(
     assert not (runs_dir(planted) / "run-000001").exists()
 
 
+@pytest.mark.slow
+def test_changing_runs_uri_keeps_earlier_runs_readable_and_retention_finds_them(
+    planted: Settings, cluster: object, tmp_path: Path
+) -> None:
+    """Each run records where it went (batch_runs.output): moving `runs_uri` does not break the view, and
+    retention deletes an old run where it was written."""
+    first = run_batch(planted.replace(engine="local"))  # beside the database
+    second = run_batch(planted.replace(runs_uri=str(tmp_path / "a")))  # parts, elsewhere
+    third = run_batch(planted.replace(engine="local", runs_uri=str(tmp_path / "b"), keep_runs=2))
+    with connect(planted, read_only=True) as con:
+        kept = con.execute("SELECT DISTINCT run_id FROM recommendations ORDER BY 1").fetchall()
+        outputs = dict(con.execute("SELECT run_id, output FROM batch_runs").fetchall())
+    assert kept == [(second.run_id,), (third.run_id,)]
+    assert outputs == {2: f"{tmp_path}/a/run-000002/*.parquet", 3: f"{tmp_path}/b/run-000003.parquet"}
+    assert not (runs_dir(planted) / "run-000001.parquet").exists()  # retention found it beside the db
+    _same_lists(_rows(planted, second.run_id), _rows(planted, third.run_id))
+    assert first.n_rows == third.n_rows
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
