@@ -17,6 +17,7 @@ way the previous run stays what `latest_recommendations` shows.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,7 +141,8 @@ def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
         }
     # Files of killed runs, where they were written and where runs go now; safe, we hold the batch lock.
     for output in leftovers:
-        delete_output(output)
+        with contextlib.suppress(OSError, BadInputError):  # best effort: a location gone stays gone
+            delete_output(output)
     remove_orphans(settings, succeeded)
     return run_id, queries
 
