@@ -64,6 +64,10 @@ def nightly(
     vectors and model are still brought up to date, which is what a first run after install needs.
     """
     check_alpha(alpha)
+    if settings.engine == "ray":  # a missing extra or a dead cluster fails now, not after hours of training
+        from movierec.batch.ray_engine import preflight
+
+        preflight(settings)
     report = NightlyReport()
     started = time.perf_counter()
     if settings.db_path.exists():  # the cheap checks first: a damaged database stops the night at once
