@@ -301,8 +301,8 @@ def test_driver_killed_publishes_nothing_and_the_next_run_marks_it_abandoned(
     planted: Settings, cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The driver is a `movierec batch run --engine ray` process with its own local cluster; SIGKILL it
-    while its tasks run. Its cluster goes down with it; the next run (here through the module's cluster)
-    marks the run abandoned and deletes the parts it had written."""
+    while its tasks run. Its cluster goes down with it; readers see the run abandoned at once, and the next
+    run (here through the module's cluster) records it so and deletes the parts it had written."""
     run_batch(planted)
     before = _rows(planted, 1)
     pause = _pause_dir(tmp_path, monkeypatch)
@@ -325,7 +325,8 @@ def test_driver_killed_publishes_nothing_and_the_next_run_marks_it_abandoned(
     # Its local cluster shares the driver's fate: the paused worker goes too.
     _wait_for(lambda: not _alive(worker), seconds=60, what=f"worker {worker} to exit with its driver")
     assert _rows(planted, 1) == before
-    assert [(r, s) for r, s, _ in _runs(planted)] == [(1, "succeeded"), (2, "running")]
+    # Its process is gone, so readers already see the run as abandoned (no process holds the batch lock).
+    assert [(r, s) for r, s, _ in _runs(planted)] == [(1, "succeeded"), (2, "abandoned")]
     monkeypatch.delenv("MOVIEREC_TEST_PAUSE_FIRST_TASK")
     run_batch(planted)
     runs = _runs(planted)
