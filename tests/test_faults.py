@@ -313,3 +313,75 @@ def test_garbage_scores_are_never_published(settings: Settings) -> None:
     np.savez(record.path / "factors.npz", **arrays)
     one_line_error(CliRunner().invoke(main, ["batch", "run", "-q"]), "non-finite", "movierec train")
     assert world.lists(settings) == before
+
+
+# --------------------------------------------------------------------------- numeric ranges
+
+
+def one_error_line(result) -> str:
+    """Exit code != 0, no traceback, and exactly one `Error:` line (click's usage errors add a usage hint)."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+BIG = "99999999999"
+INT32_PLUS = str(2**31)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["queries", "add", "q", "zombies", "--candidates", "3000000000"], "--candidates must be between 1"),
+        (["queries", "add", "q", "zombies", "--candidates", "100001"], "100,000"),
+        (["queries", "add", "q", "zombies", "--candidates", BIG, "--top-n", BIG], "--candidates"),
+        (["queries", "add", "q", "zombies", "--year-min", BIG], "--year-min must be between 1 and 9,999"),
+        (["queries", "add", "q", "zombies", "--year-max", "10000"], "--year-max must be between 1 and 9,999"),
+        (
+            ["queries", "add", "q", "zombies", "--user", INT32_PLUS],
+            "user id must be between 1 and 2,147,483,647",
+        ),
+        (["queries", "update", "dup", "--candidates", BIG], "--candidates must be between 1"),
+        (["queries", "update", "dup", "--year-min", BIG], "--year-min"),
+        (["queries", "update", "dup", "--user", "1", "--user", INT32_PLUS], "user id"),
+        (["recommend", INT32_PLUS, "zombies"], "user id must be between"),
+        (["recommend", "1", "zombies", "--top-n", BIG, "--candidates", BIG], "--candidates"),
+        (["recommend", "1", "zombies", "--year-max", BIG], "--year-max"),
+        (["recommend", "1", "zombies", "--alpha", "nan"], "--alpha"),
+        (["recommend", "1", "zombies", "--alpha", "inf"], "--alpha"),
+        (["show", INT32_PLUS], "user id must be between"),
+        (["show", "--", "-" + BIG], "user id must be between"),
+        (["search", "zombies", "--limit", BIG], "--limit must be between 1 and 100,000"),
+        (["search", "zombies", "--year-min", BIG], "--year-min"),
+        (["similar", "1", "--limit", BIG], "--limit"),
+        (["model", "show", "--limit", BIG], "--limit"),
+        (["batch", "run", "--alpha", "nan"], "--alpha"),
+        (["batch", "report", INT32_PLUS], "RUN_ID"),
+        (["nightly", "--alpha", "inf"], "--alpha"),
+        (["nightly", "--epochs", BIG], "--epochs"),
+        (["train", "--dim", BIG], "--dim"),
+        (["train", "--lr", "nan"], "--lr"),
+        (["train", "--l2", "inf"], "--l2"),
+        (["train", "--seed", "-1"], "--seed"),
+        (["embed", "--batch-size", BIG], "--batch-size"),
+        (["data", "synth", "{tmp}/s", "--users", BIG], "--users"),
+        (["data", "synth", "{tmp}/s", "--movies", INT32_PLUS], "--movies"),
+        (["data", "synth", "{tmp}/s", "--ratings", BIG], "--ratings"),
+        (["data", "synth", "{tmp}/s", "--seed", BIG], "--seed"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line(
+    settings: Settings, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    _seed(settings)
+    runner = CliRunner()
+    assert runner.invoke(main, ["queries", "add", "dup", "zombies"]).exit_code == 0
+    with connect(settings, read_only=True) as con:
+        before = con.execute("SELECT * FROM saved_queries").fetchall()
+    line = one_error_line(runner.invoke(main, [a.format(tmp=tmp_path) for a in args]))
+    assert needle in line, line
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT * FROM saved_queries").fetchall() == before
+    assert not (tmp_path / "s").exists()

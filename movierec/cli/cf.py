@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from movierec.cli.options import echo_json, echo_table, json_option, quiet_option, settings_options
+from movierec.cli.options import (
+    LIST_LENGTH,
+    SEED,
+    FiniteFloat,
+    echo_json,
+    echo_table,
+    json_option,
+    quiet_option,
+    settings_options,
+)
 
 OBJECTIVES = ("implicit", "rating")  # movierec.cf.train.OBJECTIVES; tests/test_cli.py checks they agree
 
@@ -21,15 +30,15 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--objective", type=click.Choice(OBJECTIVES),
                      help="implicit: rated vs sampled unrated movies (default, ranks better); "
                           "rating: regress the scaled rating (the reference design)."),
-        click.option("--epochs", type=click.IntRange(min=1), help="Most epochs (early stopping)."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Default: about 100 steps per epoch."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate."),
-        click.option("--dim", type=click.IntRange(min=1), help="Embedding size (default 128)."),
-        click.option("--neg-ratio", type=click.IntRange(min=1), help="Negatives per rating (implicit)."),
+        click.option("--epochs", type=click.IntRange(1, 10_000), help="Most epochs (early stopping)."),
+        click.option("--batch-size", type=click.IntRange(1, 10**7), help="Default: ~100 steps per epoch."),
+        click.option("--lr", type=FiniteFloat(min=0, min_open=True), help="Adam learning rate."),
+        click.option("--dim", type=click.IntRange(1, 4096), help="Embedding size (default 128)."),
+        click.option("--neg-ratio", type=click.IntRange(1, 1000), help="Negatives per rating (implicit)."),
         click.option("--implicit-loss", type=click.Choice(["bce", "bpr"]),
                      help="Loss of the implicit objective: pointwise BCE (default) or pairwise BPR."),
-        click.option("--l2", type=click.FloatRange(min=0), help="L2 weight on embeddings and biases."),
-        click.option("--seed", type=int, help="Random seed (initialisation, sampling, validation split)."),
+        click.option("--l2", type=FiniteFloat(min=0), help="L2 weight on embeddings and biases."),
+        click.option("--seed", type=SEED, help="Random seed (initialisation, sampling, validation split)."),
     ]  # fmt: skip
 
     @functools.wraps(f)
@@ -114,7 +123,7 @@ def evaluate(settings, hyperparams: dict, split: str, as_json: bool, quiet: bool
 @click.command()
 @settings_options
 @click.argument("movie")
-@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--limit", type=LIST_LENGTH, default=10, show_default=True)
 @json_option
 def similar(settings, movie: str, limit: int, as_json: bool) -> None:
     """Movies closest to MOVIE (an id or part of a title) in the CF embedding space (cosine)."""
@@ -148,7 +157,7 @@ def model() -> None:
 @settings_options
 @click.option("--min-ratings", type=click.IntRange(min=0), default=20, show_default=True,
               help="Only movies with at least this many training ratings in the bias lists.")  # fmt: skip
-@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--limit", type=LIST_LENGTH, default=10, show_default=True)
 @json_option
 def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
     """The current model's record, and the movies with the highest and lowest learned bias.

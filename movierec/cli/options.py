@@ -9,6 +9,27 @@ from typing import Any
 
 import click
 
+from movierec.limits import MAX_ID, MAX_LIST, MAX_SEED
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (a plain FloatRange lets nan through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if rv != rv or rv in (float("inf"), float("-inf")):
+            self.fail(f"{value} is not a finite number.", param, ctx)
+        return rv
+
+
+# The ranges of numeric options, from movierec.limits (the library checks the same numbers).
+# Ids, years and the lengths of saved queries and `recommend` are checked by the library (the same
+# message for Python callers); these types serve the options only the CLI checks.
+ID = click.IntRange(1, MAX_ID)  # user and movie ids are DuckDB INTEGER
+LIST_LENGTH = click.IntRange(1, MAX_LIST)
+SEED = click.IntRange(0, MAX_SEED)
+MAX_SYNTH_RATINGS = 100_000_000  # 4x ml-25m; more would not fit in memory
+
 
 def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add --home/--db/--qdrant-url/--model flags and pass a ready `settings: Settings` instead."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 @click.option("--retrain", is_flag=True, help="Train a new CF model even if the ratings did not change.")
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 10_000),
     help="Cap CF training epochs (default: the model's, with early stopping). At ml-25m scale an "
     "implicit epoch takes ~14 min on 2 cores.",
 )
