@@ -385,3 +385,97 @@ def test_out_of_range_numbers_are_one_line(
     with connect(settings, read_only=True) as con:
         assert con.execute("SELECT * FROM saved_queries").fetchall() == before
     assert not (tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------- ingest edge cases
+
+
+def _movielens(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "movies.csv").write_text(
+        "movieId,title,genres\n1,Toy Story (1995),Animation\n2,Heat (1995),Crime\n"
+    )
+    (root / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.0,964982704\n2,1,5.0,964982705\n"
+    )
+    (root / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,1,funny,1445714994\n")
+    return root
+
+
+def _tables(settings: Settings) -> dict[str, list]:
+    with connect(settings, read_only=True) as con:
+        return {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in ("movies", "ratings", "tags")
+        }
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("huge-timestamp", "ratings.csv:4: timestamp out of range"),
+        ("negative-timestamp", "ratings.csv:2: timestamp out of range"),
+        ("huge-tag-timestamp", "tags.csv:3: timestamp out of range"),
+        ("ratings-is-a-directory", "ratings.csv: is a directory"),
+        ("tags-is-a-directory", "tags.csv: is a directory"),
+        ("17-MB-line", "movies.csv:4: line longer than 16 MB"),
+    ],
+)
+def test_ingest_edge_cases_are_one_line_and_change_nothing(settings: Settings, tmp_path: Path, damage: str,
+                                                           needle: str) -> None:  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(main, ["ingest", "-q", str(_movielens(tmp_path / "good"))]).exit_code == 0
+    before = _tables(settings)
+    bad = _movielens(tmp_path / "bad")
+    ratings, tags = bad / "ratings.csv", bad / "tags.csv"
+    if damage == "huge-timestamp":
+        ratings.write_text(ratings.read_text().replace("964982705", "99999999999999999"))
+    elif damage == "negative-timestamp":
+        ratings.write_text(ratings.read_text().replace("964982703", "-5"))
+    elif damage == "huge-tag-timestamp":
+        tags.write_text(tags.read_text() + "2,2,tense,99999999999999999\n")
+    elif damage.endswith("is-a-directory"):
+        path = ratings if damage.startswith("ratings") else tags
+        path.unlink()
+        path.mkdir()
+    else:
+        with (bad / "movies.csv").open("a") as fh:
+            fh.write(f'3,"{"x" * (17 << 20)} (2000)",Drama\n')
+    one_line_error(runner.invoke(main, ["ingest", "-q", str(bad)]), needle)
+    assert _tables(settings) == before
+
+
+def test_ingest_loads_a_5_mb_title_as_shipped(settings: Settings, tmp_path: Path) -> None:
+    """A long title is odd but harmless: it loads exactly as shipped (lines up to 16 MB load)."""
+    root = _movielens(tmp_path / "ml")
+    title = "Long " * (1 << 20) + "(2000)"
+    with (root / "movies.csv").open("a") as fh:
+        fh.write(f'3,"{title}",Drama\n')
+    assert CliRunner().invoke(main, ["ingest", "-q", str(root)]).exit_code == 0
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT title, year FROM movies WHERE movie_id = 3").fetchone() == (title, 2000)
+
+
+def test_ingest_skips_bad_timestamps_with_skip_bad_rows(settings: Settings, tmp_path: Path) -> None:
+    root = _movielens(tmp_path / "ml")
+    (root / "ratings.csv").write_text(
+        (root / "ratings.csv").read_text().replace("964982705", "99999999999999999")
+    )
+    result = CliRunner().invoke(main, ["ingest", "-q", "--skip-bad-rows", "--json", str(root)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ratings"] == 2 and report["skipped_reasons"] == {
+        "ratings.csv: timestamp out of range 0..253402300799": 1
+    }
+
+
+def test_repeated_tag_keys_merge_into_one_tag(settings: Settings, tmp_path: Path) -> None:
+    """Documented (README, Ingest): MovieLens ships a few repeated (user, movie, tag) rows; they are one
+    tag with the latest time, not an error, unlike a repeated key in movies, ratings or links."""
+    root = _movielens(tmp_path / "ml")
+    with (root / "tags.csv").open("a") as fh:
+        fh.write("1,1,funny,1445714999\n")
+    assert CliRunner().invoke(main, ["ingest", "-q", str(root)]).exit_code == 0
+    with connect(settings, read_only=True) as con:
+        rows = con.execute("SELECT epoch(tagged_at)::BIGINT FROM tags WHERE tag = 'funny'").fetchall()
+    assert rows == [(1445714999,)]
