@@ -156,7 +156,8 @@ def test_guard_refuses_nan_and_diverged_models_and_keeps_the_previous(settings: 
     with pytest.raises(ModelError, match="ends of the scale"):
         save_model(settings, _factors_model(data, 1e4, "rating"), snapshot=snapshot)
     assert current_model(settings).version == good
-    assert [p.name for p in settings.models_path.iterdir()] == [good]  # nothing half-made left
+    left = [p.name for p in settings.models_path.iterdir() if p.name != ".train.lock"]
+    assert left == [good]  # nothing half-made left
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garble", "pickle"])
@@ -479,3 +480,67 @@ def test_repeated_tag_keys_merge_into_one_tag(settings: Settings, tmp_path: Path
     with connect(settings, read_only=True) as con:
         rows = con.execute("SELECT epoch(tagged_at)::BIGINT FROM tags WHERE tag = 'funny'").fetchall()
     assert rows == [(1445714999,)]
+
+
+# ---------------------------------------------------------------- leftovers of killed or blocked saves
+
+
+def test_next_save_cleans_dead_tmp_dirs_and_records_finished_models(settings: Settings) -> None:
+    from movierec.cf import list_models
+
+    data = _ratings(settings)
+    snapshot = data.snapshot()
+    orphan = save_model(settings, Popularity().fit(data), snapshot=snapshot).version
+    with connect(settings) as con:  # as if killed between the rename and the insert
+        con.execute("DELETE FROM cf_models")
+    dead = settings.models_path / ".tmp-20250101-000000-dead00"
+    dead.mkdir()
+    (dead / "model.json").write_text("{")  # half-written
+    new = save_model(settings, _planted_model(data), snapshot=snapshot).version
+    assert not dead.exists()
+    assert {(m.version, m.is_current) for m in list_models(settings)} == {(orphan, False), (new, True)}
+
+
+def test_recover_leaves_a_save_in_progress_alone(settings: Settings) -> None:
+    from movierec.cf import recover_models
+    from movierec.cf.registry import _train_lock
+
+    live = settings.models_path / ".tmp-live"
+    live.mkdir(parents=True)
+    with _train_lock(settings):  # another "process" is saving (flock is per open file)
+        assert recover_models(settings) == []
+        assert live.exists()
+    assert recover_models(settings) == [] and not live.exists()
+
+
+HOLD_DB = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    print("open", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def test_busy_registration_keeps_the_model_and_the_next_run_records_it(settings: Settings) -> None:
+    from movierec.cf import recover_models
+    from movierec.errors import BusyError
+
+    data = _ratings(settings)
+    old = save_model(settings, Popularity().fit(data), snapshot=data.snapshot()).version
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DB, str(settings.db_path), "4"], stdout=subprocess.PIPE
+    )
+    assert reader.stdout.readline().strip() == b"open"
+    impatient = Settings(home=settings.home, write_wait=0.5)
+    with pytest.raises(BusyError, match="is kept in .* becomes current at the next `movierec train`") as err:
+        save_model(impatient, _planted_model(data), snapshot=data.snapshot())
+    assert "\n" not in str(err.value)
+    kept = [d.name for d in settings.models_path.iterdir() if not d.name.startswith(".") and d.name != old]
+    assert len(kept) == 1 and (settings.models_path / kept[0] / "factors.npz").exists()
+    assert current_model(settings).version == old
+    reader.communicate(timeout=30)
+    assert recover_models(settings) == kept  # what `nightly` runs before deciding to train
+    assert current_model(settings).version == kept[0]
+    assert recover_models(settings) == []
