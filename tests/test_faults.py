@@ -544,3 +544,21 @@ def test_busy_registration_keeps_the_model_and_the_next_run_records_it(settings:
     assert recover_models(settings) == kept  # what `nightly` runs before deciding to train
     assert current_model(settings).version == kept[0]
     assert recover_models(settings) == []
+
+
+# --------------------------------------------------------------------------- --quiet
+
+
+def _movierec(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("movierec")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300, **kw)
+
+
+@pytest.mark.slow
+def test_quiet_train_prints_nothing_on_stderr_not_even_tensorflow(settings: Settings, tmp_path: Path) -> None:
+    assert _movierec("data", "synth", str(tmp_path / "syn"), "--users", "60", "--movies", "200",
+                     "--ratings", "3000").returncode == 0  # fmt: skip
+    assert _movierec("ingest", "-q", str(tmp_path / "syn")).returncode == 0
+    done = _movierec("train", "-q", "--epochs", "1", "--dim", "8")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no cpu_feature_guard / absl lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -81,7 +82,33 @@ alpha_option = click.option(
     help="Weight of query similarity in the score (0 = CF prediction only, 1 = similarity only).",
 )  # fmt: skip
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+
+
+def silence_tensorflow() -> None:
+    """TensorFlow's C++ and absl log lines on stderr: off. Effective only before TensorFlow is imported
+    (its C++ side reads TF_CPP_MIN_LOG_LEVEL once), which is why `--quiet` does it while parsing."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ["GRPC_VERBOSITY"] = "ERROR"
+    try:
+        from absl import logging as absl_logging  # small; installed with TensorFlow
+    except ImportError:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        silence_tensorflow()
+    return value
+
+
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    callback=_quiet,
+    help="No progress output (nor TensorFlow's logs) on stderr.",
+)
 
 
 def echo_json(data: Any) -> None:
