@@ -562,3 +562,30 @@ def test_quiet_train_prints_nothing_on_stderr_not_even_tensorflow(settings: Sett
     done = _movierec("train", "-q", "--epochs", "1", "--dim", "8")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no cpu_feature_guard / absl lines
+
+
+# --------------------------------------------------------------------------- SIGKILL (item 8)
+
+
+@pytest.mark.slow
+def test_sigkill_during_train_then_the_next_train_just_works(settings: Settings, tmp_path: Path) -> None:
+    from movierec.cf import list_models
+
+    assert _movierec("data", "synth", str(tmp_path / "syn"), "--users", "200", "--movies", "400",
+                     "--ratings", "20000").returncode == 0  # fmt: skip
+    assert _movierec("ingest", "-q", str(tmp_path / "syn")).returncode == 0
+    exe = Path(sys.executable).with_name("movierec")
+    proc = subprocess.Popen(
+        [str(exe), "train", "--epochs", "200", "--dim", "8"], stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stderr:  # progress on stderr: kill once fitting has begun
+        if "training" in line:
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert current_model(settings) is None
+    done = _movierec("train", "-q", "--epochs", "1", "--dim", "8")
+    assert done.returncode == 0, done.stderr
+    assert [m.is_current for m in list_models(settings)] == [True]
+    assert not list(settings.models_path.glob(".tmp-*"))
