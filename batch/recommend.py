@@ -16,6 +16,7 @@ from movierec.cf import SOURCE_CF, SOURCE_COLD, SOURCE_FOLD, load_current_model,
 from movierec.config import Settings
 from movierec.db import connect, require_run_file
 from movierec.errors import NotFoundError
+from movierec.limits import check_user_id
 
 HISTORY_SIZE = 5
 
@@ -43,6 +44,7 @@ def recommend(
 ) -> AdHoc:
     """One user's personalised list for a text, ranked exactly as the nightly batch would rank it."""
     check_alpha(alpha)
+    check_user_id(user_id)
     q = SavedQuery(
         "ad hoc", text, tuple(genres), tuple(exclude_genres), year_min, year_max, candidates, top_n
     )
@@ -138,6 +140,7 @@ def published(
 
 def show(settings: Settings, user_id: int, query: str | None = None) -> list[dict[str, Any]]:
     """The lists the last successful batch run published for a user (all queries, or one)."""
+    check_user_id(user_id)
     with connect(settings, read_only=True) as con:
         columns, rows = published(con, user_id, query)
         if not rows:

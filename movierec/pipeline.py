@@ -16,7 +16,7 @@ from typing import Any
 
 from movierec.batch import list_queries, run_batch
 from movierec.batch.run import check_alpha
-from movierec.cf import stale_reason, train_model
+from movierec.cf import recover_models, stale_reason, train_model
 from movierec.cf.registry import UpdateRefused
 from movierec.config import Settings
 from movierec.db import connect
@@ -86,6 +86,9 @@ def nightly(
         emb = embed_movies(settings, progress=progress)
         st.note = f"{emb.upserted:,} movies (re)embedded"
     with stage("train") as st:
+        recovered = recover_models(settings)  # a model finished by a train that could not record it
+        if recovered:
+            say(f"nightly: recorded model {', '.join(recovered)} left by an earlier train", enabled=progress)
         why = "--retrain" if retrain else stale_reason(settings)
         if why is None:
             st.note = "skipped, ratings unchanged since the current model"

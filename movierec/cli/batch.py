@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from movierec.cli.options import (
+    ID,
     alpha_option,
     echo_json,
     echo_table,
@@ -214,7 +215,7 @@ def batch_run(settings: Settings, alpha: float, as_json: bool, quiet: bool) -> N
 
 
 @batch_group.command("report")
-@click.argument("run_id", type=int, required=False)
+@click.argument("run_id", type=ID, required=False)
 @click.option("--chart", type=click.Path(dir_okay=False), help="Also write a PNG chart of the metrics.")
 @json_option
 @settings_options

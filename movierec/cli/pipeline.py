@@ -26,7 +26,7 @@ if TYPE_CHECKING:
                    "the current model with the changed ratings).")  # fmt: skip
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 10_000),
     help="Cap CF training epochs of the rating objective (the default implicit model ignores it).",
 )
 @alpha_option
