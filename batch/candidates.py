@@ -14,11 +14,11 @@ from movierec.errors import ModelError
 
 
 def encode_texts(settings: Settings, texts: Sequence[str]) -> np.ndarray:
-    """All query texts in one batch with the model that built the store (checked in fetch_candidates)."""
-    from movierec.embedder import encode, load_model
+    """All query texts in one batch with the model that built the store (checked in fetch_candidates);
+    through the model's ONNX export when `movierec embed` left one (see movierec.embedder)."""
+    from movierec.embedder import encode_queries
 
-    model = load_model(settings.model)
-    return encode(model, list(texts))
+    return encode_queries(settings.model, list(texts), settings.home)
 
 
 def fetch_candidates(

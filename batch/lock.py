@@ -7,11 +7,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from movierec.config import Settings
+from movierec.db import batch_lock_path
 from movierec.locks import file_lock, is_locked
 
 
 def lock_path(settings: Settings) -> Path:
-    return settings.db_path.with_name(settings.db_path.name + ".batch.lock")
+    return batch_lock_path(settings.db_path)
 
 
 @contextmanager

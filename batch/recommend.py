@@ -12,11 +12,9 @@ from movierec import catalog
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
 from movierec.batch.run import check_alpha
-from movierec.cf import SOURCE_CF, SOURCE_COLD, load_current_model
-from movierec.cf.foldin import mark_folded, with_fresh_users
-from movierec.cf.ranking import SOURCE_FOLD
+from movierec.cf import SOURCE_CF, SOURCE_COLD, SOURCE_FOLD, load_current_model, mark_folded, with_fresh_users
 from movierec.config import Settings
-from movierec.db import connect
+from movierec.db import connect, require_run_file
 from movierec.errors import NotFoundError
 
 HISTORY_SIZE = 5
@@ -127,6 +125,7 @@ def published(
     if query is not None:
         where.append("r.query_name = ?")
         params.append(query)
+    require_run_file(con, run_id)
     sql = (
         "SELECT r.query_name AS query, r.rank, r.movie_id, m.title, m.year, m.genres, r.score, r.similarity, "
         "r.predicted_rating, r.source, r.run_id, r.user_id "

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from movierec.config import Settings
-from movierec.db import connect
-from movierec.errors import NotFoundError
+from movierec.db import connect, require_run_file
+from movierec.errors import BadInputError, NotFoundError
 
 PERSONALISATION_SAMPLE = 400
 
@@ -44,6 +44,12 @@ def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
                     f"no batch run {run_id}; runs kept: {', '.join(map(str, known)) or 'none'}"
                 )
         run = dict(zip([c.strip() for c in _RUN_COLUMNS.split(",")], row, strict=True))
+        if run["status"] == "succeeded":
+            require_run_file(con, run["run_id"])
+        dead = con.execute(
+            "SELECT run_id, started_at FROM batch_runs WHERE status = 'abandoned' AND run_id > ? ORDER BY 1",
+            [run["run_id"]],
+        ).fetchall()
         catalogue = con.execute("SELECT count(*) FROM movies").fetchone()[0]
         per_query = con.execute(
             """
@@ -83,7 +89,13 @@ def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
                     "cold_start_share": None if cold is None else round(float(cold), 4),
                 }
             )
-    return {"run": run, "catalogue_movies": catalogue, "queries": queries}
+    notes = [
+        f"run {r} (started {t:%Y-%m-%d %H:%M:%S}) was abandoned: its process died before publishing"
+        for r, t in dead
+    ]
+    if run["status"] == "abandoned":
+        notes.insert(0, f"run {run['run_id']} was abandoned: its process died before publishing")
+    return {"run": run, "catalogue_movies": catalogue, "queries": queries, "notes": notes}
 
 
 def _personalisation(con: Any, run_id: int, query: str) -> float | None:
@@ -134,5 +146,9 @@ def write_chart(rep: dict[str, Any], path: str | Path) -> None:
     ax.set_title(f"batch run {rep['run']['run_id']}: list quality per saved query")
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except (OSError, ValueError) as exc:  # a missing directory, no permission, an unknown extension
+        raise BadInputError(f"cannot write the chart to {path}: {exc}") from None
+    finally:
+        plt.close(fig)

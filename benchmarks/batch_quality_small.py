@@ -42,7 +42,7 @@ def main() -> None:
     settings = Settings(home=OUT, model="offline-minilm")
     with open(QUERIES, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    relevant = {f"q{i:02d}": r["relevant_genres"].split("|") for i, r in enumerate(rows)}
+    relevant = relevant_genres()
     if not (args.reuse and settings.db_path.exists()):
         shutil.rmtree(OUT, ignore_errors=True)
         with connect(settings) as con:  # no genre filters: validation needs no catalogue yet
@@ -58,19 +58,33 @@ def main() -> None:
     print("| alpha | topical precision@10 | personalisation | coverage | run s |")
     print("| ---: | ---: | ---: | ---: | ---: |")
     for alpha in (float(a) for a in args.alphas.split(",")):
-        s = run_batch(settings, alpha=alpha)
-        rep = report(settings, s.run_id)
-        with connect(settings, read_only=True) as con:
-            con.execute("CREATE TEMP TABLE rel(query_name VARCHAR, genres VARCHAR[])")
-            con.executemany("INSERT INTO rel VALUES (?, ?)", list(relevant.items()))
-            precision = con.execute(
-                "SELECT avg(list_has_any(l.genres, rel.genres)::INT) "
-                "FROM latest_recommendations l JOIN rel USING (query_name)"
-            ).fetchone()[0]
-        qs = rep["queries"]
-        pers = sum(q["personalisation"] for q in qs) / len(qs)
-        cov = sum(q["coverage"] for q in qs) / len(qs)
-        print(f"| {alpha:g} | {precision:.3f} | {pers:.3f} | {cov:.4f} | {s.seconds:.1f} |")
+        precision, pers, cov, seconds = batch_quality(settings, relevant, alpha)
+        print(f"| {alpha:g} | {precision:.3f} | {pers:.3f} | {cov:.4f} | {seconds:.1f} |")
+
+
+def relevant_genres() -> dict[str, list[str]]:
+    """Saved query name -> relevant genres, for the queries of QUERIES saved as q00, q01, ..."""
+    with open(QUERIES, newline="") as fh:
+        return {f"q{i:02d}": r["relevant_genres"].split("|") for i, r in enumerate(csv.DictReader(fh))}
+
+
+def batch_quality(
+    settings: Settings, relevant: dict[str, list[str]], alpha: float
+) -> tuple[float, float, float, float]:
+    """One batch run at `alpha`: topical precision@10, personalisation, coverage (means over queries), s."""
+    s = run_batch(settings, alpha=alpha)
+    rep = report(settings, s.run_id)
+    with connect(settings, read_only=True) as con:
+        con.execute("CREATE TEMP TABLE rel(query_name VARCHAR, genres VARCHAR[])")
+        con.executemany("INSERT INTO rel VALUES (?, ?)", list(relevant.items()))
+        precision = con.execute(
+            "SELECT avg(list_has_any(l.genres, rel.genres)::INT) "
+            "FROM latest_recommendations l JOIN rel USING (query_name)"
+        ).fetchone()[0]
+    qs = rep["queries"]
+    pers = sum(q["personalisation"] for q in qs) / len(qs)
+    cov = sum(q["coverage"] for q in qs) / len(qs)
+    return float(precision), pers, cov, s.seconds
 
 
 if __name__ == "__main__":

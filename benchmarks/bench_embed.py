@@ -1,7 +1,8 @@
 """Embedding throughput: sentences/s batched (the `movierec embed` path) vs one string per call.
 
-Texts are real movie texts from ml-latest-small (title without parentheses + genres), as embedded by
-`movierec embed`. Torch uses every core it sees; note the machine's load beside the numbers.
+Texts are real ml-latest-small titles without parentheses, the per-movie texts `movierec embed` encodes
+(each distinct genre list adds one more, short-lived text). Torch uses every core it sees; note the
+machine's load beside the numbers.
 
     python benchmarks/bench_embed.py [--model offline-minilm] [--n 2000] [--single 200] [--json]
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import click
 
 from movierec.embedder import encode, load_model
-from movierec.ingest.text import movie_text
+from movierec.ingest.text import title_text
 
 MOVIES_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "movies.csv"
 
@@ -25,7 +26,7 @@ MOVIES_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-lates
 def movie_texts(n: int) -> list[str]:
     with open(MOVIES_CSV, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    texts = [movie_text(r["title"], r["genres"].split("|")) for r in rows]
+    texts = [title_text(r["title"]) for r in rows]
     return (texts * (n // len(texts) + 1))[:n]
 
 

@@ -5,11 +5,22 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
   `KerasCF`, `Popularity`, `BiasOnly` implement it.
 - `current_model`, `load_current_model`, `list_models`, `train_model`, `save_model`, `stale_reason`:
   the versioned models on disk and their record in DuckDB.
+- `check_model`: what a model must show before it becomes current (finite, not worse than popularity).
 """
 
 from movierec.cf.factors import Factors
+from movierec.cf.foldin import mark_folded, with_fresh_users
+from movierec.cf.guard import check_model
 from movierec.cf.keras_cf import KerasCF
-from movierec.cf.ranking import CF_FORMULA, SOURCE_CF, SOURCE_COLD, Candidates, Ranked, cold_formula
+from movierec.cf.ranking import (
+    CF_FORMULA,
+    SOURCE_CF,
+    SOURCE_COLD,
+    SOURCE_FOLD,
+    Candidates,
+    Ranked,
+    cold_formula,
+)
 from movierec.cf.recommender import BiasOnly, Popularity, Recommender
 from movierec.cf.registry import (
     ModelRecord,
@@ -27,6 +38,7 @@ __all__ = [
     "CF_FORMULA",
     "SOURCE_CF",
     "SOURCE_COLD",
+    "SOURCE_FOLD",
     "BiasOnly",
     "Candidates",
     "Factors",
@@ -36,12 +48,15 @@ __all__ = [
     "Popularity",
     "Ranked",
     "Recommender",
+    "check_model",
     "cold_formula",
     "current_model",
     "list_models",
     "load_current_model",
     "load_model",
+    "mark_folded",
     "save_model",
     "stale_reason",
     "train_model",
+    "with_fresh_users",
 ]

@@ -142,7 +142,19 @@ class Factors:
     def load(cls, path: Path) -> Factors:
         if not Path(path).exists():
             raise ModelError(f"no factors at {path}: train a model with `movierec train`")
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            return cls._read(path)
+        except ModelError:
+            raise
+        except Exception as exc:  # BadZipFile, a pickled array, a missing key, a truncated member
+            raise ModelError(
+                f"the model file {path} is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
+                "retrain with `movierec train`"
+            ) from None
+
+    @classmethod
+    def _read(cls, path: Path) -> Factors:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # our handle: closed on errors too
             g, lo, hi = (float(x) for x in z["scalars"])
             reg, alpha = (float(x) for x in z["als"]) if "als" in z.files else (0.0, 0.0)
             return cls(

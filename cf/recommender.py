@@ -16,6 +16,7 @@ the registry's version and metrics), `contract.npz` (id maps, training ratings),
 from __future__ import annotations
 
 import json
+import zipfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -189,7 +190,7 @@ class Recommender(ABC):
             raise ModelError(f"{directory} holds a {kind} model, not a {cls.kind} model")
         obj = impl(**params)
         try:
-            with np.load(directory / CONTRACT, allow_pickle=False) as z:
+            with open(directory / CONTRACT, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 obj.user_ids, obj.movie_ids = z["user_ids"], z["movie_ids"]
                 obj.rating_range = tuple(float(x) for x in z["rating_range"])
                 if "seen_movie_ids" in z.files:
@@ -200,7 +201,7 @@ class Recommender(ABC):
                         raise ModelError(f"{directory}: seen-movie index does not match the user id map")
                     users = np.repeat(obj.user_ids, np.diff(indptr))
                     obj.seen = Seen.from_pairs(users, obj.movie_ids[z["seen_movie_rows"]])
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelError(
                 f"{directory / CONTRACT} is damaged or incomplete ({exc}); retrain with `movierec train`"
             ) from exc

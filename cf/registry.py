@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from movierec.cf.guard import check_model
 from movierec.cf.recommender import MANIFEST, Recommender, read_manifest
 from movierec.config import Settings
 from movierec.db import connect, transaction
@@ -101,6 +102,7 @@ def load_model(model_dir: Path) -> Recommender:
         raise ModelError(f"model directory {model_dir} is missing; retrain with `movierec train`")
     manifest = read_manifest(model_dir)
     model = Recommender.load(model_dir)
+    check_model(model, ranking=False)  # damaged or diverged weights never score anything
     shape = manifest.get("shape")
     if shape and (len(model.user_ids), len(model.movie_ids)) != (shape["n_users"], shape["n_movies"]):
         raise ModelError(
@@ -266,6 +268,7 @@ def save_model(
     failure leaves neither a half-written directory nor a row pointing at one. `snapshot` describes the
     ratings it was fitted on (`Ratings.snapshot()`): what tells a stale model apart."""
     metrics = metrics or {}
+    check_model(model, metrics)  # a diverged model never becomes current (cf/guard.py)
     trained_at = datetime.now(UTC).replace(tzinfo=None)
     version = f"{trained_at:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     objective = getattr(getattr(model, "hp", None), "objective", model.kind)

@@ -15,16 +15,67 @@ DuckDB is only read.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BusyError, ModelError, NotFoundError
-from movierec.ingest.text import movie_texts
+from movierec.ingest.text import TITLE_WEIGHT, MovieText, movie_texts
 from movierec.progress import say
 from movierec.store import open_store
 
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
 DEFAULT_BATCH_SIZE = 64
+
+
+def movie_vectors(
+    model: SentenceTransformer,
+    movies: Sequence[MovieText],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+    title_weight: float = TITLE_WEIGHT,
+) -> np.ndarray:
+    """One unit vector per movie: `normalise(title_weight * v(title text) + v(genre text))`.
+
+    A movie without genres is its title's vector. Genre texts repeat (a few hundred distinct genre lists
+    in 62k movies), so each is encoded once.
+    """
+    titles, genres = encode_parts(model, movies, batch_size=batch_size, progress=progress)
+    return mix(titles, genres, title_weight)
+
+
+def encode_parts(
+    model: SentenceTransformer,
+    movies: Sequence[MovieText],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two halves of `movie_vectors` before mixing: title vectors, and genre-text vectors (all-zero
+    rows for movies without genres)."""
+    from movierec.embedder import encode
+
+    titles = encode(model, [m.title_text for m in movies], batch_size=batch_size, progress=progress)
+    kinds = sorted({m.genre_text for m in movies if m.genre_text})
+    by_kind = dict(zip(kinds, encode(model, kinds, batch_size=batch_size), strict=True))
+    genres = np.zeros_like(titles)
+    for i, m in enumerate(movies):
+        if m.genre_text:
+            genres[i] = by_kind[m.genre_text]
+    return titles, genres
+
+
+def mix(titles: np.ndarray, genres: np.ndarray, title_weight: float = TITLE_WEIGHT) -> np.ndarray:
+    """`normalise(title_weight * titles + genres)`; rows without a genre vector stay their title's."""
+    from movierec.embedder import normalise
+
+    has_genres = np.any(genres != 0, axis=1, keepdims=True)
+    return normalise(np.where(has_genres, title_weight * titles + genres, titles))
 
 
 @dataclass
@@ -53,14 +104,29 @@ class EmbedSummary:
         )
 
 
+def check_vectors(vectors: Any, n: int, dim: int, model_name: str) -> None:
+    """Embeddings replace stored ones only when they are what a model gives: n x dim, finite, not zero."""
+    import numpy as np
+
+    v = np.asarray(vectors)
+    if v.shape != (n, dim):
+        raise ModelError(f"model {model_name} gave vectors of shape {v.shape}, expected ({n}, {dim})")
+    if not np.isfinite(v).all() or (n and not np.linalg.norm(v, axis=1).all()):
+        raise ModelError(
+            f"model {model_name} gave non-finite or zero vectors; the vector store was left as it was"
+        )
+
+
 def embed_movies(
     settings: Settings,
     batch_size: int = DEFAULT_BATCH_SIZE,
     with_tags: bool = False,
     progress: bool = False,
+    rebuild: bool = False,
 ) -> EmbedSummary:
-    """Bring the vector store up to date with the `movies` table under `settings.model`."""
-    from movierec.embedder import encode, load_model, model_dim
+    """Bring the vector store up to date with the `movies` table under `settings.model`; with `rebuild`,
+    re-embed every movie into a new store that replaces the old one (a damaged store)."""
+    from movierec.embedder import export_query_encoder, has_query_encoder, load_model, model_dim
 
     started = time.perf_counter()
     with connect(settings, read_only=True) as con:
@@ -69,9 +135,12 @@ def embed_movies(
         raise NotFoundError(f"no movies in {settings.db_path}: run `movierec ingest DIR` first")
 
     model_name = settings.model
-    with open_store(settings) as store:
+    force = rebuild
+    with open_store(settings, repair=force) as store:
         before = store.model_info()
-        if before is None:
+        if force:
+            rebuild = "--rebuild"
+        elif before is None:
             rebuild = "it records no model" if store.count() else None
         elif before[0] != model_name:
             rebuild = f"it was built with {before[0]} ({before[1]}-d), not {model_name}"
@@ -91,19 +160,25 @@ def embed_movies(
                 f"the vector store holds {before[1]}-d vectors of {model_name}, but {model_name} now gives "
                 f"{dim}-d: the name points at another model; delete {settings.edge_path} or use a new name"
             )
-        vectors = encode(model, [m.text for m in todo], batch_size=batch_size, progress=progress)
+        vectors = movie_vectors(model, todo, batch_size=batch_size, progress=progress)
+        check_vectors(vectors, len(todo), dim, model_name)
+    if todo or not has_query_encoder(settings.home, model_name):
+        # The ONNX export that makes `search` / `recommend` fast; made once per model (a few seconds).
+        export_query_encoder(load_model(model_name), model_name, settings.home)
 
-    with open_store(settings) as store:
+    with open_store(settings, repair=force) as store:
         if store.model_info() != before:
             raise BusyError("the vector store changed while embedding (another `movierec embed`?); run again")
+        ids, payloads = [m.movie_id for m in todo], [m.payload(model_name) for m in todo]
         if todo and (before is None or rebuild):
             # Only now, with every vector of the new model in hand: a model that fails to load or
-            # encode leaves the old store untouched.
+            # encode leaves the old store untouched, and the new store is built beside the old one and
+            # switched in at the end (a kill leaves one of the two, complete).
             if rebuild:
                 say(f"rebuilding the vector store: {rebuild}", enabled=progress)
-            store.reset(model_name, dim)
-        if todo:
-            store.upsert([m.movie_id for m in todo], vectors, [m.payload(model_name) for m in todo])
+            store.rebuild(model_name, dim, ids, vectors, payloads)
+        elif todo:
+            store.upsert(ids, vectors, payloads)
         store.delete(gone)
         backend, location = store.backend, store.location
 

@@ -32,7 +32,7 @@ def search(
     settings: Settings, text: str, limit: int = 10, flt: SearchFilter | None = None
 ) -> list[dict[str, Any]]:
     """Movies nearest to `text`, best first: dicts with movie_id, title, year, genres, score (cosine)."""
-    from movierec.embedder import encode, load_model
+    from movierec.embedder import encode_queries
 
     if not text or not text.strip():
         raise BadInputError("search text is empty")
@@ -42,7 +42,7 @@ def search(
         flt = validate_filter(con, flt)
     with open_store(settings) as store:  # cheap check before the slow model load
         store.require_model(settings.model)
-    vector = encode(load_model(settings.model), [text.strip()])[0]
+    vector = encode_queries(settings.model, [text.strip()], settings.home)[0]
     with open_store(settings) as store:
         store.require_model(settings.model)
         hits = store.search(vector, limit, flt)
@@ -66,9 +66,9 @@ def genre_precision(
     `queries` are (text, relevant genres) pairs, as in ../shared/eval/queries.csv. All queries are
     encoded in one batch and searched together, without filters: this measures the embeddings alone.
     """
-    from movierec.embedder import encode, load_model
+    from movierec.embedder import encode_queries
 
-    vectors = encode(load_model(settings.model), [text for text, _ in queries])
+    vectors = encode_queries(settings.model, [text for text, _ in queries], settings.home)
     with open_store(settings) as store:
         store.require_model(settings.model)
         results = store.search_batch(vectors, [k] * len(queries), [None] * len(queries))

@@ -1,6 +1,17 @@
-"""The text each movie is embedded from, as in the reference design: title without anything in
-parentheses (the year, alternative titles) followed by its genres, e.g. "Toy Story Adventure Animation
-Children Comedy Fantasy". `with_tags` appends the movie's most frequent user tags.
+"""What each movie is embedded from: its title and its genres, as two texts.
+
+The vector of a movie is `normalise(TITLE_WEIGHT * v(title text) + v(genre text))` (see
+`ingest.embed.movie_vectors`):
+- the **title text** is the title without anything in parentheses (the year, alternative titles), plus the
+  movie's most frequent user tags with `with_tags`, e.g. "Toy Story";
+- the **genre text** describes each genre with the words people use for it (`GENRE_WORDS`, a fixed
+  vocabulary per genre, the same for every movie), e.g. "romance, romantic love story. comedy, funny, ...".
+
+Why two texts: a small sentence model encoding "title + genre labels" as one text lets title words
+dominate, so "love stories" found "Enemies: A Love Story" (a drama) and "films about the second world war"
+found "War of the Worlds". Weighting the title at half the genre description keeps titles searchable
+("zombies" still finds zombie films) while the kind of film decides what is on topic. The weight was
+chosen on the development queries (../shared/eval/queries.csv) only; see BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -13,8 +24,40 @@ from dataclasses import dataclass
 import duckdb
 
 TAGS_PER_MOVIE = 5
+TITLE_WEIGHT = 0.5
+
+# Words people use for each MovieLens genre. Fixed per genre, never per movie or per query; written once
+# from what each genre label means, before measuring (see BENCHMARKS.md). A genre not listed here (a future
+# release's new label) is described by its own name.
+GENRE_WORDS: dict[str, str] = {
+    "Action": "action movie with fights, chases, explosions and stunts",
+    "Adventure": "adventure film, a journey, quest or expedition to exotic places",
+    "Animation": "animated film, cartoon, animation",
+    "Children": "children's movie, for kids and the whole family",
+    "Comedy": "comedy, funny, humorous, makes you laugh",
+    "Crime": "crime film about criminals, gangsters, police and murder",
+    "Documentary": "documentary, non-fiction film about real people and real events",
+    "Drama": "drama, serious and emotional story",
+    "Fantasy": "fantasy film with magic, myths and fairy-tale creatures",
+    "Film-Noir": "film noir, dark black-and-white crime film of the 1940s and 1950s with a detective",
+    "Horror": "horror film, scary, frightening, terrifying",
+    "IMAX": "shown in IMAX",
+    "Musical": "musical film with songs, singing, music and dance",
+    "Mystery": "mystery, a puzzle to solve, detective investigation",
+    "Romance": "romance, romantic love story",
+    "Sci-Fi": "science fiction, sci-fi, futuristic, space, aliens and technology",
+    "Thriller": "thriller, suspense, tension and danger",
+    "War": "war film about soldiers, the military, battles and combat",
+    "Western": "western, cowboys in the American Old West",
+}
+
+# Names the recipe above (texts, vocabulary, weight) in every point's hash: changing any of them re-embeds
+# every movie once on the next `movierec embed`, and never leaves vectors of two recipes in one store.
+TEXT_RECIPE = f"title*{TITLE_WEIGHT}+genre-words-v1"
+
 _PARENS = re.compile(r"\([^)]*\)")
 _SPACES = re.compile(r"\s+")
+_NO_GENRES = "(no genres listed)"
 
 
 def clean_title(title: str) -> str:
@@ -22,12 +65,16 @@ def clean_title(title: str) -> str:
     return _SPACES.sub(" ", _PARENS.sub(" ", title)).strip()
 
 
-def movie_text(title: str, genres: Sequence[str], tags: Sequence[str] = ()) -> str:
-    """Embedding text for one movie. `(no genres listed)` is dropped, should it reach us unconverted."""
-    words = [clean_title(title)]
-    words += [g for g in genres if g and g != "(no genres listed)"]
-    words += [t for t in tags if t]
-    return " ".join(w for w in words if w)
+def title_text(title: str, tags: Sequence[str] = ()) -> str:
+    """The title part of a movie's embedding: the cleaned title (the raw one if nothing is left), then
+    its tags."""
+    return " ".join(w for w in [clean_title(title) or title.strip(), *tags] if w)
+
+
+def genre_text(genres: Sequence[str]) -> str:
+    """The genre part: each genre's words from GENRE_WORDS, in the catalogue's order; "" without genres.
+    `(no genres listed)` is dropped, should it reach us unconverted."""
+    return ". ".join(GENRE_WORDS.get(g, g) for g in genres if g and g != _NO_GENRES)
 
 
 def text_hash(text: str, model_name: str) -> str:
@@ -41,12 +88,19 @@ class MovieText:
     title: str
     year: int | None
     genres: list[str]
-    text: str
+    title_text: str
+    genre_text: str
+
+    @property
+    def text(self) -> str:
+        """Both texts in one line, as the point hash and `--json` diagnostics see them."""
+        return f"{self.title_text} | {self.genre_text}"
 
     def point_hash(self, model_name: str) -> str:
-        """Changes when the vector or the payload would: text and model, plus title, year and genres
-        (so a corrected year updates the point although the text, without parentheses, is the same)."""
-        return text_hash(f"{self.text}\0{self.title}\0{self.year}\0{'|'.join(self.genres)}", model_name)
+        """Changes when the vector or the payload would: texts, recipe and model, plus title, year and
+        genres (so a corrected year updates the point although the text, without parentheses, is the same)."""
+        key = f"{TEXT_RECIPE}\0{self.text}\0{self.title}\0{self.year}\0{'|'.join(self.genres)}"
+        return text_hash(key, model_name)
 
     def payload(self, model_name: str) -> dict[str, object]:
         """The point payload in the vector store."""
@@ -77,14 +131,19 @@ SELECT movie_id, list(tag ORDER BY r) AS tags FROM ranked WHERE r <= ? GROUP BY 
 def movie_texts(
     con: duckdb.DuckDBPyConnection, with_tags: bool = False, tags_per_movie: int = TAGS_PER_MOVIE
 ) -> list[MovieText]:
-    """Every movie of the `movies` table with its embedding text, ordered by movie id."""
+    """Every movie of the `movies` table with its embedding texts, ordered by movie id."""
     rows = con.execute("SELECT movie_id, title, year, genres FROM movies ORDER BY movie_id").fetchall()
     tags: dict[int, list[str]] = {}
     if with_tags:
         tags = dict(con.execute(_TOP_TAGS_SQL, [tags_per_movie]).fetchall())
     return [
         MovieText(
-            int(mid), title, year, list(genres or []), movie_text(title, genres or [], tags.get(mid, []))
+            int(mid),
+            title,
+            year,
+            list(genres or []),
+            title_text(title, tags.get(mid, [])),
+            genre_text(genres or []),
         )
         for mid, title, year, genres in rows
     ]

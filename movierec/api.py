@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from movierec.config import Settings
-from movierec.db import connect
+from movierec.db import check_read_statements, connect, connect_confined
 from movierec.errors import BadInputError
 
 
@@ -68,11 +68,15 @@ class Movierec:
         return pd.DataFrame(recommend(self.settings, user_id, text, **options).items)
 
     def sql(self, query: str) -> pd.DataFrame:
-        """Any read-only SQL over the database, as a DataFrame."""
-        if not query.strip():
-            raise BadInputError("empty SQL query")
-        with connect(self.settings, read_only=True) as con:
-            return con.execute(query).df()
+        """Any read-only SQL over the database, as a DataFrame (confined like `movierec sql`)."""
+        import duckdb
+
+        with connect_confined(self.settings) as con:
+            check_read_statements(con, query)
+            try:
+                return con.execute(query).df()
+            except duckdb.Error as exc:
+                raise BadInputError(f"SQL failed: {str(exc).splitlines()[0]}") from None
 
 
 def open(home: str | Path | None = None, **settings: Any) -> Movierec:  # noqa: A001 - the API's name

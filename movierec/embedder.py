@@ -13,8 +13,10 @@ Names resolve in this order:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -157,3 +159,228 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
+
+
+# --------------------------------------------------------------------------- query encoder (ONNX)
+#
+# A search or an ad hoc recommendation encodes one short text, yet importing sentence-transformers costs
+# 5-20 s (it pulls in torch, scikit-learn and scipy) before the model even loads. So `movierec embed`,
+# which has the model loaded anyway, also exports the whole sentence-transformers pipeline (transformer,
+# pooling, any dense layer, normalisation) as one ONNX graph next to the model's own tokenizer.json;
+# queries then run through onnxruntime and the `tokenizers` library in about a second, with the same
+# vectors (tests/test_embedder.py compares them). Nothing is downloaded; without an export (or with a
+# stale one, or onnxruntime missing) queries go through sentence-transformers as before.
+
+ENCODERS_DIR = "encoders"
+_ONNX_FILE, _TOKENIZER_FILE, _SIDECAR_FILE = "model.onnx", "tokenizer.json", "encoder.json"
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def query_encoder_dir(home: Path, name: str) -> Path:
+    """Where the ONNX export of model `name` lives under the data home."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")[-60:]
+    return Path(home) / ENCODERS_DIR / f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def _fingerprint(source: Path) -> list[list[object]]:
+    """Size and mtime of every file of the model directory: a changed model invalidates the export."""
+    files = sorted(p for p in source.rglob("*") if p.is_file() and ".git" not in p.parts)
+    return [[str(p.relative_to(source)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def export_query_encoder(model: SentenceTransformer, name: str, home: Path) -> Path | None:
+    """Export `model` (already loaded under `name`) for fast query encoding; the export's directory, or
+    None when this model cannot be exported (no fast tokenizer, onnx missing, export error).
+
+    A current export is kept as is, so calling this after every `movierec embed` costs a few stat calls.
+    """
+    import json
+    import shutil
+    import tempfile
+    import warnings
+
+    target = query_encoder_dir(home, name)
+    source = Path(resolve_model(name))
+    if not source.is_dir():
+        return None
+    if _current_export(target, name) is not None:
+        return target
+    backend = getattr(getattr(model, "tokenizer", None), "backend_tokenizer", None)
+    if backend is None:
+        return None
+    import torch
+
+    features = model.preprocess(["a query", "a longer query about films"])
+    names = [n for n in _INPUTS if n in features]
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
+
+    axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"sentence_embedding": {0: "batch"}}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer and deprecation chatter from torch.onnx
+            torch.onnx.export(
+                Pipeline().eval(),
+                tuple(features[n] for n in names),
+                str(tmp / _ONNX_FILE),
+                input_names=names,
+                output_names=["sentence_embedding"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        backend.save(str(tmp / _TOKENIZER_FILE))
+        sidecar = {
+            "model": name,
+            "source": str(source),
+            "fingerprint": _fingerprint(source),
+            "dim": model_dim(model),
+            "inputs": names,
+            "max_seq_length": int(model.max_seq_length),
+            "pad_id": int(model.tokenizer.pad_token_id or 0),
+            "pad_token": str(model.tokenizer.pad_token),
+            "lowercase": bool(getattr(model[0], "do_lower_case", False)),
+        }
+        (tmp / _SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    except Exception:  # an export is an optimisation: never fail the embedding over it
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    return target
+
+
+def _current_export(directory: Path, name: str) -> dict | None:
+    """The export's sidecar when it was made from model `name` as it is on disk now, else None."""
+    import json
+
+    try:
+        sidecar = json.loads((directory / _SIDECAR_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    source = Path(sidecar.get("source", ""))
+    if sidecar.get("model") != name or not source.is_dir() or not (directory / _ONNX_FILE).is_file():
+        return None
+    if sidecar.get("fingerprint") != json.loads(json.dumps(_fingerprint(source))):
+        return None
+    return sidecar
+
+
+@functools.cache
+def _onnx_encoder(directory: Path) -> tuple[object, object, dict]:
+    import json
+
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    sidecar = json.loads((directory / _SIDECAR_FILE).read_text())
+    tokenizer = Tokenizer.from_file(str(directory / _TOKENIZER_FILE))
+    tokenizer.enable_truncation(max_length=sidecar["max_seq_length"])
+    tokenizer.enable_padding(pad_id=sidecar["pad_id"], pad_token=sidecar["pad_token"])
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initialisers are noise here
+    session = onnxruntime.InferenceSession(
+        str(directory / _ONNX_FILE), options, providers=["CPUExecutionProvider"]
+    )
+    return tokenizer, session, sidecar
+
+
+def encode_queries(name: str, texts: list[str], home: Path | None = None) -> np.ndarray:
+    """Embed a few query texts with model `name`: unit float32 rows, the same vectors as `encode`.
+
+    Uses the ONNX export under `home` when there is a current one (about a second from a cold start),
+    otherwise sentence-transformers. Only `movierec embed` writes exports: a search writes nothing.
+    """
+    directory = query_encoder_dir(home, name) if home is not None else None
+    if directory is not None and _current_export(directory, name) is not None:
+        with contextlib.suppress(ImportError):  # onnxruntime missing: the slow path still works
+            return _encode_onnx(directory, list(texts))
+    return encode(load_model(name), list(texts))
+
+
+def has_query_encoder(home: Path, name: str) -> bool:
+    """Whether a current ONNX export of model `name` exists under `home`."""
+    return _current_export(query_encoder_dir(home, name), name) is not None
+
+
+def _encode_onnx(directory: Path, texts: list[str]) -> np.ndarray:
+    tokenizer, session, sidecar = _onnx_encoder(directory)
+    if sidecar["lowercase"]:
+        texts = [t.lower() for t in texts]
+    encodings = tokenizer.encode_batch(texts)  # type: ignore[attr-defined]
+    columns = {
+        "input_ids": [e.ids for e in encodings],
+        "attention_mask": [e.attention_mask for e in encodings],
+        "token_type_ids": [e.type_ids for e in encodings],
+    }
+    feeds = {n: np.asarray(columns[n], dtype=np.int64) for n in sidecar["inputs"]}
+    return normalise(session.run(None, feeds)[0])  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- non-English queries
+#
+# The offline model (all-MiniLM-L6-v2) was trained on English only; LaBSE, the deployment default, on
+# 109 languages. A cheap check, no language-id model: a query is "clearly not English" when most of its
+# letters are in another script (Cyrillic, CJK, Arabic, ...), or when it has two or more words, no common
+# English word, and at least one common function word of another language or a word with accents
+# ("películas de terror", "films d'horreur avec des zombies"). Ambiguous queries (one word, a title,
+# "Amélie" alone) get no notice.
+
+_ENGLISH_WORDS = (
+    "a an the of and or with without about for from in on at by to into over under after before like "
+    "is are was were be been my me i we you your our their his her its it this that these those who "
+    "what which where when how why not no some any all more most very so just than then there here "
+    "movie movies show shows story stories"
+)
+_FOREIGN_WORDS = (
+    # French, Spanish, Italian, Portuguese, German, Dutch function words that are not also English words
+    # ("die", "do", "con", "per", "van" are left out for that reason).
+    "le la les des du au aux avec pour une sur dans et est qui sans très "
+    "el los las del por para una y muy película películas "
+    "il gli della dei delle che un senza molto "
+    "das dos com uma sem muito filme filmes "
+    "der dem und mit für ein eine einen ohne über sehr nicht "
+    "het een en voor zonder zeer"
+)
+_ENGLISH = frozenset(_ENGLISH_WORDS.split())
+_FOREIGN = frozenset(_FOREIGN_WORDS.split()) - _ENGLISH
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+
+
+def looks_non_english(text: str) -> bool:
+    """True when `text` is clearly not English (see the comment above); False when unsure."""
+    import unicodedata
+
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return False
+    latin = sum(unicodedata.name(c, "").startswith("LATIN") for c in letters)
+    if latin < len(letters) / 2:
+        return True
+    words = [w.lower() for w in _WORD.findall(text)]
+    if len(words) < 2 or any(w in _ENGLISH for w in words):
+        return False
+    parts = [p for w in words for p in w.split("'")]
+    return any(p in _FOREIGN for p in parts) or any(not w.isascii() for w in words)
+
+
+def language_notice(model_name: str, text: str) -> str | None:
+    """A one-line warning for a query the configured model will serve poorly, or None."""
+    if model_name != OFFLINE_MODEL or not looks_non_english(text):
+        return None
+    return (
+        f"this query does not look English and model '{OFFLINE_MODEL}' knows English only, so results may "
+        "be poor; for other languages configure a multilingual model, e.g. "
+        "MOVIEREC_MODEL=sentence-transformers/LaBSE (then `movierec embed`)"
+    )

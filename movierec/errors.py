@@ -19,3 +19,12 @@ class BusyError(MovierecError):
 
 class ModelError(MovierecError):
     """A model cannot be loaded or does not match the data it is used with."""
+
+
+class DamagedError(MovierecError):
+    """A file we wrote (database, vector store, model, published run) is missing, unreadable or holds
+    values that cannot be right; the message names the file and the command that recovers."""
+
+
+class EngineError(MovierecError):
+    """The batch's compute engine (a Ray cluster) is missing, unreachable, mismatched, or lost a task."""

@@ -20,7 +20,8 @@ from movierec.cf import stale_reason, train_model
 from movierec.cf.registry import UpdateRefused
 from movierec.config import Settings
 from movierec.db import connect
-from movierec.errors import MovierecError
+from movierec.doctor import check
+from movierec.errors import DamagedError, MovierecError
 from movierec.ingest import embed_movies, ingest_dir
 from movierec.progress import say
 
@@ -63,8 +64,16 @@ def nightly(
     vectors and model are still brought up to date, which is what a first run after install needs.
     """
     check_alpha(alpha)
+    if settings.engine == "ray":  # a missing extra or a dead cluster fails now, not after hours of training
+        from movierec.batch.ray_engine import preflight
+
+        preflight(settings)
     report = NightlyReport()
     started = time.perf_counter()
+    if settings.db_path.exists():  # the cheap checks first: a damaged database stops the night at once
+        bad = [f for f in check(settings, full=False).problems() if f.check == "database"]
+        if bad:
+            raise DamagedError(f"nightly stopped before starting: {bad[0].detail}; {bad[0].fix}")
 
     def stage(name: str) -> _Stage:
         return _Stage(name, report.stages, progress)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from movierec.config import Settings
-from movierec.errors import BusyError, ModelError, MovierecError, NotFoundError
+from movierec.errors import BusyError, DamagedError, ModelError, NotFoundError
 from movierec.locks import file_lock
 
 PAYLOAD_INDEXES = {"genres": "keyword", "year": "integer"}
@@ -76,9 +76,22 @@ class VectorStore(ABC):
     def model_info(self) -> tuple[str, int] | None:
         """(model name, dimension) that built the store, or None for a new store."""
 
-    @abstractmethod
     def reset(self, model_name: str, dim: int) -> None:
         """Drop every point and record that `model_name` (vectors of length `dim`) builds the store now."""
+        self.rebuild(model_name, dim, [], np.zeros((0, dim), np.float32), [])
+
+    @abstractmethod
+    def rebuild(
+        self,
+        model_name: str,
+        dim: int,
+        ids: Sequence[int],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+    ) -> None:
+        """Replace the whole store with these points of `model_name`, atomically: the new store is built
+        beside the old one and swapped in at the end, so a crash at any point leaves one of the two,
+        complete, with the record of its model."""
 
     @abstractmethod
     def count(self) -> int:
@@ -110,6 +123,15 @@ class VectorStore(ABC):
         info = self.model_info()
         if info is None:
             raise ModelError(f"{self.describe()} records no model: call reset(model_name, dim) first")
+        self._put(info, ids, vectors, payloads)
+
+    def _put(
+        self,
+        info: tuple[str, int],
+        ids: Sequence[int],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+    ) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
         if (
             vectors.ndim != 2
@@ -120,9 +142,22 @@ class VectorStore(ABC):
                 f"cannot upsert {vectors.shape} vectors for {len(ids)} ids into {self.describe()}, "
                 f"built by {info[0]} with dimension {info[1]}"
             )
+        if not np.isfinite(vectors).all():
+            raise ModelError(f"refusing to store non-finite vectors of {info[0]} in {self.describe()}")
         for start in range(0, len(ids), UPSERT_CHUNK):
             stop = start + UPSERT_CHUNK
             self._upsert([int(i) for i in ids[start:stop]], vectors[start:stop], list(payloads[start:stop]))
+
+    def _hits(self, points: Any) -> list[Hit]:
+        """Search results, refusing similarities no cosine gives (damaged vector files)."""
+        hits = [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
+        if any(not -1.001 <= h.score <= 1.001 for h in hits):  # NaN fails the comparison too
+            worst = next(h for h in hits if not -1.001 <= h.score <= 1.001)
+            raise DamagedError(
+                f"{self.describe()} returned similarity {worst.score:g} for movie {worst.movie_id} (cosine "
+                "lies in [-1, 1]): its vector files are damaged; run `movierec embed --rebuild`"
+            )
+        return hits
 
     def search(self, vector: np.ndarray, limit: int, flt: SearchFilter | None = None) -> list[Hit]:
         """Nearest movies to one query vector, best first."""
@@ -162,10 +197,22 @@ class VectorStore(ABC):
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomic write (rename), so a crash never leaves half a file."""
+    """Atomic and durable write (fsync, rename, fsync the directory), so a crash never leaves half a file."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(data))
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # --------------------------------------------------------------------------- Qdrant Edge
@@ -188,50 +235,118 @@ def _edge_filter(flt: SearchFilter | None) -> Any:
 
 
 class EdgeStore(VectorStore):
-    """Qdrant Edge: `ROOT/shard` is the shard, `ROOT/model.json` the model that built it."""
+    """Qdrant Edge: `ROOT/model.json` records the model that built the store and names its shard directory
+    (`{"model": ..., "dim": ..., "shard": "shard-1a2b3c"}`; stores written before the record named its
+    shard use `ROOT/shard`). A rebuild writes a new shard directory beside the old one and then replaces
+    `model.json` (an atomic rename): that one rename is the switch, so a crash leaves the old store or the
+    new one, each with the record of its model. Shard directories no record names are leftovers of a
+    killed rebuild and are deleted when the store is next opened (under its lock)."""
 
     backend = "qdrant-edge"
+    LEGACY_SHARD = "shard"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, repair: bool = False) -> None:
+        """`repair`: open a damaged store as empty (for a rebuild) instead of raising DamagedError."""
         import qdrant_edge as qe
 
         self._qe = qe
         self.root = root
         self.location = str(root)
-        self.shard_dir = root / "shard"
         self.model_file = root / "model.json"
         self._shard: Any = None
+        try:
+            self._record = self._read_record()
+        except DamagedError:
+            if not repair:
+                raise
+            self._record = None
+        self.shard_dir = root / (self._record or {}).get("shard", self.LEGACY_SHARD)
+        if self._record is not None:
+            self._remove_leftovers()
         if (self.shard_dir / "edge_config.json").exists():
             try:
-                self._shard = qe.EdgeShard.load(str(self.shard_dir))
-            except Exception as exc:  # the engine reports a held WAL lock as a generic Exception
-                if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
-                    raise BusyError(f"{self.describe()} is in use by another process") from exc
-                raise MovierecError(
-                    f"{self.describe()} cannot be opened ({exc}); delete {root} and run `movierec embed`"
-                ) from exc
+                self._shard = self._load(self.shard_dir)
+            except DamagedError:
+                if not repair:
+                    raise
+
+    def _read_record(self) -> dict[str, Any] | None:
+        if not self.model_file.exists():
+            return None
+        try:
+            data = json.loads(self.model_file.read_text())
+            record = {"model": str(data["model"]), "dim": int(data["dim"])}
+            shard = str(data.get("shard", self.LEGACY_SHARD))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DamagedError(
+                f"the vector store's model record {self.model_file} is damaged ({type(exc).__name__}); "
+                "run `movierec embed --rebuild`"
+            ) from None
+        if "/" in shard or shard in ("", ".", ".."):
+            raise DamagedError(
+                f"{self.model_file} names no valid shard ({shard!r}); run `movierec embed --rebuild`"
+            )
+        return {**record, "shard": shard}
+
+    def _load(self, shard_dir: Path) -> Any:
+        try:
+            return self._qe.EdgeShard.load(str(shard_dir))
+        except Exception as exc:  # the engine reports a held WAL lock as a generic Exception
+            if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                raise BusyError(f"{self.describe()} is in use by another process") from exc
+            raise DamagedError(
+                f"{self.describe()} cannot be opened ({str(exc).splitlines()[0][:200]}): its files in "
+                f"{shard_dir} are damaged; run `movierec embed --rebuild`"
+            ) from exc
+
+    def _remove_leftovers(self) -> None:
+        """Shard directories the record does not name: a rebuild killed before its switch, the shard it
+        replaced (or the pre-record `shard`). Only called with a readable record, under the store lock."""
+        if not self.root.is_dir():
+            return
+        for d in self.root.iterdir():
+            if d.is_dir() and d != self.shard_dir and (d.name.startswith("shard-") or d.name == "shard"):
+                shutil.rmtree(d, ignore_errors=True)
 
     def model_info(self) -> tuple[str, int] | None:
-        if self._shard is None or not self.model_file.exists():
+        if self._shard is None or self._record is None:
             return None
-        data = json.loads(self.model_file.read_text())
-        return data["model"], int(data["dim"])
+        return self._record["model"], self._record["dim"]
 
-    def reset(self, model_name: str, dim: int) -> None:
+    def rebuild(
+        self,
+        model_name: str,
+        dim: int,
+        ids: Sequence[int],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+    ) -> None:
+        import uuid
+
         qe = self._qe
-        if self._shard is not None:
-            self._shard.close()
-            self._shard = None
-        self.model_file.unlink(
-            missing_ok=True
-        )  # first: a crash mid-reset leaves "no model", never a wrong one
-        shutil.rmtree(self.shard_dir, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        new_dir = self.root / f"shard-{uuid.uuid4().hex[:12]}"
         config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
-        self._shard = qe.EdgeShard.create(str(self.shard_dir), config)
-        schema = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
-        for name, kind in PAYLOAD_INDEXES.items():
-            self._shard.update(qe.UpdateOperation.create_field_index(name, schema[kind]))
-        _write_json(self.model_file, {"model": model_name, "dim": dim})
+        old_shard, old_dir = self._shard, self.shard_dir
+        self._shard, self.shard_dir = qe.EdgeShard.create(str(new_dir), config), new_dir
+        try:
+            schema = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
+            for name, kind in PAYLOAD_INDEXES.items():
+                self._shard.update(qe.UpdateOperation.create_field_index(name, schema[kind]))
+            self._put((model_name, dim), ids, vectors, payloads)
+            self._shard.flush()
+        except BaseException:
+            self._shard.close()
+            shutil.rmtree(new_dir, ignore_errors=True)
+            self._shard, self.shard_dir = old_shard, old_dir
+            raise
+        _fsync_dir(self.root)
+        record = {"model": model_name, "dim": dim, "shard": new_dir.name}
+        _write_json(self.model_file, record)  # the switch
+        self._record = record
+        if old_shard is not None:
+            old_shard.close()
+        self._remove_leftovers()
 
     def count(self) -> int:
         return 0 if self._shard is None else int(self._shard.count(self._qe.CountRequest(exact=True)))
@@ -269,7 +384,7 @@ class EdgeStore(VectorStore):
             for v, limit, f in zip(vectors.tolist(), limits, filters, strict=True)
         ]
         results = self._shard.query_batch(qe.QueryBatchRequest(requests))
-        return [[Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in points] for points in results]
+        return [self._hits(points) for points in results]
 
     def close(self) -> None:
         if self._shard is not None:
@@ -352,24 +467,76 @@ class ClientStore(VectorStore):
         meta = self._client.get_collection(self.collection).config.metadata or {}
         if "movierec_model" not in meta:
             return None
-        return str(meta["movierec_model"]), int(meta["movierec_dim"])
+        try:
+            return str(meta["movierec_model"]), int(meta["movierec_dim"])
+        except (KeyError, TypeError, ValueError):
+            raise DamagedError(
+                f"{self.describe()} has a damaged model record in its metadata ({meta}); "
+                "run `movierec embed --rebuild`"
+            ) from None
 
-    def reset(self, model_name: str, dim: int) -> None:
+    def rebuild(
+        self,
+        model_name: str,
+        dim: int,
+        ids: Sequence[int],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+    ) -> None:
+        """A new collection `<collection>-<id>` filled beside the old one, then the alias `<collection>`
+        switched to it in one `update_collection_aliases` call (Qdrant's own mechanism for this), then the
+        old collection dropped. A store from before aliases (a real collection under the name) is dropped
+        just before the switch: that one-time migration is the only non-atomic step."""
+        import uuid
+
         from qdrant_client import models
 
-        if self._exists():
-            self._client.delete_collection(self.collection)
+        alias, new = self.collection, f"{self.collection}-{uuid.uuid4().hex[:12]}"
         self._client.create_collection(
-            self.collection,
+            new,
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
             metadata={"movierec_model": model_name, "movierec_dim": dim},
         )
-        schema = {"keyword": models.PayloadSchemaType.KEYWORD, "integer": models.PayloadSchemaType.INTEGER}
-        with warnings.catch_warnings():
-            # Local mode warns that it ignores payload indexes; creating them keeps one code path.
-            warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
-            for name, kind in PAYLOAD_INDEXES.items():
-                self._client.create_payload_index(self.collection, name, schema[kind], wait=True)
+        try:
+            schema = {
+                "keyword": models.PayloadSchemaType.KEYWORD,
+                "integer": models.PayloadSchemaType.INTEGER,
+            }
+            with warnings.catch_warnings():
+                # Local mode warns that it ignores payload indexes; creating them keeps one code path.
+                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+                for name, kind in PAYLOAD_INDEXES.items():
+                    self._client.create_payload_index(new, name, schema[kind], wait=True)
+            self.collection = new  # fill it under its own name
+            self._put((model_name, dim), ids, vectors, payloads)
+        except BaseException:
+            self._client.delete_collection(new)
+            raise
+        finally:
+            self.collection = alias
+        old = self._alias_target()
+        actions: list[Any] = []
+        if old is not None:
+            actions.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        elif self._client.collection_exists(alias):
+            self._client.delete_collection(alias)  # the pre-alias layout, once
+        create = models.CreateAlias(collection_name=new, alias_name=alias)
+        actions.append(models.CreateAliasOperation(create_alias=create))
+        self._client.update_collection_aliases(change_aliases_operations=actions)  # the switch
+        for name in self._leftovers(keep=new):
+            self._client.delete_collection(name)
+
+    def _alias_target(self) -> str | None:
+        for a in self._client.get_aliases().aliases:
+            if a.alias_name == self.collection:
+                return str(a.collection_name)
+        return None
+
+    def _leftovers(self, keep: str) -> list[str]:
+        """Collections of earlier builds (and of builds killed before their switch)."""
+        prefix = f"{self.collection}-"
+        names = [c.name for c in self._client.get_collections().collections]
+        return [n for n in names if n.startswith(prefix) and n != keep and len(n) == len(keep)]
 
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count) if self._exists() else 0
@@ -413,10 +580,7 @@ class ClientStore(VectorStore):
             for v, limit, f in zip(vectors.tolist(), limits, filters, strict=True)
         ]
         responses = self._client.query_batch_points(self.collection, requests=requests)
-        return [
-            [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
-            for response in responses
-        ]
+        return [self._hits(response.points) for response in responses]
 
     def close(self) -> None:
         if self._owned:
@@ -427,11 +591,12 @@ class ClientStore(VectorStore):
 
 
 @contextlib.contextmanager
-def open_store(settings: Settings, wait: float | None = None) -> Iterator[VectorStore]:
+def open_store(settings: Settings, wait: float | None = None, repair: bool = False) -> Iterator[VectorStore]:
     """Open the configured store for one unit of work and close it straight after.
 
     File backends are exclusive to one process: wait up to `wait` seconds (default
-    `settings.lock_timeout`) for another holder, then raise BusyError naming it.
+    `settings.lock_timeout`) for another holder, then raise BusyError naming it. A damaged store raises
+    DamagedError, or with `repair` opens as empty so that a rebuild can replace it.
     """
     wait = settings.lock_timeout if wait is None else wait
     url = settings.qdrant_url
@@ -442,7 +607,7 @@ def open_store(settings: Settings, wait: float | None = None) -> Iterator[Vector
         if url:
             store = ClientStore(url, settings.collection, settings.qdrant_api_key)
         else:
-            store = EdgeStore(settings.edge_path)
+            store = EdgeStore(settings.edge_path, repair=repair)
         try:
             yield store
         finally:

@@ -179,7 +179,10 @@ def test_sigkill_mid_run_leaves_previous_results_and_is_marked_abandoned(planted
     proc.communicate()
 
     assert world.lists(planted, "zombies") == before
-    assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "running")]
+    # Issue 9: a reader sees the dead run as abandoned at once (its batch lock is free), not 'running'.
+    assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "abandoned")]
+    report = CliRunner().invoke(main, ["batch", "report"])
+    assert report.exit_code == 0 and "run 2 (started" in report.output and "abandoned" in report.output
 
     # What a kill during the write would leave behind: a partial file and one no view names.
     (runs_dir(planted) / "run-000002.parquet.tmp").write_bytes(b"partial")
@@ -273,7 +276,10 @@ def test_sigkill_after_the_run_file_is_written_but_before_publish(planted: Setti
             proc.kill()
             proc.communicate()
     assert world.lists(planted, "zombies") == before
-    assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "running")]
+    # Issue 9: a reader sees the dead run as abandoned at once (its batch lock is free), not 'running'.
+    assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "abandoned")]
+    report = CliRunner().invoke(main, ["batch", "report"])
+    assert report.exit_code == 0 and "run 2 (started" in report.output and "abandoned" in report.output
     run_batch(planted)
     assert [(r, s) for r, s, _, _ in _runs(planted)] == [(1, "succeeded"), (2, "abandoned"), (3, "succeeded")]
     assert not file2.exists()

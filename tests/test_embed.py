@@ -15,7 +15,7 @@ from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import NotFoundError
 from movierec.ingest.embed import embed_movies
-from movierec.ingest.text import clean_title, movie_text, movie_texts
+from movierec.ingest.text import GENRE_WORDS, clean_title, genre_text, movie_texts, title_text
 from movierec.store import open_store
 
 
@@ -26,26 +26,35 @@ def test_clean_title_drops_every_parenthesised_part() -> None:
     assert clean_title("Untitled Home Video") == "Untitled Home Video"
 
 
-def test_movie_text_is_title_then_genres_then_tags() -> None:
-    genres = ["Adventure", "Animation", "Children"]
-    assert movie_text("Toy Story (1995)", genres) == "Toy Story Adventure Animation Children"
-    assert movie_text("Pulse (2001)", ["(no genres listed)"]) == "Pulse"
-    assert movie_text("Heat (1995)", [], ["heist", "los angeles"]) == "Heat heist los angeles"
+def test_title_text_is_title_then_tags_and_genre_text_uses_the_genre_words() -> None:
+    assert title_text("Toy Story (1995)") == "Toy Story"
+    assert title_text("Heat (1995)", ["heist", "los angeles"]) == "Heat heist los angeles"
+    assert title_text("(Untitled)") == "(Untitled)"  # nothing left after cleaning: the raw title
+    assert genre_text(["Romance", "War"]) == f"{GENRE_WORDS['Romance']}. {GENRE_WORDS['War']}"
+    assert genre_text(["(no genres listed)"]) == "" and genre_text([]) == ""
+    assert genre_text(["Mumblecore"]) == "Mumblecore"  # a label without words of its own: its name
+
+
+def test_every_movielens_genre_has_its_words() -> None:
+    movielens = "Action Adventure Animation Children Comedy Crime Documentary Drama Fantasy Film-Noir Horror"
+    movielens += " IMAX Musical Mystery Romance Sci-Fi Thriller War Western"
+    assert set(GENRE_WORDS) == set(movielens.split())
 
 
 def test_movie_texts_from_duckdb_with_most_frequent_tags(settings: Settings) -> None:
     add_movies(settings)
     with connect(settings, read_only=True) as con:
         plain = {m.movie_id: m for m in movie_texts(con)}
-        tagged = {m.movie_id: m.text for m in movie_texts(con, with_tags=True, tags_per_movie=2)}
+        tagged = {m.movie_id: m.title_text for m in movie_texts(con, with_tags=True, tags_per_movie=2)}
     assert len(plain) == len(MOVIES)
-    assert plain[15].text == "Untitled Home Video" and plain[15].genres == [] and plain[15].year is None
-    assert plain[14].text == "Godfather, The Crime Drama"
+    assert plain[15].title_text == "Untitled Home Video" and plain[15].genre_text == ""
+    assert plain[15].genres == [] and plain[15].year is None
+    assert (plain[14].title_text, plain[14].genre_text) == ("Godfather, The", genre_text(["Crime", "Drama"]))
     # "mafia" x3 (any case) beats "classic" x1 and "al pacino" x1; ties go alphabetically; blank tags drop.
-    assert tagged[14] == "Godfather, The Crime Drama mafia al pacino"
-    assert tagged[1] == "Night of the Living Dead Horror zombies classic"
-    assert tagged[10] == "Interstellar Sci-Fi IMAX space"
-    assert tagged[5] == plain[5].text  # no tags: unchanged
+    assert tagged[14] == "Godfather, The mafia al pacino"
+    assert tagged[1] == "Night of the Living Dead zombies classic"
+    assert tagged[10] == "Interstellar space"
+    assert tagged[5] == plain[5].title_text  # no tags: unchanged
 
 
 @pytest.fixture
@@ -230,3 +239,32 @@ def test_a_model_that_fails_to_load_leaves_the_store_untouched(catalogue: Settin
     assert result.exit_code == 1 and "rebuilding" not in result.output
     with open_store(catalogue) as store:
         assert store.model_info() == ("offline-minilm", 384) and store.count() == len(MOVIES)
+
+
+@pytest.mark.slow
+def test_embed_leaves_the_query_encoder_and_restores_a_missing_one(catalogue: Settings) -> None:
+    from movierec.embedder import has_query_encoder, query_encoder_dir
+
+    embed_movies(catalogue)
+    assert has_query_encoder(catalogue.home, "offline-minilm")
+    shutil.rmtree(query_encoder_dir(catalogue.home, "offline-minilm"))
+    again = embed_movies(catalogue)
+    assert again.upserted == 0 and has_query_encoder(catalogue.home, "offline-minilm")
+
+
+@pytest.mark.slow
+def test_movie_vectors_weight_the_title_against_the_genre_words(catalogue: Settings) -> None:
+    import numpy as np
+
+    from movierec.embedder import encode, load_model, normalise
+    from movierec.ingest.embed import movie_vectors
+    from movierec.ingest.text import TITLE_WEIGHT
+
+    with connect(catalogue, read_only=True) as con:
+        movies = {m.movie_id: m for m in movie_texts(con)}
+    model = load_model(catalogue.model)
+    godfather, untitled = movies[14], movies[15]  # Crime|Drama; no genres
+    vectors = movie_vectors(model, [godfather, untitled])
+    title, genres, bare = encode(model, [godfather.title_text, godfather.genre_text, untitled.title_text])
+    np.testing.assert_allclose(vectors[0], normalise((TITLE_WEIGHT * title + genres)[None])[0], atol=1e-5)
+    np.testing.assert_allclose(vectors[1], bare, atol=1e-5)  # no genres: the title's own vector

@@ -10,6 +10,7 @@ import pytest
 
 from movierec.embedder import encode, load_model, model_dim, resolve_model
 from movierec.errors import ModelError
+from movierec.ingest.search import read_queries
 
 pytestmark = pytest.mark.slow  # loads the real offline model once per test process
 
@@ -82,3 +83,179 @@ def test_broken_model_directory(tmp_path: Path) -> None:
     (broken / "config.json").write_text("{not json")
     with pytest.raises(ModelError, match=r"cannot load model"):
         load_model(str(broken))
+
+
+# --------------------------------------------------------------------------- ONNX query encoder
+
+QUERIES = [
+    "Horror films with zombies",
+    "love stories",
+    "Amélie Poulain, comédie romantique",  # non-ASCII
+    "films about the second world war " * 80,  # longer than max_seq_length: truncated the same way
+]
+
+
+def test_onnx_query_encoder_gives_the_embedding_vectors(model, tmp_path: Path) -> None:
+    from movierec.embedder import _onnx_encoder, encode_queries, export_query_encoder
+
+    directory = export_query_encoder(model, "offline-minilm", tmp_path)
+    assert directory is not None and (directory / "model.onnx").is_file()
+    misses = _onnx_encoder.cache_info().misses
+    fast = encode_queries("offline-minilm", QUERIES, tmp_path)
+    assert _onnx_encoder.cache_info().misses == misses + 1  # the ONNX path answered
+    np.testing.assert_allclose(fast, encode(model, QUERIES), atol=1e-5)
+    assert fast.dtype == np.float32
+    assert export_query_encoder(model, "offline-minilm", tmp_path) == directory  # current: kept
+
+
+def test_queries_without_an_export_use_the_model_and_write_nothing(model, tmp_path: Path) -> None:
+    from movierec.embedder import encode_queries
+
+    vectors = encode_queries("offline-minilm", QUERIES[:2], tmp_path)
+    np.testing.assert_allclose(vectors, encode(model, QUERIES[:2]), atol=1e-6)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- LaBSE's architecture
+
+
+def _tiny_labse(directory: Path) -> Path:
+    """A randomly initialised model built like sentence-transformers/LaBSE (BERT, CLS pooling, a 768-d
+    Dense layer with tanh, Normalize), small enough to build in a second; LaBSE itself cannot be
+    downloaded here. Saved as sentence-transformers saves LaBSE, so loading goes through our real code."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(0)
+    bert_dir = directory / "bert"
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "the",
+        "a",
+        "film",
+        "films",
+        "movie",
+        "love",
+        "war",
+        "horror",
+        "story",
+        "about",
+        "with",
+        "of",
+    ]
+    bert_dir.mkdir(parents=True)
+    (bert_dir / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizerFast(vocab_file=str(bert_dir / "vocab.txt"), do_lower_case=False).save_pretrained(bert_dir)
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+    )
+    BertModel(config).save_pretrained(bert_dir)
+    transformer = models.Transformer(str(bert_dir), max_seq_length=64)
+    modules = [
+        transformer,
+        models.Pooling(32, pooling_mode="cls"),
+        models.Dense(32, 768, activation_function=torch.nn.Tanh()),
+        models.Normalize(),
+    ]
+    out = directory / "tiny-labse"
+    SentenceTransformer(modules=modules, device="cpu").save(str(out))
+    return out
+
+
+def test_labse_architecture_is_configured_from_the_model_directory(tmp_path: Path) -> None:
+    """Pooling (CLS), the Dense layer, normalisation and dimension 768 come from the saved model's own
+    config through load_model, the ONNX export reproduces them, and the store records 768."""
+    import json
+
+    from vector_world import add_movies
+
+    from movierec.config import Settings
+    from movierec.embedder import encode_queries, query_encoder_dir
+    from movierec.ingest.embed import embed_movies
+    from movierec.store import open_store
+
+    path = str(_tiny_labse(tmp_path))
+    modules = json.loads((Path(path) / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
+    model = load_model(path)
+    assert model_dim(model) == 768
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["Transformer", "Pooling", "Dense", "Normalize"]
+    pooling = json.loads((Path(path) / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode"] == "cls"  # as LaBSE ships it
+    assert model[1].get_config_dict()["pooling_mode"] == "cls"  # and as load_model built it
+    assert model[2].get_config_dict()["out_features"] == 768
+    vectors = encode(model, ["love story", "war film about soldiers"])
+    assert vectors.shape == (2, 768)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+    settings = Settings(home=tmp_path / "home", model=path)
+    add_movies(settings)
+    summary = embed_movies(settings)
+    assert (summary.dim, summary.model) == (768, path)
+    with open_store(settings) as store:
+        assert store.model_info() == (path, 768)
+    assert (query_encoder_dir(settings.home, path) / "model.onnx").is_file()
+    np.testing.assert_allclose(
+        encode_queries(path, ["love story", "war film"], settings.home),
+        encode(model, ["love story", "war film"]),
+        atol=1e-5,
+    )
+
+
+def test_a_changed_model_directory_makes_the_export_stale(tmp_path: Path) -> None:
+    from movierec.embedder import _current_export, export_query_encoder, query_encoder_dir
+
+    path = _tiny_labse(tmp_path)
+    model = load_model(str(path))
+    directory = export_query_encoder(model, str(path), tmp_path / "home")
+    assert directory == query_encoder_dir(tmp_path / "home", str(path))
+    assert _current_export(directory, str(path)) is not None
+    assert _current_export(directory, "another-name") is None
+    (path / "config_sentence_transformers.json").write_text(
+        (path / "config_sentence_transformers.json").read_text() + " "
+    )
+    assert _current_export(directory, str(path)) is None
+
+
+# --------------------------------------------------------------------------- non-English queries
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "películas de terror",
+        "films d'horreur avec des zombies",
+        "Filme über den Krieg",
+        "фильмы ужасов",
+        "恐怖电影",
+    ],
+)
+def test_clearly_non_english_queries_are_noticed(text: str) -> None:
+    from movierec.embedder import language_notice, looks_non_english
+
+    assert looks_non_english(text)
+    notice = language_notice("offline-minilm", text)
+    assert notice is not None and "\n" not in notice and "LaBSE" in notice
+    assert language_notice("sentence-transformers/LaBSE", text) is None  # multilingual: nothing to say
+
+
+def test_english_and_ambiguous_queries_get_no_notice() -> None:
+    from conftest import QUERIES_CSV
+
+    from movierec.embedder import looks_non_english
+
+    held_out = Path(__file__).resolve().parents[1] / "benchmarks" / "queries_heldout.csv"
+    queries = [q for path in (QUERIES_CSV, held_out) if path.exists() for q, _ in read_queries(path)]
+    queries += ["Amélie", "movies like Amélie", "robert de niro gangster", "Liebesfilme", "zombies die"]
+    assert [q for q in queries if looks_non_english(q)] == []

@@ -122,6 +122,19 @@ def test_cli_search_table_and_json(embedded: Settings) -> None:
     assert all(r["year"] <= 1980 for r in rows)
 
 
+@pytest.mark.slow
+def test_cli_search_notes_a_non_english_query_on_stderr_only(embedded: Settings) -> None:
+    runner = CliRunner()
+    home = ["--home", str(embedded.home)]
+    result = runner.invoke(main, ["search", "películas de terror", "-n", "2", "--json", *home])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 2  # stdout stays pure JSON
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("note: ") and "offline-minilm" in line and "LaBSE" in line
+    english = runner.invoke(main, ["search", "love stories", "-n", "2", *home])
+    assert english.exit_code == 0 and english.stderr == ""
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -163,7 +176,8 @@ def test_genre_precision_on_the_small_catalogue(embedded: Settings) -> None:
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_real_ml_latest_small_end_to_end(settings: Settings, ml_small: Path) -> None:
-    """ingest -> embed -> embed again (nothing to do) -> search; genre precision@10 >= 0.9."""
+    """ingest -> embed -> embed again (nothing to do) -> search; genre precision@10 >= 0.95 on the
+    development queries and >= 0.9 on the held-out ones (measured 1.0 and 0.956, BENCHMARKS.md)."""
     from conftest import QUERIES_CSV
 
     runner = CliRunner()
@@ -182,4 +196,6 @@ def test_real_ml_latest_small_end_to_end(settings: Settings, ml_small: Path) -> 
         pytest.skip(f"evaluation queries not found at {QUERIES_CSV}")
     quality = genre_precision(settings, read_queries(QUERIES_CSV), k=10)
     mean = sum(r["precision"] for r in quality) / len(quality)
-    assert mean >= 0.9, quality
+    assert mean >= 0.95, quality
+    held_out = genre_precision(settings, read_queries(ROOT / "benchmarks" / "queries_heldout.csv"), k=10)
+    assert sum(r["precision"] for r in held_out) / len(held_out) >= 0.9, held_out

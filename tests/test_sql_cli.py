@@ -37,7 +37,7 @@ def test_sql_cannot_write(settings: Settings) -> None:
     _seed(settings)
     result = CliRunner().invoke(main, ["sql", "DELETE FROM movies"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: SQL failed:") and result.output.count("\n") == 1
+    assert result.output.startswith("Error: movierec sql only reads") and result.output.count("\n") == 1
     with connect(settings, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM movies").fetchone() == (2,)
 

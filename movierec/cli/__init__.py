@@ -12,18 +12,35 @@ from typing import Any
 import click
 
 from movierec import __version__
-from movierec.cli import batch, cf, ingest, pipeline, sql, vectors
+from movierec.cli import batch, cf, doctor, ingest, pipeline, sql, vectors
 from movierec.errors import MovierecError
 
 
 class MovierecGroup(click.Group):
-    """Turns our own exceptions into a one-line error and exit code 1, wherever they are raised."""
+    """Turns our own exceptions into a one-line error and exit code 1, wherever they are raised; so are
+    database errors and OS errors (a damaged file found mid-command, a disk full), which name what failed
+    and point at `movierec check`."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MovierecError as exc:
             raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            line = _external_error(exc)
+            if line is None:
+                raise
+            raise click.ClickException(line) from exc
+
+
+def _external_error(exc: Exception) -> str | None:
+    """One line for a DuckDB or OS error that reached the top; None for anything else (a bug: traceback)."""
+    first = (str(exc).splitlines() or [""])[0][:300]
+    if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):
+        return f"database error: {first}; run `movierec check` to see what is damaged and how to recover"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {first}"
+    return None
 
 
 @click.group(cls=MovierecGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,6 +53,6 @@ def main() -> None:
     """
 
 
-for _module in (ingest, vectors, cf, batch, pipeline, sql):
+for _module in (ingest, vectors, cf, batch, pipeline, sql, doctor):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -10,6 +10,7 @@ from movierec.cli.options import (
     alpha_option,
     echo_json,
     echo_table,
+    engine_options,
     filter_options,
     format_cell,
     json_option,
@@ -196,8 +197,13 @@ def batch_group() -> None:
 @json_option
 @quiet_option
 @settings_options
+@engine_options
 def batch_run(settings: Settings, alpha: float, as_json: bool, quiet: bool) -> None:
-    """Score every enabled saved query for its users and publish the lists in one transaction."""
+    """Score every enabled saved query for its users and publish the lists in one transaction.
+
+    With --engine ray the scoring runs as tasks on a Ray cluster; the driver (this process) still encodes,
+    fetches candidates and publishes.
+    """
     from movierec.batch.run import run_batch
 
     summary = run_batch(settings, alpha=alpha, progress=not quiet)
@@ -225,9 +231,11 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
         return
     run = rep["run"]
     click.echo(
-        f"run {run['run_id']} ({run['status']}, {run['finished_at']}): {run['n_rows']:,} rows, "
-        f"{run['n_users']:,} users, model {run['cf_model_version']}, alpha {run['alpha']}"
+        f"run {run['run_id']} ({run['status']}, {run['finished_at']}): {run['n_rows'] or 0:,} rows, "
+        f"{run['n_users'] or 0:,} users, model {run['cf_model_version']}, alpha {run['alpha']}"
     )
+    for note in rep["notes"]:
+        click.echo(f"note: {note}")
     echo_table(rep["queries"], ["query", "candidates_found", "users_served", "genre_precision",
                            "personalisation", "coverage", "distinct_movies"])  # fmt: skip
 
@@ -247,7 +255,10 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
 def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **kw: Any) -> None:
     """Personalised list for USER_ID and TEXT, computed now exactly as the nightly batch would."""
     from movierec.batch.recommend import recommend
+    from movierec.embedder import language_notice
 
+    if notice := language_notice(settings.model, text):
+        click.echo(f"note: {notice}", err=True)
     res = recommend(settings, user_id, text, **kw)
     if res.notice:
         click.echo(f"note: {res.notice}", err=True)

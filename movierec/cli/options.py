@@ -34,6 +34,35 @@ def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+ENGINES = ("local", "ray")  # movierec.config.Settings.engine; here so that `--help` needs no pydantic
+
+
+def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine/--ray-address for the commands that run the batch; folded into `settings` (flag > env >
+    movierec.toml). Apply below `settings_options`."""
+
+    @click.option(
+        "--engine", type=click.Choice(ENGINES),
+        help="Score here (local) or in tasks on a Ray cluster (ray, extra `movierec[ray]`) "
+        "[env MOVIEREC_ENGINE; default local].",
+    )  # fmt: skip
+    @click.option(
+        "--ray-address",
+        help="Ray cluster to run on, HOST:PORT of its head (GCS) or ray://HOST:10001; default: a local "
+        "cluster of this machine's cores [env MOVIEREC_RAY_ADDRESS or RAY_ADDRESS].",
+    )
+    @functools.wraps(f)
+    def wrapper(*args: Any, settings: Any, engine: str | None, ray_address: str | None, **kw: Any) -> Any:
+        from movierec.errors import BadInputError
+
+        settings = settings.replace(engine=engine, ray_address=ray_address)
+        if ray_address and settings.engine != "ray":
+            raise BadInputError("--ray-address is for the Ray engine: add --engine ray")
+        return f(*args, settings=settings, **kw)
+
+    return wrapper
+
+
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """--genre/--exclude-genre/--year-min/--year-max: the payload filters of search, queries and recommend."""
     for opt in reversed(

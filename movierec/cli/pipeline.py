@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from movierec.cli.options import alpha_option, echo_json, json_option, quiet_option, settings_options
+from movierec.cli.options import (
+    alpha_option,
+    echo_json,
+    engine_options,
+    json_option,
+    quiet_option,
+    settings_options,
+)
 
 if TYPE_CHECKING:
     from movierec.config import Settings
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
 @json_option
 @quiet_option
 @settings_options
+@engine_options
 def nightly_cmd(
     settings: Settings,
     data_dir: str | None,

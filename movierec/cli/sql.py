@@ -1,7 +1,8 @@
 """`movierec sql`: read-only SQL over the project database, for analysts and scripts.
 
-It opens the file read-only (so it can never change anything) and, like every reader, waits briefly while
-the nightly job holds its short publish lock.
+It opens the file read-only and confined (movierec.db.confine): only SELECT statements, reading the
+database and the published run files, nothing else on disk or the network. Like every reader it waits
+briefly while the nightly job holds its short publish lock.
 """
 
 from __future__ import annotations
@@ -23,29 +24,21 @@ if TYPE_CHECKING:
 def sql(settings: Settings, query: str, as_json: bool) -> None:
     """Run a read-only SQL QUERY against the movierec database and print the rows.
 
+    Only SELECT (and EXPLAIN) over the database and the published run files: no file reads or writes
+    elsewhere, no ATTACH, COPY, EXPORT or extension installs.
+
     Example: movierec sql "SELECT query_name, count(*) FROM latest_recommendations GROUP BY 1"
     """
-    import duckdb
+    from movierec.db import run_analyst_sql
 
-    from movierec.db import connect
-    from movierec.errors import BadInputError
-
-    if not query.strip():
-        raise BadInputError("empty SQL query")
-    with connect(settings, read_only=True) as con:
-        try:
-            cur = con.execute(query)
-        except duckdb.Error as exc:
-            first_line = str(exc).splitlines()[0]
-            raise BadInputError(f"SQL failed: {first_line}") from exc
-        if cur.description is None:
-            return
-        columns = [d[0] for d in cur.description]
-        rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    columns, rows = run_analyst_sql(settings, query)
+    if not columns:
+        return
+    records = [dict(zip(columns, row, strict=True)) for row in rows]
     if as_json:
-        echo_json(rows)
+        echo_json(records)
     else:
-        echo_table(rows, columns)
+        echo_table(records, columns)
 
 
 COMMANDS: list[click.Command] = [sql]

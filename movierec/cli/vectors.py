@@ -35,18 +35,26 @@ BATCH_SIZE = 64
     help="Texts per model forward pass.",
 )
 @click.option("--with-tags", is_flag=True, help="Append each movie's most frequent user tags to its text.")
+@click.option(
+    "--rebuild", is_flag=True, help="Re-embed every movie into a new store that replaces the old one."
+)
 @json_option
 @quiet_option
-def embed(settings: Settings, batch_size: int, with_tags: bool, as_json: bool, quiet: bool) -> None:
+def embed(
+    settings: Settings, batch_size: int, with_tags: bool, rebuild: bool, as_json: bool, quiet: bool
+) -> None:
     """Embed every movie's title and genres into the vector store (incremental).
 
     Only new or changed movies are embedded and upserted; movies gone from the catalogue are removed.
-    A store built by another model is rebuilt. Uses the embedded Qdrant Edge store under HOME, or the
-    Qdrant server at --qdrant-url / QDRANT_URL.
+    A store built by another model is rebuilt (--rebuild forces it, e.g. for a damaged store): the new
+    store is built beside the old one and switched in at the end. Uses the embedded Qdrant Edge store
+    under HOME, or the Qdrant server at --qdrant-url / QDRANT_URL.
     """
     from movierec.ingest.embed import embed_movies
 
-    summary = embed_movies(settings, batch_size=batch_size, with_tags=with_tags, progress=not quiet)
+    summary = embed_movies(
+        settings, batch_size=batch_size, with_tags=with_tags, progress=not quiet, rebuild=rebuild
+    )
     if as_json:
         echo_json(summary.as_dict())
     else:
@@ -73,8 +81,12 @@ def search(
 
     Example: movierec search "space adventure" --genre Sci-Fi --year-min 1980
     """
+    from movierec.embedder import language_notice
     from movierec.ingest.search import search as run_search
     from movierec.store import SearchFilter
+
+    if notice := language_notice(settings.model, text):
+        click.echo(f"note: {notice}", err=True)
 
     flt = SearchFilter(genres=genres, exclude_genres=exclude_genres, year_min=year_min, year_max=year_max)
     rows = run_search(settings, text, limit=limit, flt=flt)

@@ -1,0 +1,209 @@
+"""`movierec check`: is every artifact usable, and if not, what recovers it.
+
+Top layer (beside the pipeline): it looks at what each stage left behind through the stages' public
+fronts. Each check gives a `Finding` (ok or not, what, and the command that recovers); nothing is changed.
+The cheap part (`full=False`: the database opens and its tables and views resolve; the run files exist)
+runs first in `movierec nightly`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from movierec.config import Settings
+from movierec.errors import MovierecError
+
+TABLES = (
+    "movies",
+    "ratings",
+    "tags",
+    "links",
+    "cf_models",
+    "saved_queries",
+    "batch_runs",
+    "batch_run_queries",
+)
+VIEWS = ("recommendations", "latest_recommendations")
+RESTORE_DB = "restore the database from a backup, or move it away and run `movierec ingest DIR` to rebuild it"
+
+
+@dataclass
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.check}: {self.detail}" + (f" -> {self.fix}" if self.fix else "")
+
+
+@dataclass
+class Checkup:
+    findings: list[Finding]
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if not f.ok]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "findings": [asdict(f) for f in self.findings]}
+
+
+def _error(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+def check(settings: Settings, full: bool = True) -> Checkup:
+    """Every check (`full`), or only the cheap database ones; never raises for what it finds."""
+    findings: list[Finding] = []
+    db_ok = _check_database(settings, findings)
+    if db_ok:
+        _check_runs(settings, findings, full)
+    if full and db_ok:
+        _check_model(settings, findings)
+    if full:
+        _check_store(settings, findings)
+    return Checkup(findings)
+
+
+def _check_database(settings: Settings, out: list[Finding]) -> bool:
+    import duckdb
+
+    from movierec.db import connect
+
+    path = settings.db_path
+    if not path.exists():
+        out.append(Finding("database", False, f"no database at {path}", "run `movierec ingest DIR`"))
+        return False
+    try:
+        with connect(settings, read_only=True) as con:
+            missing = []
+            for name in (*TABLES, *VIEWS):
+                try:
+                    con.execute(f"SELECT count(*) FROM (SELECT * FROM {name} LIMIT 1)").fetchone()
+                except duckdb.CatalogException:
+                    missing.append(name)
+                except duckdb.Error:
+                    if name in VIEWS:  # a view over a damaged run file: reported by the run checks
+                        continue
+                    raise
+            n_movies = (
+                con.execute("SELECT count(*) FROM movies").fetchone()[0] if "movies" not in missing else 0
+            )
+    except MovierecError as exc:
+        out.append(Finding("database", False, _error(exc), RESTORE_DB))
+        return False
+    except duckdb.Error as exc:
+        out.append(Finding("database", False, f"{path}: {_error(exc)}", RESTORE_DB))
+        return False
+    if missing:
+        fix = "run any writing command (e.g. `movierec ingest DIR`) to create them"
+        out.append(Finding("database", False, f"{path} lacks {', '.join(missing)}", fix))
+        return False
+    detail = f"{path} opens; {len(TABLES)} tables and {len(VIEWS)} views resolve; {n_movies:,} movies"
+    out.append(Finding("database", True, detail))
+    return True
+
+
+def _check_runs(settings: Settings, out: list[Finding], full: bool) -> None:
+    import duckdb
+
+    from movierec.db import connect, missing_run_files, run_file, succeeded_runs
+
+    with connect(settings, read_only=True) as con:
+        runs = succeeded_runs(con)
+        bad = missing_run_files(con, settings.db_path, runs)
+        for run_id in runs:
+            if run_id in bad or not full:
+                continue
+            try:
+                con.execute(
+                    "SELECT sum(score), count(*) FROM read_parquet(?)",
+                    [str(run_file(settings.db_path, run_id))],
+                )
+            except duckdb.Error as exc:
+                bad[run_id] = run_file(settings.db_path, run_id)
+                out.append(
+                    Finding(
+                        f"run {run_id}", False, _error(exc), "run `movierec batch run` to publish new lists"
+                    )
+                )
+    for run_id, path in bad.items():
+        out.append(Finding(f"run {run_id}", False, f"published file {path} is missing or damaged",
+                           "run `movierec batch run` to publish new lists"))  # fmt: skip
+    if not runs:
+        out.append(
+            Finding("published runs", True, "none yet (run `movierec batch run` after adding queries)")
+        )
+    elif not bad:
+        out.append(Finding("published runs", True, f"{len(runs)} runs, every file present"
+                                                   + (" and readable" if full else "")))  # fmt: skip
+
+
+def _check_model(settings: Settings, out: list[Finding]) -> None:
+    from movierec.cf import check_model, current_model, load_current_model
+
+    try:
+        record = current_model(settings)
+        if record is None:
+            out.append(Finding("CF model", False, "no current model", "run `movierec train`"))
+            return
+        _, model = load_current_model(settings)
+        check_model(model)
+    except MovierecError as exc:
+        out.append(Finding("CF model", False, _error(exc), "run `movierec train`"))
+        return
+    out.append(Finding("CF model", True, f"{record.version} loads, finite, ranks sanely"))
+
+
+def _check_store(settings: Settings, out: list[Finding]) -> None:
+    import numpy as np
+
+    from movierec.db import connect
+    from movierec.store import open_store
+
+    fix = "run `movierec embed --rebuild`"
+    try:
+        with connect(settings, read_only=True) as con:
+            movie_ids = {r[0] for r in con.execute("SELECT movie_id FROM movies").fetchall()}
+    except Exception:  # noqa: BLE001 - the database check reports it
+        movie_ids = set()
+    try:
+        with open_store(settings) as store:
+            info = store.model_info()
+            count = store.count()
+            if info is None:
+                detail = f"{store.describe()} records no model ({count} points)"
+                out.append(Finding("vector store", False, detail, "run `movierec embed`"))
+                return
+            if info[0] != settings.model:
+                detail = f"built with {info[0]}, configured model is {settings.model}"
+                out.append(
+                    Finding("vector store", False, detail, f"run `movierec embed --model {settings.model}`")
+                )
+                return
+            stored = set(store.payload_values("movie_id"))
+            if count and movie_ids:
+                probe = np.zeros(info[1], np.float32)
+                probe[0] = 1.0
+                store.search(probe, 10)  # a damaged vector file gives impossible similarities
+    except MovierecError as exc:
+        out.append(Finding("vector store", False, _error(exc), fix))
+        return
+    except Exception as exc:  # noqa: BLE001 - the engine's own errors on damaged files
+        out.append(Finding("vector store", False, f"{type(exc).__name__}: {_error(exc)}", fix))
+        return
+    if stored != movie_ids:
+        detail = (f"{count:,} points vs {len(movie_ids):,} movies in the catalogue "
+                  f"({len(movie_ids - stored):,} missing, {len(stored - movie_ids):,} extra)")  # fmt: skip
+        out.append(Finding("vector store", False, detail, "run `movierec embed`"))
+        return
+    out.append(
+        Finding("vector store", True, f"{info[0]} ({info[1]}-d), {count:,} points match the catalogue")
+    )
