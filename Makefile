@@ -10,7 +10,7 @@ install:
 	$(PIP) install --quiet --upgrade pip
 	# torch first, pinned: this resolves to the local CPU wheel; unpinned, pip pulls GBs of CUDA packages.
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev,bench]'
+	$(PIP) install --quiet -e '.[dev,bench,ray]'
 
 # Lint first (a second): style drift fails CI like a broken test.
 test: lint

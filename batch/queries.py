@@ -15,8 +15,9 @@ import duckdb
 
 from movierec.catalog import validate_genres
 from movierec.errors import BadInputError, NotFoundError
+from movierec.limits import MAX_LIST, check_range, check_user_id, check_year
 
-DEFAULT_CANDIDATES = 250
+DEFAULT_CANDIDATES = 250  # at most movierec.limits.MAX_LIST (100,000)
 DEFAULT_TOP_N = 10
 
 _COLUMNS = (
@@ -59,6 +60,7 @@ def validate(con: duckdb.DuckDBPyConnection, q: SavedQuery) -> SavedQuery:
     for label, value in (("candidates", q.candidates), ("top-n", q.top_n)):
         if value <= 0:
             raise BadInputError(f"query {name!r}: --{label} must be a positive number, got {value}")
+    check_range("--candidates", q.candidates, 1, MAX_LIST, f"query {name!r}: ")
     if q.top_n > q.candidates:
         raise BadInputError(
             f"query {name!r}: --top-n {q.top_n} is larger than --candidates {q.candidates}; "
@@ -67,6 +69,7 @@ def validate(con: duckdb.DuckDBPyConnection, q: SavedQuery) -> SavedQuery:
     for label, value in (("year-min", q.year_min), ("year-max", q.year_max)):
         if value is not None and value <= 0:
             raise BadInputError(f"query {name!r}: --{label} must be a positive year, got {value}")
+        check_year(f"--{label}", value, f"query {name!r}: ")
     if q.year_min is not None and q.year_max is not None and q.year_min > q.year_max:
         raise BadInputError(f"query {name!r}: --year-min {q.year_min} is after --year-max {q.year_max}")
     if q.users is not None:
@@ -75,6 +78,8 @@ def validate(con: duckdb.DuckDBPyConnection, q: SavedQuery) -> SavedQuery:
         bad = [u for u in q.users if u <= 0]
         if bad:
             raise BadInputError(f"query {name!r}: user ids must be positive, got {bad[0]}")
+        for u in q.users:
+            check_user_id(u, f"query {name!r}: ")
     if overlap := set(q.genres) & set(q.exclude_genres):
         raise BadInputError(f"query {name!r}: genre {sorted(overlap)[0]!r} is both wanted and excluded")
     genres, excluded = tuple(q.genres), tuple(q.exclude_genres)

@@ -12,12 +12,11 @@ from movierec import catalog
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
 from movierec.batch.run import check_alpha
-from movierec.cf import SOURCE_CF, SOURCE_COLD, load_current_model
-from movierec.cf.foldin import mark_folded, with_fresh_users
-from movierec.cf.ranking import SOURCE_FOLD
+from movierec.cf import SOURCE_CF, SOURCE_COLD, SOURCE_FOLD, load_current_model, mark_folded, with_fresh_users
 from movierec.config import Settings
 from movierec.db import connect, require_run_file
 from movierec.errors import NotFoundError
+from movierec.limits import check_user_id
 
 HISTORY_SIZE = 5
 
@@ -45,6 +44,7 @@ def recommend(
 ) -> AdHoc:
     """One user's personalised list for a text, ranked exactly as the nightly batch would rank it."""
     check_alpha(alpha)
+    check_user_id(user_id)
     q = SavedQuery(
         "ad hoc", text, tuple(genres), tuple(exclude_genres), year_min, year_max, candidates, top_n
     )
@@ -140,6 +140,7 @@ def published(
 
 def show(settings: Settings, user_id: int, query: str | None = None) -> list[dict[str, Any]]:
     """The lists the last successful batch run published for a user (all queries, or one)."""
+    check_user_id(user_id)
     with connect(settings, read_only=True) as con:
         columns, rows = published(con, user_id, query)
         if not rows:

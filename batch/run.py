@@ -5,8 +5,10 @@ Lifecycle, designed so analysts can read the database while the job works:
    process as 'abandoned', record this run as 'running', read the saved queries;
 2. encode the queries, fetch candidates from the store, read users and the candidates' ratings through a
    read-only connection that is closed again before scoring (other processes can read and write meanwhile);
-3. rank in memory through the model contract (`Recommender.recommend`, cf/ranking.py), streaming each
-   query's lists into the run's Parquet file;
+3. rank through the model contract (`Recommender.recommend`, cf/ranking.py), streaming each query's lists
+   into the run's Parquet file; or, with `Settings.engine == "ray"`, in Ray tasks that write the run's
+   Parquet parts (batch/ray_engine.py: the cluster is joined before the run is recorded, so a dead address
+   records nothing);
 4. publish in one short write transaction (batch/publish.py): the run marked 'succeeded', the
    `recommendations` view pointed at the kept runs' files, runs beyond `keep_runs` dropped. This is the
    only time other processes are locked out; its length is measured and printed.
@@ -16,7 +18,10 @@ way the previous run stays what `latest_recommendations` shows.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,13 +32,27 @@ import pyarrow as pa
 from movierec import catalog
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.lock import batch_lock
-from movierec.batch.publish import RunWriter, point_views, remove_orphans
+from movierec.batch.publish import (
+    NO_ROWS,
+    RunWriter,
+    delete_output,
+    point_views,
+    remove_orphans,
+    runs_location,
+)
 from movierec.batch.queries import SavedQuery, list_queries
-from movierec.cf import CF_FORMULA, Candidates, Recommender, cold_formula, load_current_model
-from movierec.cf.foldin import mark_folded, with_fresh_users
+from movierec.cf import (
+    CF_FORMULA,
+    Candidates,
+    Recommender,
+    cold_formula,
+    load_current_model,
+    mark_folded,
+    with_fresh_users,
+)
 from movierec.config import Settings
 from movierec.db import connect, transaction
-from movierec.errors import BadInputError, NotFoundError
+from movierec.errors import BadInputError, DamagedError, NotFoundError
 from movierec.progress import bar
 
 
@@ -46,6 +65,7 @@ class QueryStats:
     seconds: float = 0.0  # scoring time
     flops: float = 0.0  # of the CF matrix products
     matmul_seconds: float = 0.0  # time in those products
+    write_seconds: float = 0.0  # converting and writing the lists to Parquet
 
 
 @dataclass
@@ -78,14 +98,27 @@ def run_batch(settings: Settings, alpha: float = 0.0, progress: bool = False) ->
     """Compute and publish one run. Raises our errors on bad state; the previous run stays visible."""
     check_alpha(alpha)
     t_start = time.perf_counter()
-    with batch_lock(settings):
+    with batch_lock(settings), _engine(settings) as ray:
+        stages = {} if ray is None else {"start or join Ray": round(time.perf_counter() - t_start, 3)}
         run_id, queries = _start(settings, alpha)
         try:
-            summary = _compute_and_publish(settings, run_id, queries, alpha, progress, t_start)
+            summary = _compute_and_publish(settings, run_id, queries, alpha, progress, t_start, ray, stages)
         except BaseException as exc:
             _mark_failed(settings, run_id, exc)
             raise
     return summary
+
+
+@contextmanager
+def _engine(settings: Settings) -> Iterator[object | None]:
+    """The Ray module, connected, for `engine = "ray"` (None for the local engine)."""
+    if settings.engine != "ray":
+        yield None
+        return
+    from movierec.batch import ray_engine  # ray only when asked for
+
+    with ray_engine.cluster(settings) as ray:
+        yield ray
 
 
 def formula(settings: Settings) -> str:
@@ -100,6 +133,8 @@ def check_alpha(alpha: float) -> None:
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
     with connect(settings) as con, transaction(con):
+        running = "SELECT output FROM batch_runs WHERE status = 'running' AND output IS NOT NULL"
+        leftovers = [r[0] for r in con.execute(running).fetchall()]
         con.execute(
             "UPDATE batch_runs SET status = 'abandoned', finished_at = current_timestamp, "
             "error = 'the process stopped before publishing (killed or crashed)' WHERE status = 'running'"
@@ -111,22 +146,34 @@ def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
                 "`movierec queries add zombies 'zombie films' --genre Horror`"
             )
         run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM batch_runs").fetchone()[0]
+        output = runs_location(settings).output(run_id, parts=settings.engine == "ray")
         con.execute(
-            "INSERT INTO batch_runs (run_id, started_at, status, embedding_model, alpha, formula, n_queries) "
-            "VALUES (?, ?, 'running', ?, ?, ?, ?)",
-            [run_id, datetime.now(), settings.model, alpha, formula(settings), len(queries)],
+            "INSERT INTO batch_runs (run_id, started_at, status, embedding_model, alpha, formula, n_queries, "
+            "output) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+            [run_id, datetime.now(), settings.model, alpha, formula(settings), len(queries), output],
         )
         succeeded = {
             r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE status = 'succeeded'").fetchall()
         }
-    remove_orphans(settings, succeeded)  # files of killed runs; safe, we hold the batch lock
+    # Files of killed runs, where they were written and where runs go now; safe, we hold the batch lock.
+    for output in leftovers:
+        with contextlib.suppress(OSError, BadInputError):  # best effort: a location gone stays gone
+            delete_output(output)
+    remove_orphans(settings, succeeded)
     return run_id, queries
 
 
 def _compute_and_publish(
-    settings: Settings, run_id: int, queries: list[SavedQuery], alpha: float, progress: bool, t_start: float
+    settings: Settings,
+    run_id: int,
+    queries: list[SavedQuery],
+    alpha: float,
+    progress: bool,
+    t_start: float,
+    ray: object | None = None,
+    stages: dict[str, float] | None = None,
 ) -> RunSummary:
-    stages: dict[str, float] = {}
+    stages = {} if stages is None else stages
     mark = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -153,16 +200,43 @@ def _compute_and_publish(
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     stats: list[QueryStats] = []
     scoring_s, flops = 0.0, 0.0
-    out = RunWriter(settings, run_id)
-    try:
-        _score_all(
-            settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress, folded
+    if ray is None:
+        out = RunWriter(settings, run_id)
+        try:
+            _score_all(
+                settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress, folded
+            )
+            out.finish()
+        except BaseException:
+            out.abort()
+            raise
+        lap("score and write Parquet")
+    else:
+        from movierec.batch.ray_engine import score_and_write
+
+        location = runs_location(settings)
+        per_query = score_and_write(
+            ray,
+            settings,
+            run_id,
+            queries,
+            cands,
+            targets,
+            model,
+            seen,
+            alpha,
+            location,
+            progress,
+            lap,
+            folded,
         )
-        out.finish()
-    except BaseException:
-        out.abort()
-        raise
-    lap("score and write Parquet")
+        stats += [
+            QueryStats(q.name, len(c), int(d["users_served"]), int(d["n_rows"]), d["seconds"], d["flops"],
+                       d["matmul_seconds"], d["write_seconds"])
+            for q, c, d in zip(queries, cands, per_query, strict=True)
+        ]  # fmt: skip
+        if not sum(st.n_rows for st in stats):
+            raise DamagedError(NO_ROWS)
     scoring_s = sum(st.seconds for st in stats)
     flops = sum(st.flops for st in stats)
     matmul_s = sum(st.matmul_seconds for st in stats)
@@ -220,6 +294,7 @@ def _score_all(
             mark_folded(ranked, folded)
             seconds = time.perf_counter() - t0
             out.write(ranked.to_arrow(run_id, q.name))
+            write_seconds = time.perf_counter() - t0 - seconds
             stats.append(
                 QueryStats(
                     q.name,
@@ -229,6 +304,7 @@ def _score_all(
                     seconds,
                     ranked.flops,
                     ranked.matmul_seconds,
+                    write_seconds,
                 )
             )
 
@@ -272,8 +348,8 @@ def _publish(
         )
         dropped = point_views(con, settings, settings.keep_runs)
     lock_s = time.perf_counter() - t0  # closing (checkpoint) still excludes readers, so it counts
-    for f in dropped:  # no view names them any more
-        f.unlink(missing_ok=True)
+    for output in dropped:  # no view names them any more
+        delete_output(output)
     return lock_s
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_batch.py [--users 162541 --movies 62423 --ratings 25000095]
                                                [--queries 20 --candidates 250 --top-n 10 --sample 40]
+                                               [--engine local|ray [--ray-address ADDR]] [--reuse]
 
 Set-up (not timed, excluded by the issue): the synthetic MovieLens-shaped data set (cached under
 benchmarks/out/, shared with bench_ingest.py) is ingested into a fresh database; the vector store gets one
@@ -10,6 +11,12 @@ model is random factors of dim 128, registered as the current model. Ratings, se
 everything the batch does are real: the run is `movierec batch run` in a subprocess, whose wall time and
 peak RSS are measured. The reference approach (one Keras `predict` per user over its candidates) is timed
 on a sample of users with the real Keras CF model and extrapolated. Prints a Markdown table.
+
+With `--engine ray` the same run is made twice on the same set-up, first with the local engine, then with
+`--engine ray` (a local Ray cluster of this machine's cores, started by the run): the table gives both wall
+times and their ratio (the engine's overhead), the time per user-query list per core inside the Ray tasks,
+and what stays on the driver (encode, candidate fetch, reads, object store puts, publish). No Keras
+reference then.
 """
 
 from __future__ import annotations
@@ -162,6 +169,9 @@ def main() -> None:
     ap.add_argument("--top-n", type=int, default=10)
     ap.add_argument("--sample", type=int, default=40, help="users timed for the Keras reference")
     ap.add_argument("--reuse", action="store_true", help="reuse the set-up of the previous run")
+    ap.add_argument("--engine", choices=["local", "ray"], default="local")
+    ap.add_argument("--shard-users", type=int, help="users per Ray task (MOVIEREC_RAY_SHARD_USERS)")
+    ap.add_argument("--ray-address", help="join this running cluster instead of starting one per run")
     args = ap.parse_args()
 
     home = OUT / "bench-batch-home"
@@ -175,6 +185,14 @@ def main() -> None:
         "MOVIEREC_MODEL": "offline-minilm",
         "HF_HUB_OFFLINE": "1",
     }
+    if args.shard_users:
+        env["MOVIEREC_RAY_SHARD_USERS"] = str(args.shard_users)
+    if args.ray_address:
+        env["MOVIEREC_RAY_ADDRESS"] = args.ray_address
+        env.setdefault("RAY_AUTH_MODE", "token")  # `ray start` clusters use token authentication
+    if args.engine == "ray":
+        _compare_engines(env)
+        return
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.run(
@@ -217,6 +235,62 @@ def main() -> None:
         ("speed-up vs reference", f"{reference / wall:,.0f}x"),
     ]
     rows += [(f"step: {name} (s)", f"{sec:.1f}") for name, sec in s["stages"].items()]
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+def _run(env: dict[str, str], engine: str) -> tuple[float, float, dict]:
+    """One `movierec batch run --engine ENGINE` subprocess: (wall s, load average at start, summary)."""
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "movierec.cli", "batch", "run", "--json", "--quiet", "--engine", engine],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"batch run --engine {engine} failed: {proc.stderr[-2000:]}")
+    return wall, load, json.loads(proc.stdout)
+
+
+def _compare_engines(env: dict[str, str]) -> None:
+    local_wall, local_load, local = _run(env, "local")
+    ray_wall, ray_load, ray = _run(env, "ray")
+    lists = ray["n_users"] * ray["n_queries"]
+    assert local["n_rows"] == ray["n_rows"], (local["n_rows"], ray["n_rows"])
+    task_s = sum(q["seconds"] + q["write_seconds"] for q in ray["queries"])  # one core per task
+    rank_s = sum(q["seconds"] for q in ray["queries"])
+    st = ray["stages"]
+    tasks = st.get("ray: tasks (score, write parts)", 0.0)
+    driver = ray["seconds"] - tasks  # everything the driver does alone, Ray start-up included
+    startup = st.get("start or join Ray", 0.0)
+    address = env.get("MOVIEREC_RAY_ADDRESS")
+    where = f"joining the Ray cluster at {address}" if address else "a local Ray cluster started by the run"
+    print(
+        f"\n{dt.date.today()}, {os.cpu_count()} cores ({where}), load average "
+        f"{local_load:.1f} before the local run, {ray_load:.1f} before the Ray run (shared machine)\n"
+    )
+    print("| measure | value |")
+    print("| --- | ---: |")
+    rows = [
+        ("users x queries (lists)", f"{ray['n_users']:,} x {ray['n_queries']} = {lists:,}"),
+        ("rows published (both engines)", f"{ray['n_rows']:,}"),
+        ("local engine: wall time of `batch run` (s)", f"{local_wall:.1f}"),
+        ("ray engine: wall time of `batch run --engine ray` (s)", f"{ray_wall:.1f}"),
+        ("ratio ray / local", f"{ray_wall / local_wall:.2f}"),
+        ("ray: inside run_batch (s)", f"{ray['seconds']:.1f}"),
+        ("ray: tasks step, wall (s)", f"{tasks:.1f}"),
+        ("ray: task time summed over tasks, rank + write (core-s)", f"{task_s:.1f}"),
+        ("ray: of which ranking (core-s)", f"{rank_s:.1f}"),
+        ("ray: time per list per core, rank + write (us)", f"{task_s / lists * 1e6:.2f}"),
+        ("ray: driver alone: everything but the tasks step (s)", f"{driver:.1f}"),
+        ("ray: of which starting (or joining) the Ray cluster (s)", f"{startup:.1f}"),
+        ("local: score + write one Parquet file (s)", f"{local['stages']['score and write Parquet']:.1f}"),
+        ("lock window, ray run (s)", f"{ray['lock_seconds']:.2f}"),
+    ]
+    rows += [(f"ray step: {name} (s)", f"{sec:.1f}") for name, sec in st.items()]
     for name, value in rows:
         print(f"| {name} | {value} |")
 

@@ -9,9 +9,18 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
 """
 
 from movierec.cf.factors import Factors
+from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.cf.guard import check_model
 from movierec.cf.keras_cf import KerasCF
-from movierec.cf.ranking import CF_FORMULA, SOURCE_CF, SOURCE_COLD, Candidates, Ranked, cold_formula
+from movierec.cf.ranking import (
+    CF_FORMULA,
+    SOURCE_CF,
+    SOURCE_COLD,
+    SOURCE_FOLD,
+    Candidates,
+    Ranked,
+    cold_formula,
+)
 from movierec.cf.recommender import BiasOnly, Popularity, Recommender
 from movierec.cf.registry import (
     ModelRecord,
@@ -19,6 +28,7 @@ from movierec.cf.registry import (
     list_models,
     load_current_model,
     load_model,
+    recover_models,
     save_model,
     stale_reason,
     train_model,
@@ -29,6 +39,7 @@ __all__ = [
     "CF_FORMULA",
     "SOURCE_CF",
     "SOURCE_COLD",
+    "SOURCE_FOLD",
     "BiasOnly",
     "Candidates",
     "Factors",
@@ -44,7 +55,10 @@ __all__ = [
     "list_models",
     "load_current_model",
     "load_model",
+    "mark_folded",
+    "recover_models",
     "save_model",
     "stale_reason",
     "train_model",
+    "with_fresh_users",
 ]

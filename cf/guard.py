@@ -41,6 +41,12 @@ def check_model(model: Any, metrics: dict[str, Any] | None = None, ranking: bool
     if not ranking or seen is None or len(seen) < MIN_RATINGS or not len(model.user_ids):
         return
     users, movies = seen.pairs()
+    # Ratings of users or movies newer than the model (a model built elsewhere, or fitted on less) are not
+    # the model's to answer for: they score NaN by contract.
+    known = (model.user_rows(users) >= 0) & np.isin(movies, model.movie_ids)
+    users, movies = users[known], movies[known]
+    if len(users) < MIN_RATINGS:
+        return
     rng = np.random.default_rng(0)
     sample = rng.choice(model.user_ids, size=min(SAMPLE_USERS, len(model.user_ids)), replace=False)
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged model overflows the sigmoid

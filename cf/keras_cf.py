@@ -9,6 +9,7 @@ the Keras model itself (`keras.saving.load_model` needs no custom code beyond im
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +36,12 @@ class KerasCF(Recommender):
         self.model = None  # the trained keras.Model, only in the process that trained it
         self.history: History | None = None
         self.factors: Factors | None = None
+
+    @classmethod
+    def _known_params(cls, params: dict) -> dict:
+        # 0.1 models carry the SGD implicit settings (neg_ratio, implicit_loss) that ALS replaced.
+        fields = {f.name for f in dataclasses.fields(HyperParams)}
+        return {k: v for k, v in params.items() if k in fields}
 
     @property
     def predicts_ratings(self) -> bool:  # type: ignore[override]

@@ -188,7 +188,7 @@ class Recommender(ABC):
             raise ModelError(f"{directory} holds an unknown model kind {kind!r}")
         if cls is not Recommender and impl is not cls:
             raise ModelError(f"{directory} holds a {kind} model, not a {cls.kind} model")
-        obj = impl(**params)
+        obj = impl(**impl._known_params(params))
         try:
             with open(directory / CONTRACT, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 obj.user_ids, obj.movie_ids = z["user_ids"], z["movie_ids"]
@@ -210,6 +210,12 @@ class Recommender(ABC):
 
     def _params(self) -> dict:
         return {}
+
+    @classmethod
+    def _known_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The saved parameters this version still takes (a model saved by an older version may carry
+        settings of a fitting method since removed; scoring never depends on them)."""
+        return params
 
     def _save(self, directory: Path) -> None:  # noqa: B027 - models without extra state need nothing
         pass

@@ -9,7 +9,10 @@ A model directory `MODELS/<version>/` holds:
 Directories written before v0.2 also hold recommender.json (kind and parameters); they still load.
 
 The directory is written under a temporary name and renamed, then recorded in one transaction, so a
-failed run leaves neither a half-written directory nor a row pointing at one.
+failed run leaves neither a half-written directory nor a row pointing at one. Saving holds an OS lock on
+`MODELS/.train.lock`; under it, what a killed or blocked save left is put right (`recover_models`):
+`.tmp-*` directories are deleted, and a complete version directory that `cf_models` lacks (its
+registration found the database busy, or the process died just before it) is registered, not deleted.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +36,8 @@ from movierec.cf.guard import check_model
 from movierec.cf.recommender import MANIFEST, Recommender, read_manifest
 from movierec.config import Settings
 from movierec.db import connect, transaction
-from movierec.errors import ModelError, NotFoundError
+from movierec.errors import BusyError, ModelError, NotFoundError
+from movierec.locks import file_lock
 from movierec.progress import say
 
 
@@ -268,7 +273,20 @@ def save_model(
     failure leaves neither a half-written directory nor a row pointing at one. `snapshot` describes the
     ratings it was fitted on (`Ratings.snapshot()`): what tells a stale model apart."""
     metrics = metrics or {}
-    check_model(model, metrics)  # a diverged model never becomes current (cf/guard.py)
+    with _train_lock(settings):
+        _delete_partial(settings.models_path)
+        check_model(model, metrics)  # a diverged model never becomes current (cf/guard.py)
+        return _save_locked(settings, model, snapshot, metrics, manifest, extra_files)
+
+
+def _save_locked(
+    settings: Settings,
+    model: Recommender,
+    snapshot: dict[str, Any],
+    metrics: dict[str, Any],
+    manifest: dict[str, Any] | None,
+    extra_files: Callable[[Path], None] | None,
+) -> ModelRecord:
     trained_at = datetime.now(UTC).replace(tzinfo=None)
     version = f"{trained_at:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     objective = getattr(getattr(model, "hp", None), "objective", model.kind)
@@ -299,6 +317,7 @@ def save_model(
     )
     try:
         with connect(settings) as con, transaction(con):
+            _register_unrecorded(con, root, current=False, skip=version)  # older finished ones first
             con.execute("UPDATE cf_models SET is_current = false WHERE is_current")
             con.execute(
                 "INSERT INTO cf_models (version, trained_at, objective, metrics, path, is_current, n_ratings,"
@@ -306,6 +325,11 @@ def save_model(
                 [version, trained_at, objective, json.dumps(metrics), str(final.resolve()),
                  snapshot.get("n_ratings"), max_ts],
             )  # fmt: skip
+    except BusyError as exc:  # the work is done: keep it for the next train/nightly to register
+        raise BusyError(
+            f"{exc}; the trained model {version} is kept in {final} and becomes current at the next "
+            "`movierec train` or `movierec nightly`"
+        ) from exc
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
@@ -344,3 +368,80 @@ def _plot_loss(h: Any, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+TRAIN_LOCK = ".train.lock"
+_MODEL_FILES = (MANIFEST, "contract.npz")  # every kind writes both
+
+
+def _train_lock(settings: Settings, wait: float | None = None) -> Any:
+    """Held while a model directory is written and recorded: what is in MODELS/ outside it is finished."""
+    return file_lock(
+        settings.models_path / TRAIN_LOCK,
+        f"the CF model directory {settings.models_path}",
+        wait=settings.write_wait if wait is None else wait,
+    )
+
+
+def _delete_partial(root: Path) -> None:
+    """Temporary directories of saves that died (only call while holding the training lock)."""
+    if root.is_dir():
+        for tmp in root.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _register_unrecorded(con: Any, root: Path, current: bool, skip: str = "") -> list[str]:
+    """Record every complete version directory under `root` that cf_models lacks; with `current`, the newest
+    becomes current when it is newer than the current model. Returns the versions recorded."""
+    if not root.is_dir():
+        return []
+    known = {v for (v,) in con.execute("SELECT version FROM cf_models").fetchall()} | {skip}
+    found = []
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or d.name in known or not all((d / f).is_file() for f in _MODEL_FILES):
+            continue
+        try:
+            doc = read_manifest(d)
+            if doc.get("version") != d.name:
+                continue
+            data = doc.get("data") or {}
+            max_ts = data.get("max_rated_at")
+            found.append([
+                d.name, datetime.fromisoformat(doc["trained_at"]), doc.get("objective"),
+                json.dumps(doc.get("metrics") or {}), str(d.resolve()), data.get("n_ratings"),
+                datetime.fromtimestamp(max_ts, UTC).replace(tzinfo=None) if max_ts else None,
+            ])  # fmt: skip
+        except (ModelError, KeyError, TypeError, ValueError):
+            continue  # not a version directory we wrote: leave it alone
+    for row in found:
+        con.execute(
+            "INSERT INTO cf_models (version, trained_at, objective, metrics, path, is_current, n_ratings, "
+            "max_rated_at) VALUES (?, ?, ?, ?, ?, false, ?, ?)",
+            row,
+        )
+    if current and found:
+        newest = max(found, key=lambda r: r[1])
+        now = con.execute("SELECT max(trained_at) FROM cf_models WHERE is_current").fetchone()[0]
+        if now is None or newest[1] > now:
+            con.execute("UPDATE cf_models SET is_current = (version = ?)", [newest[0]])
+    return [r[0] for r in found]
+
+
+def recover_models(settings: Settings) -> list[str]:
+    """Put right what killed or blocked saves left in the models directory: delete `.tmp-*` directories
+    and record finished version directories that cf_models lacks (the newest becomes current if it is
+    newer than the current model). Returns the versions recorded. Skipped (returns []) while another
+    process is saving a model: that save does the same."""
+    root = settings.models_path
+    if not root.is_dir():
+        return []
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(_train_lock(settings, wait=0))
+        except BusyError:
+            return []
+        _delete_partial(root)
+        if not any(not d.name.startswith(".") for d in root.iterdir()):
+            return []
+        with connect(settings) as con, transaction(con):
+            return _register_unrecorded(con, root, current=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from movierec.errors import BadInputError, NotFoundError
 
@@ -53,6 +54,8 @@ _DAT_COLUMNS = {
 
 # Year from a trailing "(1995)", also "(1995 )" and series ranges "(2007-2013)" / "(2007-)";
 # "Babylon 5" or "(a.k.a. ...)" give NULL.
+MAX_LINE = 16 << 20  # bytes per line: a 5 MB title loads as shipped; longer lines are one error line
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31 23:59:59 UTC, in seconds; timestamps are 0..this
 YEAR_REGEX = r"\(\s*(\d{4})\s*(?:[-–]\s*(?:\d{4})?\s*)?\)\s*$"
 
 # One genre vocabulary across formats: ml-1m/ml-100k say "Children's", later releases "Children".
@@ -83,6 +86,8 @@ def detect(directory: Path | str, fmt: str | None = None) -> Source:
     files: dict[str, Path] = {}
     for table, (name, required) in _FILES[fmt].items():
         path = root / name
+        if path.is_dir():
+            raise BadInputError(f"{path}: is a directory, not a file")
         if path.exists():
             files[table] = path
         elif required:
@@ -130,8 +135,9 @@ def _quote(value: str) -> str:
 def _read_csv(path: Path, columns: dict[str, str], rejects: str, **options: str | bool) -> str:
     cols = "{" + ", ".join(f"{_quote(k)}: {_quote(v)}" for k, v in columns.items()) + "}"
     opts = "".join(f", {k}={_quote(v) if isinstance(v, str) else str(v).lower()}" for k, v in options.items())
-    return (
+    return (  # max_line_size: a line up to MAX_LINE loads (as in the pyarrow path); longer is rejected
         f"read_csv({_quote(str(path))}, columns={cols}, auto_detect=false, store_rejects=true, "
+        f"max_line_size={MAX_LINE}, "
         f"rejects_table={_quote(rejects)}, rejects_scan={_quote(rejects + '_scan')}{opts})"
     )
 
@@ -174,16 +180,15 @@ def _normalise(table: str, reader: str) -> str:
             f"TRY_CAST(nullif(regexp_extract(title, {_quote(YEAR_REGEX)}, 1), '') AS INTEGER) AS year, "
             f"{_GENRE_FIX.format(genres)} AS genres FROM {reader}"
         )
+    # A timestamp outside MAX_TIMESTAMP gives a NULL time; the raw value stays in _ts for validation.
+    raw = "timestamp AS _ts"
+    when = f"CASE WHEN timestamp BETWEEN 0 AND {MAX_TIMESTAMP} THEN make_timestamp(timestamp * 1000000) END"
     if table == "ratings":
         return (
-            "SELECT userId AS user_id, movieId AS movie_id, rating, "
-            f"make_timestamp(timestamp * 1000000) AS rated_at FROM {reader}"
+            f"SELECT userId AS user_id, movieId AS movie_id, rating, {when} AS rated_at, {raw} FROM {reader}"
         )
     if table == "tags":
-        return (
-            "SELECT userId AS user_id, movieId AS movie_id, tag, "
-            f"make_timestamp(timestamp * 1000000) AS tagged_at FROM {reader}"
-        )
+        return f"SELECT userId AS user_id, movieId AS movie_id, tag, {when} AS tagged_at, {raw} FROM {reader}"
     if table == "links":
         return f"SELECT movieId AS movie_id, imdbId AS imdb_id, tmdbId AS tmdb_id FROM {reader}"
     raise ValueError(table)
@@ -270,4 +275,7 @@ def read_arrow(source: Source, table: str) -> pa.Table | None:
         )
     except pa.ArrowInvalid:
         return None
+    ts = data["ts"]
+    if pc.any(pc.or_(pc.less(ts, 0), pc.greater(ts, MAX_TIMESTAMP))).as_py():
+        return None  # the DuckDB path names the line
     return data.set_column(3, time_col, data["ts"].cast(pa.timestamp("s")))

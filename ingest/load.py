@@ -26,7 +26,15 @@ import pyarrow.compute as pc
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError
-from movierec.ingest.formats import Source, detect, header_lines, read_arrow, select_sql
+from movierec.ingest.formats import (
+    MAX_LINE,
+    MAX_TIMESTAMP,
+    Source,
+    detect,
+    header_lines,
+    read_arrow,
+    select_sql,
+)
 from movierec.progress import bar
 
 # Key columns and compared value columns of each table.
@@ -207,6 +215,10 @@ def _bad_rows_sql(table: str, stage: str) -> str:
     checks = [f"WHEN s.{c} IS NULL THEN 'missing {c}'" for c in _NOT_NULL[table]]
     detail = _detail(table)
     joins = ""
+    if table in ("ratings", "tags"):  # the raw value is only in the DuckDB path's stage (_ts)
+        time_col = "rated_at" if table == "ratings" else "tagged_at"
+        bad_time = f"s._ts IS NOT NULL AND s.{time_col} IS NULL"
+        checks.append(f"WHEN {bad_time} THEN 'timestamp out of range 0..{MAX_TIMESTAMP}'")
     if table == "ratings":
         checks.append("WHEN NOT (s.rating BETWEEN 0.5 AND 5) THEN 'rating out of range 0.5..5'")
     if table != "movies":
@@ -249,7 +261,8 @@ def _validate(
     """Count bad rows by reason; drop them when skipping, else return the first few as problems."""
     path = source.files[table]
     rejects = con.execute(
-        f"SELECT line, arg_min(error_type, column_idx), arg_min(error_message, column_idx) "
+        f"SELECT line, arg_min(error_type, coalesce(column_idx, 0)), "
+        f"arg_min(error_message, coalesce(column_idx, 0)) "
         f"FROM _rejects_{table} GROUP BY line ORDER BY line"
     ).fetchall()
     for _, kind, _ in rejects:
@@ -266,7 +279,7 @@ def _validate(
         con.execute(f"DELETE FROM {stage} WHERE rowid IN (SELECT ord FROM _bad)")
     else:
         problems = [
-            _Problem(path, int(line), _reject_reason(kind), message.splitlines()[0])
+            _Problem(path, int(line), _reject_reason(kind), (message or str(kind)).splitlines()[0])
             for line, kind, message in rejects[:1]
         ]
         # Inside a transaction rowids start at a large base; they are consecutive in file order.
@@ -289,7 +302,8 @@ def _reject_reason(kind: str) -> str:
         "TOO MANY COLUMNS": "malformed line (too many fields)",
         "UNQUOTED VALUE": "malformed line (bad quoting)",
         "INVALID ENCODING": "invalid text encoding",
-    }.get(kind, f"malformed line ({kind.lower()})")
+        "LINE SIZE OVER MAXIMUM": f"line longer than {MAX_LINE >> 20} MB",
+    }.get(kind, f"malformed line ({str(kind).lower()})")
 
 
 def _line_of(ordinal: int, path: Path, header: int, rejected: list[int]) -> int:

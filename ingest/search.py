@@ -11,6 +11,7 @@ from movierec.catalog import validate_genres
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError
+from movierec.limits import MAX_LIST, check_range, check_year
 from movierec.store import SearchFilter, open_store
 
 
@@ -18,6 +19,8 @@ def validate_filter(con: duckdb.DuckDBPyConnection, flt: SearchFilter | None) ->
     """Check a filter against the catalogue; genre names come back in the catalogue's spelling."""
     if flt is None:
         return None
+    check_year("--year-min", flt.year_min)
+    check_year("--year-max", flt.year_max)
     if flt.year_min is not None and flt.year_max is not None and flt.year_min > flt.year_max:
         raise BadInputError(f"year range is empty: --year-min {flt.year_min} > --year-max {flt.year_max}")
     return SearchFilter(
@@ -38,6 +41,7 @@ def search(
         raise BadInputError("search text is empty")
     if limit <= 0:
         raise BadInputError(f"limit must be positive, got {limit}")
+    check_range("--limit", limit, 1, MAX_LIST)
     with connect(settings, read_only=True) as con:
         flt = validate_filter(con, flt)
     with open_store(settings) as store:  # cheap check before the slow model load

@@ -174,6 +174,15 @@ class Seen:
         idx = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
         return self.user_ids[idx], np.repeat(np.asarray(movies, dtype=np.int64)[found], lengths)
 
+    def subset(self, movies: np.ndarray) -> Seen:
+        """Only the ratings of `movies` (e.g. a query's candidates): what a Ray task needs to filter them."""
+        movies = np.unique(np.asarray(movies, dtype=np.int64))
+        found, starts, ends = self._slices(movies)
+        lengths = ends - starts
+        idx = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return Seen(movies[found], indptr, self.user_ids[idx])
+
     def counts(self, movies: np.ndarray) -> np.ndarray:
         """Number of ratings of each movie (0 for movies nobody rated)."""
         found, starts, ends = self._slices(movies)

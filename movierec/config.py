@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import (
@@ -62,6 +62,21 @@ class Settings(BaseSettings):
         0.25, ge=0, le=1, allow_inf_nan=False,
         description="Weight of popularity (vs query similarity) in the cold-start ranking.",
     )  # fmt: skip
+    # Where the batch scores: this process ("local") or the tasks of a Ray cluster ("ray", extra `ray`).
+    engine: Literal["local", "ray"] = Field("local", description="Batch scoring engine.")
+    ray_address: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ray_address", "MOVIEREC_RAY_ADDRESS", "RAY_ADDRESS"),
+        description="Ray cluster to join (HOST:PORT of its GCS, or ray://HOST:10001); default: a local one.",
+    )
+    ray_shard_users: int = Field(
+        65_536, ge=1, le=100_000_000, description="Users scored and written as one Parquet part per Ray task."
+    )
+    runs_uri: str | None = Field(
+        None,
+        description="Where runs' Parquet files go: a directory every Ray worker can reach, or a URI that "
+        "pyarrow opens (s3://, gs://, ...). Default: beside the database (DB.runs).",
+    )
 
     def __init__(self, **overrides: Any) -> None:
         super().__init__(**{k: v for k, v in overrides.items() if v is not None})
@@ -79,6 +94,12 @@ class Settings(BaseSettings):
             ) from None
         except (OSError, ValueError) as exc:  # a garbled or unreadable movierec.toml
             raise BadInputError(f"cannot read settings from {_config_file()}: {exc}") from None
+
+    def replace(self, **overrides: Any) -> Settings:
+        """These settings with some changed (None changes nothing), validated like `load`: how a command's
+        own flags (e.g. `--engine`) join the shared ones."""
+        changed = {k: v for k, v in overrides.items() if v is not None}
+        return type(self).load(**{**self.model_dump(), **changed})
 
     @classmethod
     def settings_customise_sources(

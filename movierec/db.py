@@ -94,6 +94,9 @@ CREATE TABLE IF NOT EXISTS batch_runs(
     n_rows           BIGINT,
     error            VARCHAR
 );
+-- Where the run's Parquet went: its file, or its directory of parts as a glob (batch/publish.py). Recorded
+-- at the start, so a run stays readable (and deletable) after `runs_uri` changes.
+ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS output VARCHAR;
 -- What each run asked and found, per saved query (a snapshot: queries may change after the run).
 CREATE TABLE IF NOT EXISTS batch_run_queries(
     run_id            INTEGER NOT NULL,
@@ -243,24 +246,87 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def succeeded_runs(con: duckdb.DuckDBPyConnection) -> list[int]:
+    return list(_recorded_outputs(con))
+
+
+PARTS = "/*.parquet"  # a run written as a directory of parts (the Ray engine) is read through this glob
+
+
+def _recorded_outputs(con: duckdb.DuckDBPyConnection) -> dict[int, str | None]:
+    """{run_id: where the run recorded its Parquet (None before runs recorded it)} of succeeded runs."""
     if not _has_table(con, "batch_runs"):
-        return []
-    rows = con.execute("SELECT run_id FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id").fetchall()
-    return [r[0] for r in rows]
+        return {}
+    has_output = con.execute(
+        "SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND table_name = 'batch_runs' AND column_name = 'output'"
+    ).fetchall()
+    output = "output" if has_output else "NULL"
+    rows = con.execute(
+        f"SELECT run_id, {output} FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id"
+    ).fetchall()
+    return dict(rows)
+
+
+def _source_ok(source: str) -> bool:
+    """A run's file, or every part of its directory, exists and looks whole. An object-store URI is taken
+    as recorded (checking would cost a round trip per run and per connection)."""
+    if "://" in source and not source.startswith("file://"):
+        return True
+    source = source.removeprefix("file://")
+    if source.endswith(PARTS):
+        directory = Path(source.removesuffix(PARTS))
+        parts = sorted(directory.glob("*.parquet")) if directory.is_dir() else []
+        return bool(parts) and all(run_file_ok(p) for p in parts)
+    return run_file_ok(Path(source))
+
+
+def run_sources(
+    con: duckdb.DuckDBPyConnection, db_path: Path, run_ids: list[int] | None = None
+) -> dict[int, str | None]:
+    """{run_id: the file or parts glob the run is read from, None when missing or damaged} of succeeded
+    runs (or of `run_ids`): where the run recorded it, else beside the database now (a moved data
+    directory keeps its runs under the same names)."""
+    out = {}
+    for run_id, output in _recorded_outputs(con).items():
+        if run_ids is not None and run_id not in run_ids:
+            continue
+        here = str(run_file(db_path, run_id).resolve())
+        candidates = [output] if output else []
+        candidates += [here, here.removesuffix(".parquet") + PARTS]
+        out[run_id] = next((c for c in candidates if _source_ok(c)), None)
+    return out
 
 
 def missing_run_files(
     con: duckdb.DuckDBPyConnection, db_path: Path, run_ids: list[int] | None = None
-) -> dict[int, Path]:
-    """{run_id: file} of succeeded runs (or of `run_ids`) whose Parquet file is missing or damaged."""
-    ids = succeeded_runs(con) if run_ids is None else run_ids
-    return {r: run_file(db_path, r) for r in ids if not run_file_ok(run_file(db_path, r))}
+) -> dict[int, str]:
+    """{run_id: recorded output or file} of succeeded runs (or `run_ids`) whose Parquet is missing or
+    damaged."""
+    recorded = _recorded_outputs(con)
+    return {
+        r: recorded.get(r) or str(run_file(db_path, r))
+        for r, source in run_sources(con, db_path, run_ids).items()
+        if source is None
+    }
 
 
-def published_files(con: duckdb.DuckDBPyConnection, db_path: Path) -> list[Path]:
-    """The files the views should name: every succeeded run's file that exists and looks whole."""
-    files = [run_file(db_path, r) for r in succeeded_runs(con)]
-    return [f.resolve() for f in files if run_file_ok(f)]
+def published_files(con: duckdb.DuckDBPyConnection, db_path: Path) -> list[str]:
+    """What the views should name: every succeeded run's file (or parts glob) that exists and looks whole."""
+    return [s for s in run_sources(con, db_path).values() if s is not None]
+
+
+def readable_files(sources: list[str]) -> list[Path]:
+    """The local files behind `sources` (parts globs expanded): what confined SQL may read."""
+    files: list[Path] = []
+    for source in sources:
+        if "://" in source and not source.startswith("file://"):
+            continue
+        source = source.removeprefix("file://")
+        if source.endswith(PARTS):
+            files += sorted(Path(source.removesuffix(PARTS)).glob("*.parquet"))
+        else:
+            files.append(Path(source))
+    return files
 
 
 def _view_files(con: duckdb.DuckDBPyConnection, temp: bool) -> list[str] | None:
@@ -274,10 +340,10 @@ def _view_files(con: duckdb.DuckDBPyConnection, temp: bool) -> list[str] | None:
     if len(views) < 2:
         return None
     quoted = _QUOTED_PATH.findall(views["recommendations"])
-    return [m.replace("''", "'") for m in quoted if m.endswith(".parquet")]
+    return [m.replace("''", "'") for m in quoted if m.endswith(".parquet")]  # files and parts globs
 
 
-def sync_views(con: duckdb.DuckDBPyConnection, db_path: Path, temp: bool = False) -> list[Path]:
+def sync_views(con: duckdb.DuckDBPyConnection, db_path: Path, temp: bool = False) -> list[str]:
     """Point `recommendations` (and `latest_recommendations` over it) at the published files that exist.
 
     Writers repair the stored views; a read-only connection gets TEMP views of the same names, which shadow
@@ -285,12 +351,12 @@ def sync_views(con: duckdb.DuckDBPyConnection, db_path: Path, temp: bool = False
     query on batch_runs and a few stats, and nothing is written when the views already name those files.
     Returns the files named."""
     files = published_files(con, db_path)
-    if _view_files(con, temp) == [str(f) for f in files]:
+    if _view_files(con, temp) == files:
         return files
-    if temp and _view_files(con, False) == [str(f) for f in files]:
+    if temp and _view_files(con, False) == files:
         return files  # the stored views are right
     if files:
-        listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         body = f"SELECT {RUN_COLUMNS} FROM read_parquet([{listing}])"
     else:
         body = EMPTY_RECOMMENDATIONS
@@ -434,7 +500,7 @@ def check_read_statements(con: duckdb.DuckDBPyConnection, query: str) -> None:
 def connect_confined(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection for analysts' SQL, confined as `confine` says."""
     with connect(settings, read_only=True) as con:
-        confine(con, published_files(con, settings.db_path) if _has_table(con, "batch_runs") else [])
+        confine(con, readable_files(published_files(con, settings.db_path)))
         yield con
 
 

@@ -24,3 +24,7 @@ class ModelError(MovierecError):
 class DamagedError(MovierecError):
     """A file we wrote (database, vector store, model, published run) is missing, unreadable or holds
     values that cannot be right; the message names the file and the command that recovers."""
+
+
+class EngineError(MovierecError):
+    """The batch's compute engine (a Ray cluster) is missing, unreachable, mismatched, or lost a task."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from movierec.batch import list_queries, run_batch
 from movierec.batch.run import check_alpha
-from movierec.cf import stale_reason, train_model
+from movierec.cf import recover_models, stale_reason, train_model
 from movierec.cf.registry import UpdateRefused
 from movierec.config import Settings
 from movierec.db import connect
@@ -64,6 +64,10 @@ def nightly(
     vectors and model are still brought up to date, which is what a first run after install needs.
     """
     check_alpha(alpha)
+    if settings.engine == "ray":  # a missing extra or a dead cluster fails now, not after hours of training
+        from movierec.batch.ray_engine import preflight
+
+        preflight(settings)
     report = NightlyReport()
     started = time.perf_counter()
     if settings.db_path.exists():  # the cheap checks first: a damaged database stops the night at once
@@ -82,6 +86,9 @@ def nightly(
         emb = embed_movies(settings, progress=progress)
         st.note = f"{emb.upserted:,} movies (re)embedded"
     with stage("train") as st:
+        recovered = recover_models(settings)  # a model finished by a train that could not record it
+        if recovered:
+            say(f"nightly: recorded model {', '.join(recovered)} left by an earlier train", enabled=progress)
         why = "--retrain" if retrain else stale_reason(settings)
         if why is None:
             st.note = "skipped, ratings unchanged since the current model"

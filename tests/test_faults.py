@@ -156,7 +156,8 @@ def test_guard_refuses_nan_and_diverged_models_and_keeps_the_previous(settings: 
     with pytest.raises(ModelError, match="ends of the scale"):
         save_model(settings, _factors_model(data, 1e4, "rating"), snapshot=snapshot)
     assert current_model(settings).version == good
-    assert [p.name for p in settings.models_path.iterdir()] == [good]  # nothing half-made left
+    left = [p.name for p in settings.models_path.iterdir() if p.name != ".train.lock"]
+    assert left == [good]  # nothing half-made left
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garble", "pickle"])
@@ -313,3 +314,278 @@ def test_garbage_scores_are_never_published(settings: Settings) -> None:
     np.savez(record.path / "factors.npz", **arrays)
     one_line_error(CliRunner().invoke(main, ["batch", "run", "-q"]), "non-finite", "movierec train")
     assert world.lists(settings) == before
+
+
+# --------------------------------------------------------------------------- numeric ranges
+
+
+def one_error_line(result) -> str:
+    """Exit code != 0, no traceback, and exactly one `Error:` line (click's usage errors add a usage hint)."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+BIG = "99999999999"
+INT32_PLUS = str(2**31)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["queries", "add", "q", "zombies", "--candidates", "3000000000"], "--candidates must be between 1"),
+        (["queries", "add", "q", "zombies", "--candidates", "100001"], "100,000"),
+        (["queries", "add", "q", "zombies", "--candidates", BIG, "--top-n", BIG], "--candidates"),
+        (["queries", "add", "q", "zombies", "--year-min", BIG], "--year-min must be between 1 and 9,999"),
+        (["queries", "add", "q", "zombies", "--year-max", "10000"], "--year-max must be between 1 and 9,999"),
+        (
+            ["queries", "add", "q", "zombies", "--user", INT32_PLUS],
+            "user id must be between 1 and 2,147,483,647",
+        ),
+        (["queries", "update", "dup", "--candidates", BIG], "--candidates must be between 1"),
+        (["queries", "update", "dup", "--year-min", BIG], "--year-min"),
+        (["queries", "update", "dup", "--user", "1", "--user", INT32_PLUS], "user id"),
+        (["recommend", INT32_PLUS, "zombies"], "user id must be between"),
+        (["recommend", "1", "zombies", "--top-n", BIG, "--candidates", BIG], "--candidates"),
+        (["recommend", "1", "zombies", "--year-max", BIG], "--year-max"),
+        (["recommend", "1", "zombies", "--alpha", "nan"], "--alpha"),
+        (["recommend", "1", "zombies", "--alpha", "inf"], "--alpha"),
+        (["show", INT32_PLUS], "user id must be between"),
+        (["show", "--", "-" + BIG], "user id must be between"),
+        (["search", "zombies", "--limit", BIG], "--limit must be between 1 and 100,000"),
+        (["search", "zombies", "--year-min", BIG], "--year-min"),
+        (["similar", "1", "--limit", BIG], "--limit"),
+        (["model", "show", "--limit", BIG], "--limit"),
+        (["batch", "run", "--alpha", "nan"], "--alpha"),
+        (["batch", "report", INT32_PLUS], "RUN_ID"),
+        (["nightly", "--alpha", "inf"], "--alpha"),
+        (["nightly", "--epochs", BIG], "--epochs"),
+        (["train", "--dim", BIG], "--dim"),
+        (["train", "--lr", "nan"], "--lr"),
+        (["train", "--l2", "inf"], "--l2"),
+        (["train", "--seed", "-1"], "--seed"),
+        (["embed", "--batch-size", BIG], "--batch-size"),
+        (["data", "synth", "{tmp}/s", "--users", BIG], "--users"),
+        (["data", "synth", "{tmp}/s", "--movies", INT32_PLUS], "--movies"),
+        (["data", "synth", "{tmp}/s", "--ratings", BIG], "--ratings"),
+        (["data", "synth", "{tmp}/s", "--seed", BIG], "--seed"),
+    ],
+)
+def test_out_of_range_numbers_are_one_line(
+    settings: Settings, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    _seed(settings)
+    runner = CliRunner()
+    assert runner.invoke(main, ["queries", "add", "dup", "zombies"]).exit_code == 0
+    with connect(settings, read_only=True) as con:
+        before = con.execute("SELECT * FROM saved_queries").fetchall()
+    line = one_error_line(runner.invoke(main, [a.format(tmp=tmp_path) for a in args]))
+    assert needle in line, line
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT * FROM saved_queries").fetchall() == before
+    assert not (tmp_path / "s").exists()
+
+
+# --------------------------------------------------------------------------- ingest edge cases
+
+
+def _movielens(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "movies.csv").write_text(
+        "movieId,title,genres\n1,Toy Story (1995),Animation\n2,Heat (1995),Crime\n"
+    )
+    (root / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.0,964982704\n2,1,5.0,964982705\n"
+    )
+    (root / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,1,funny,1445714994\n")
+    return root
+
+
+def _tables(settings: Settings) -> dict[str, list]:
+    with connect(settings, read_only=True) as con:
+        return {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+            for t in ("movies", "ratings", "tags")
+        }
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("huge-timestamp", "ratings.csv:4: timestamp out of range"),
+        ("negative-timestamp", "ratings.csv:2: timestamp out of range"),
+        ("huge-tag-timestamp", "tags.csv:3: timestamp out of range"),
+        ("ratings-is-a-directory", "ratings.csv: is a directory"),
+        ("tags-is-a-directory", "tags.csv: is a directory"),
+        ("17-MB-line", "movies.csv:4: line longer than 16 MB"),
+    ],
+)
+def test_ingest_edge_cases_are_one_line_and_change_nothing(settings: Settings, tmp_path: Path, damage: str,
+                                                           needle: str) -> None:  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(main, ["ingest", "-q", str(_movielens(tmp_path / "good"))]).exit_code == 0
+    before = _tables(settings)
+    bad = _movielens(tmp_path / "bad")
+    ratings, tags = bad / "ratings.csv", bad / "tags.csv"
+    if damage == "huge-timestamp":
+        ratings.write_text(ratings.read_text().replace("964982705", "99999999999999999"))
+    elif damage == "negative-timestamp":
+        ratings.write_text(ratings.read_text().replace("964982703", "-5"))
+    elif damage == "huge-tag-timestamp":
+        tags.write_text(tags.read_text() + "2,2,tense,99999999999999999\n")
+    elif damage.endswith("is-a-directory"):
+        path = ratings if damage.startswith("ratings") else tags
+        path.unlink()
+        path.mkdir()
+    else:
+        with (bad / "movies.csv").open("a") as fh:
+            fh.write(f'3,"{"x" * (17 << 20)} (2000)",Drama\n')
+    one_line_error(runner.invoke(main, ["ingest", "-q", str(bad)]), needle)
+    assert _tables(settings) == before
+
+
+def test_ingest_loads_a_5_mb_title_as_shipped(settings: Settings, tmp_path: Path) -> None:
+    """A long title is odd but harmless: it loads exactly as shipped (lines up to 16 MB load)."""
+    root = _movielens(tmp_path / "ml")
+    title = "Long " * (1 << 20) + "(2000)"
+    with (root / "movies.csv").open("a") as fh:
+        fh.write(f'3,"{title}",Drama\n')
+    assert CliRunner().invoke(main, ["ingest", "-q", str(root)]).exit_code == 0
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT title, year FROM movies WHERE movie_id = 3").fetchone() == (title, 2000)
+
+
+def test_ingest_skips_bad_timestamps_with_skip_bad_rows(settings: Settings, tmp_path: Path) -> None:
+    root = _movielens(tmp_path / "ml")
+    (root / "ratings.csv").write_text(
+        (root / "ratings.csv").read_text().replace("964982705", "99999999999999999")
+    )
+    result = CliRunner().invoke(main, ["ingest", "-q", "--skip-bad-rows", "--json", str(root)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ratings"] == 2 and report["skipped_reasons"] == {
+        "ratings.csv: timestamp out of range 0..253402300799": 1
+    }
+
+
+def test_repeated_tag_keys_merge_into_one_tag(settings: Settings, tmp_path: Path) -> None:
+    """Documented (README, Ingest): MovieLens ships a few repeated (user, movie, tag) rows; they are one
+    tag with the latest time, not an error, unlike a repeated key in movies, ratings or links."""
+    root = _movielens(tmp_path / "ml")
+    with (root / "tags.csv").open("a") as fh:
+        fh.write("1,1,funny,1445714999\n")
+    assert CliRunner().invoke(main, ["ingest", "-q", str(root)]).exit_code == 0
+    with connect(settings, read_only=True) as con:
+        rows = con.execute("SELECT epoch(tagged_at)::BIGINT FROM tags WHERE tag = 'funny'").fetchall()
+    assert rows == [(1445714999,)]
+
+
+# ---------------------------------------------------------------- leftovers of killed or blocked saves
+
+
+def test_next_save_cleans_dead_tmp_dirs_and_records_finished_models(settings: Settings) -> None:
+    from movierec.cf import list_models
+
+    data = _ratings(settings)
+    snapshot = data.snapshot()
+    orphan = save_model(settings, Popularity().fit(data), snapshot=snapshot).version
+    with connect(settings) as con:  # as if killed between the rename and the insert
+        con.execute("DELETE FROM cf_models")
+    dead = settings.models_path / ".tmp-20250101-000000-dead00"
+    dead.mkdir()
+    (dead / "model.json").write_text("{")  # half-written
+    new = save_model(settings, _planted_model(data), snapshot=snapshot).version
+    assert not dead.exists()
+    assert {(m.version, m.is_current) for m in list_models(settings)} == {(orphan, False), (new, True)}
+
+
+def test_recover_leaves_a_save_in_progress_alone(settings: Settings) -> None:
+    from movierec.cf import recover_models
+    from movierec.cf.registry import _train_lock
+
+    live = settings.models_path / ".tmp-live"
+    live.mkdir(parents=True)
+    with _train_lock(settings):  # another "process" is saving (flock is per open file)
+        assert recover_models(settings) == []
+        assert live.exists()
+    assert recover_models(settings) == [] and not live.exists()
+
+
+HOLD_DB = textwrap.dedent(
+    """
+    import sys, time, duckdb
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    print("open", flush=True)
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def test_busy_registration_keeps_the_model_and_the_next_run_records_it(settings: Settings) -> None:
+    from movierec.cf import recover_models
+    from movierec.errors import BusyError
+
+    data = _ratings(settings)
+    old = save_model(settings, Popularity().fit(data), snapshot=data.snapshot()).version
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_DB, str(settings.db_path), "4"], stdout=subprocess.PIPE
+    )
+    assert reader.stdout.readline().strip() == b"open"
+    impatient = Settings(home=settings.home, write_wait=0.5)
+    with pytest.raises(BusyError, match="is kept in .* becomes current at the next `movierec train`") as err:
+        save_model(impatient, _planted_model(data), snapshot=data.snapshot())
+    assert "\n" not in str(err.value)
+    kept = [d.name for d in settings.models_path.iterdir() if not d.name.startswith(".") and d.name != old]
+    assert len(kept) == 1 and (settings.models_path / kept[0] / "factors.npz").exists()
+    assert current_model(settings).version == old
+    reader.communicate(timeout=30)
+    assert recover_models(settings) == kept  # what `nightly` runs before deciding to train
+    assert current_model(settings).version == kept[0]
+    assert recover_models(settings) == []
+
+
+# --------------------------------------------------------------------------- --quiet
+
+
+def _movierec(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("movierec")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=300, **kw)
+
+
+@pytest.mark.slow
+def test_quiet_train_prints_nothing_on_stderr_not_even_tensorflow(settings: Settings, tmp_path: Path) -> None:
+    assert _movierec("data", "synth", str(tmp_path / "syn"), "--users", "60", "--movies", "200",
+                     "--ratings", "3000").returncode == 0  # fmt: skip
+    assert _movierec("ingest", "-q", str(tmp_path / "syn")).returncode == 0
+    done = _movierec("train", "-q", "--epochs", "1", "--dim", "8")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no cpu_feature_guard / absl lines
+
+
+# --------------------------------------------------------------------------- SIGKILL (item 8)
+
+
+@pytest.mark.slow
+def test_sigkill_during_train_then_the_next_train_just_works(settings: Settings, tmp_path: Path) -> None:
+    from movierec.cf import list_models
+
+    assert _movierec("data", "synth", str(tmp_path / "syn"), "--users", "200", "--movies", "400",
+                     "--ratings", "20000").returncode == 0  # fmt: skip
+    assert _movierec("ingest", "-q", str(tmp_path / "syn")).returncode == 0
+    exe = Path(sys.executable).with_name("movierec")
+    proc = subprocess.Popen(
+        [str(exe), "train", "--epochs", "200", "--dim", "8"], stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stderr:  # progress on stderr: kill once fitting has begun
+        if "training" in line:
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert current_model(settings) is None
+    done = _movierec("train", "-q", "--epochs", "1", "--dim", "8")
+    assert done.returncode == 0, done.stderr
+    assert [m.is_current for m in list_models(settings)] == [True]
+    assert not list(settings.models_path.glob(".tmp-*"))

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from movierec.cli.options import (
+    ID,
     alpha_option,
     echo_json,
     echo_table,
+    engine_options,
     filter_options,
     format_cell,
     json_option,
@@ -196,8 +198,13 @@ def batch_group() -> None:
 @json_option
 @quiet_option
 @settings_options
+@engine_options
 def batch_run(settings: Settings, alpha: float, as_json: bool, quiet: bool) -> None:
-    """Score every enabled saved query for its users and publish the lists in one transaction."""
+    """Score every enabled saved query for its users and publish the lists in one transaction.
+
+    With --engine ray the scoring runs as tasks on a Ray cluster; the driver (this process) still encodes,
+    fetches candidates and publishes.
+    """
     from movierec.batch.run import run_batch
 
     summary = run_batch(settings, alpha=alpha, progress=not quiet)
@@ -208,7 +215,7 @@ def batch_run(settings: Settings, alpha: float, as_json: bool, quiet: bool) -> N
 
 
 @batch_group.command("report")
-@click.argument("run_id", type=int, required=False)
+@click.argument("run_id", type=ID, required=False)
 @click.option("--chart", type=click.Path(dir_okay=False), help="Also write a PNG chart of the metrics.")
 @json_option
 @settings_options

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from movierec.cli.options import echo_json, echo_table, json_option, quiet_option, settings_options
+from movierec.cli.options import (
+    LIST_LENGTH,
+    SEED,
+    FiniteFloat,
+    echo_json,
+    echo_table,
+    json_option,
+    quiet_option,
+    settings_options,
+)
 
 OBJECTIVES = ("implicit", "rating")  # movierec.cf.train.OBJECTIVES; tests/test_cli.py checks they agree
 
@@ -21,24 +30,25 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--objective", type=click.Choice(OBJECTIVES),
                      help="implicit: rated vs unrated movies, fitted by ALS (default, ranks better); "
                           "rating: regress the scaled rating by SGD (the reference design)."),
-        click.option("--dim", type=click.IntRange(min=1), help="Embedding size (default 64)."),
-        click.option("--iterations", type=click.IntRange(min=1), help="ALS sweeps (implicit; default 10)."),
-        click.option("--reg", type=click.FloatRange(min=0), help="ALS regularisation (implicit; 30)."),
-        click.option("--confidence", type=click.FloatRange(min=0, min_open=True),
+        click.option("--dim", type=click.IntRange(1, 4096), help="Embedding size (default 64)."),
+        click.option("--iterations", type=click.IntRange(1, 1000), help="ALS sweeps (implicit; default 10)."),
+        click.option("--reg", type=FiniteFloat(min=0), help="ALS regularisation (implicit; 30)."),
+        click.option("--confidence", type=FiniteFloat(min=0, min_open=True),
                      help="ALS confidence of a rating r: 1 + confidence * log(1 + r) (implicit; default 1)."),
-        click.option("--like", type=click.FloatRange(min=0),
+        click.option("--like", type=FiniteFloat(min=0),
                      help="Ratings below it say 'does not prefer' (implicit; default 3; 0: all prefer)."),
-        click.option("--cg-steps", type=click.IntRange(min=1), help="CG steps per ALS solve (default 3)."),
-        click.option("--update-iterations", type=click.IntRange(min=1),
+        click.option("--cg-steps", type=click.IntRange(1, 100), help="CG steps per ALS solve (default 3)."),
+        click.option("--update-iterations", type=click.IntRange(1, 1000),
                      help="ALS sweeps of an incremental update (default 2)."),
-        click.option("--update-share", type=click.FloatRange(min=0, max=1),
+        click.option("--update-share", type=FiniteFloat(min=0, max=1),
                      help="An update re-solves a known movie when this share of its ratings changed (0.02)."),
-        click.option("--epochs", type=click.IntRange(min=1), help="Most epochs (rating; early stopping)."),
-        click.option("--batch-size", type=click.IntRange(min=1),
+        click.option("--epochs", type=click.IntRange(1, 10_000),
+                     help="Most epochs (rating; early stopping)."),
+        click.option("--batch-size", type=click.IntRange(1, 10**7),
                      help="Rating objective; default: about 100 steps per epoch."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam step (rating)."),
-        click.option("--l2", type=click.FloatRange(min=0), help="L2 on embeddings, biases (rating)."),
-        click.option("--seed", type=int, help="Random seed (initialisation, sampling, validation split)."),
+        click.option("--lr", type=FiniteFloat(min=0, min_open=True), help="Adam step (rating)."),
+        click.option("--l2", type=FiniteFloat(min=0), help="L2 on embeddings, biases (rating)."),
+        click.option("--seed", type=SEED, help="Random seed (initialisation, sampling, validation split)."),
     ]  # fmt: skip
 
     @functools.wraps(f)
@@ -133,7 +143,7 @@ def evaluate(settings, hyperparams: dict, split: str, as_json: bool, quiet: bool
 @click.command()
 @settings_options
 @click.argument("movie")
-@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--limit", type=LIST_LENGTH, default=10, show_default=True)
 @json_option
 def similar(settings, movie: str, limit: int, as_json: bool) -> None:
     """Movies closest to MOVIE (an id or part of a title) in the CF embedding space (cosine)."""
@@ -167,7 +177,7 @@ def model() -> None:
 @settings_options
 @click.option("--min-ratings", type=click.IntRange(min=0), default=20, show_default=True,
               help="Only movies with at least this many training ratings in the bias lists.")  # fmt: skip
-@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--limit", type=LIST_LENGTH, default=10, show_default=True)
 @json_option
 def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
     """The current model's record, and the movies with the highest and lowest learned bias.

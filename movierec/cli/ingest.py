@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from movierec.cli.options import echo_json, json_option, quiet_option, settings_options
+from movierec.cli.options import (
+    ID,
+    MAX_SYNTH_RATINGS,
+    SEED,
+    echo_json,
+    json_option,
+    quiet_option,
+    settings_options,
+)
 
 # movierec.ingest.formats.FORMATS, declared here so `--help` needs no pyarrow; tests/test_cli.py compares.
 FORMAT_CHOICES = ("csv", "dat", "100k")
@@ -59,11 +67,11 @@ def data_group() -> None:
 
 @data_group.command("synth")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--users", type=click.IntRange(min=1), default=610, show_default=True)
-@click.option("--movies", type=click.IntRange(min=1), default=9742, show_default=True)
-@click.option("--ratings", type=click.IntRange(min=1), default=100836, show_default=True)
-@click.option("--tags", type=click.IntRange(min=0), help="Tag rows (default: ratings / 25).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--users", type=ID, default=610, show_default=True)
+@click.option("--movies", type=ID, default=9742, show_default=True)
+@click.option("--ratings", type=click.IntRange(1, MAX_SYNTH_RATINGS), default=100836, show_default=True)
+@click.option("--tags", type=click.IntRange(0, MAX_SYNTH_RATINGS), help="Tag rows (default: ratings / 25).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @json_option
 def synth_command(
     directory: str, users: int, movies: int, ratings: int, tags: int | None, seed: int, as_json: bool

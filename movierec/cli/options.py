@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+from movierec.limits import MAX_ID, MAX_LIST, MAX_SEED
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (a plain FloatRange lets nan through)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if rv != rv or rv in (float("inf"), float("-inf")):
+            self.fail(f"{value} is not a finite number.", param, ctx)
+        return rv
+
+
+# The ranges of numeric options, from movierec.limits (the library checks the same numbers).
+# Ids, years and the lengths of saved queries and `recommend` are checked by the library (the same
+# message for Python callers); these types serve the options only the CLI checks.
+ID = click.IntRange(1, MAX_ID)  # user and movie ids are DuckDB INTEGER
+LIST_LENGTH = click.IntRange(1, MAX_LIST)
+SEED = click.IntRange(0, MAX_SEED)
+MAX_SYNTH_RATINGS = 100_000_000  # 4x ml-25m; more would not fit in memory
 
 
 def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -30,6 +52,35 @@ def settings_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
         kw["settings"] = Settings.load(home=home, db=db, qdrant_url=qdrant_url, model=model_name)
         return f(*args, **kw)
+
+    return wrapper
+
+
+ENGINES = ("local", "ray")  # movierec.config.Settings.engine; here so that `--help` needs no pydantic
+
+
+def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine/--ray-address for the commands that run the batch; folded into `settings` (flag > env >
+    movierec.toml). Apply below `settings_options`."""
+
+    @click.option(
+        "--engine", type=click.Choice(ENGINES),
+        help="Score here (local) or in tasks on a Ray cluster (ray, extra `movierec[ray]`) "
+        "[env MOVIEREC_ENGINE; default local].",
+    )  # fmt: skip
+    @click.option(
+        "--ray-address",
+        help="Ray cluster to run on, HOST:PORT of its head (GCS) or ray://HOST:10001; default: a local "
+        "cluster of this machine's cores [env MOVIEREC_RAY_ADDRESS or RAY_ADDRESS].",
+    )
+    @functools.wraps(f)
+    def wrapper(*args: Any, settings: Any, engine: str | None, ray_address: str | None, **kw: Any) -> Any:
+        from movierec.errors import BadInputError
+
+        settings = settings.replace(engine=engine, ray_address=ray_address)
+        if ray_address and settings.engine != "ray":
+            raise BadInputError("--ray-address is for the Ray engine: add --engine ray")
+        return f(*args, settings=settings, **kw)
 
     return wrapper
 
@@ -60,7 +111,33 @@ alpha_option = click.option(
     help="Weight of query similarity in the score (0 = CF prediction only, 1 = similarity only).",
 )  # fmt: skip
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
-quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress output on stderr.")
+
+
+def silence_tensorflow() -> None:
+    """TensorFlow's C++ and absl log lines on stderr: off. Effective only before TensorFlow is imported
+    (its C++ side reads TF_CPP_MIN_LOG_LEVEL once), which is why `--quiet` does it while parsing."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ["GRPC_VERBOSITY"] = "ERROR"
+    try:
+        from absl import logging as absl_logging  # small; installed with TensorFlow
+    except ImportError:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        silence_tensorflow()
+    return value
+
+
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    callback=_quiet,
+    help="No progress output (nor TensorFlow's logs) on stderr.",
+)
 
 
 def echo_json(data: Any) -> None:

@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from movierec.cli.options import alpha_option, echo_json, json_option, quiet_option, settings_options
+from movierec.cli.options import (
+    alpha_option,
+    echo_json,
+    engine_options,
+    json_option,
+    quiet_option,
+    settings_options,
+)
 
 if TYPE_CHECKING:
     from movierec.config import Settings
@@ -19,13 +26,14 @@ if TYPE_CHECKING:
                    "the current model with the changed ratings).")  # fmt: skip
 @click.option(
     "--epochs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 10_000),
     help="Cap CF training epochs of the rating objective (the default implicit model ignores it).",
 )
 @alpha_option
 @json_option
 @quiet_option
 @settings_options
+@engine_options
 def nightly_cmd(
     settings: Settings,
     data_dir: str | None,

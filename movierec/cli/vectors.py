@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from movierec.cli.options import (
+    LIST_LENGTH,
     echo_json,
     echo_table,
     filter_options,
@@ -29,7 +30,7 @@ BATCH_SIZE = 64
 @settings_options
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=LIST_LENGTH,
     default=BATCH_SIZE,
     show_default=True,
     help="Texts per model forward pass.",
