@@ -589,3 +589,94 @@ def test_sigkill_during_train_then_the_next_train_just_works(settings: Settings,
     assert done.returncode == 0, done.stderr
     assert [m.is_current for m in list_models(settings)] == [True]
     assert not list(settings.models_path.glob(".tmp-*"))
+
+
+# --------------------------------------------------------------------------- writers wait; kills mid-nightly
+
+
+def _synth(tmp_path: Path, ratings: int = 3000, users: int = 60) -> Path:
+    out = tmp_path / f"syn-{ratings}"
+    assert _movierec("data", "synth", str(out), "--users", str(users), "--movies", "200",
+                     "--ratings", str(ratings)).returncode == 0  # fmt: skip
+    return out
+
+
+@pytest.mark.slow
+def test_nightly_waits_for_a_reader_and_gives_up_in_one_line(settings: Settings, tmp_path: Path) -> None:
+    """Regression (issue 9): nightly's ingest failed after 1 s while an analyst's reader held the file."""
+    data = _synth(tmp_path)
+    assert _movierec("ingest", "-q", str(data)).returncode == 0
+    before = _tables(settings)
+    reader = subprocess.Popen([sys.executable, "-c", HOLD_DB, str(settings.db_path), "20"],
+                              stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert reader.stdout.readline().strip() == b"open"
+        impatient = {**os.environ, "MOVIEREC_WRITE_WAIT": "1"}
+        gave_up = _movierec("nightly", "-q", str(data), env=impatient)
+        assert gave_up.returncode == 1
+        assert gave_up.stderr.count("\n") == 1 and "nightly stopped at ingest" in gave_up.stderr
+        assert f"PID {reader.pid}" in gave_up.stderr, gave_up.stderr
+    finally:
+        reader.kill()
+        reader.communicate()
+    assert _tables(settings) == before
+    short = subprocess.Popen([sys.executable, "-c", HOLD_DB, str(settings.db_path), "3"],
+                             stdout=subprocess.PIPE)  # fmt: skip
+    assert short.stdout.readline().strip() == b"open"
+    waited = _movierec("nightly", "-q", str(data))  # the default wait outlasts a short reader
+    short.communicate(timeout=30)
+    assert waited.returncode == 0, waited.stderr
+    assert current_model(settings) is not None
+
+
+@pytest.mark.slow
+def test_sigkill_during_ingest_then_the_next_ingest_loads_everything(
+    settings: Settings, tmp_path: Path
+) -> None:
+    data = _synth(tmp_path, ratings=400_000, users=5000)
+    exe = Path(sys.executable).with_name("movierec")
+    for delay in (0.3, 1.0):
+        proc = subprocess.Popen([str(exe), "ingest", "-q", str(data)])
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        done = _movierec("ingest", "-q", "--json", str(data))
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["ratings"] == 400_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["embed", "train", "batch"])
+def test_sigkill_during_nightly_keeps_the_published_lists(
+    settings: Settings, tmp_path: Path, stage: str
+) -> None:
+    """Killed as a stage begins, the nightly leaves yesterday's lists; the next nightly just works."""
+    data = _synth(tmp_path)
+    assert _movierec("nightly", "-q", str(data)).returncode == 0
+    assert _movierec("queries", "add", "all", "good films").returncode == 0
+    assert _movierec("batch", "run", "-q").returncode == 0
+    with connect(settings, read_only=True) as con:
+        before = con.execute("SELECT * FROM latest_recommendations ORDER BY ALL").fetchall()
+    # New ratings (a second snapshot) so that every stage has work to do.
+    more = tmp_path / "more"
+    shutil.copytree(data, more)
+    first, second = [line.split(",")[0] for line in (more / "movies.csv").read_text().splitlines()[1:3]]
+    with open(more / "ratings.csv", "a") as fh:
+        fh.write(f"999,{first},4.0,1700000000\n999,{second},3.5,1700000001\n")
+    exe = Path(sys.executable).with_name("movierec")
+    proc = subprocess.Popen([str(exe), "nightly", "--retrain", str(more)], stderr=subprocess.PIPE, text=True)
+    reached = False
+    for line in proc.stderr:
+        if f"nightly: {stage}..." in line:
+            reached = True
+            break
+    assert reached, f"the nightly ended before its {stage} stage"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT * FROM latest_recommendations ORDER BY ALL").fetchall() == before
+    done = _movierec("nightly", "-q", "--json", str(more))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["published"] is True
+    assert not list(settings.models_path.glob(".tmp-*"))
