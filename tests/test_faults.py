@@ -200,6 +200,26 @@ def test_garbled_store_record_is_one_line_and_rebuild_recovers(settings: Setting
         assert store.model_info() == ("m", DIM) and store.count() == 20
 
 
+def test_random_bytes_in_the_store_vector_file_never_reach_a_result(settings: Settings) -> None:
+    """The issue's corruption: random bytes over the shard's vector storage. Whatever the engine then
+    reads, a search either answers with cosine similarities in [-1, 1] or fails with one line saying how
+    to rebuild; it never prints or publishes a 'similarity' of 6e37."""
+    ids, v, payloads = _points(200)
+    with open_store(settings) as store:
+        store.rebuild("m", DIM, ids, v, payloads)
+    chunks = sorted(settings.edge_path.rglob("chunk_*.mmap"))
+    assert chunks, "the Edge shard keeps its vectors in chunk files"
+    rng = np.random.default_rng(1)
+    with open(chunks[0], "r+b") as fh:
+        fh.write(rng.integers(0, 256, 200 * DIM * 4, dtype=np.uint8).tobytes())
+    try:
+        with open_store(settings) as store:
+            hits = store.search(v[0], 20, None)
+        assert all(-1.0 - 1e-3 <= h.score <= 1.0 + 1e-3 for h in hits)
+    except DamagedError as exc:
+        assert "\n" not in str(exc) and "embed --rebuild" in str(exc)
+
+
 def test_non_finite_vectors_never_reach_the_store(settings: Settings) -> None:
     ids, v, payloads = _points(5)
     with open_store(settings) as store:
