@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from movierec.catalog import Seen
-from movierec.cf.data import Ratings, index_of, unique_sorted
+from movierec.catalog import Seen, unique_sorted
+from movierec.cf.data import Ratings, index_of
 from movierec.cf.ranking import BLOCK_USERS, COLD_POPULARITY_WEIGHT, Candidates, Ranked, rank
 from movierec.errors import ModelError, NotFoundError
 

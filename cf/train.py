@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from movierec.cf.data import unique_sorted
+from movierec.catalog import unique_sorted
 from movierec.errors import BadInputError
 from movierec.progress import say
 

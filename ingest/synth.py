@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from movierec.catalog import unique_sorted
 from movierec.errors import BadInputError
 
 # ml-25m genre counts (movies per genre), so the synthetic genre mix looks like the real one.
@@ -223,15 +224,6 @@ def planted_truth(*, users: int, movies: int, seed: int = 0, noise: float = 0.6)
     )
 
 
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique by sorting: numpy 2's hash-based np.unique is several times slower on 25M int64."""
-    a = np.sort(a)
-    keep = np.empty(len(a), dtype=bool)
-    keep[:1] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
-
-
 def _pairs(rng: np.random.Generator, users: int, movies: int, ratings: int) -> tuple[np.ndarray, np.ndarray]:
     """Unique (user index, movie index) pairs, sorted: log-normal activity x Zipf-like popularity.
 
@@ -258,7 +250,7 @@ def _pairs(rng: np.random.Generator, users: int, movies: int, ratings: int) -> t
         if len(keys) >= ratings:
             break
         n = int((ratings - len(keys)) * 1.1) + 1000
-        keys = _sorted_unique(np.concatenate([keys, draw(n, min(0.2 * round_, 0.8))]))
+        keys = unique_sorted(np.concatenate([keys, draw(n, min(0.2 * round_, 0.8))]))
     else:  # pragma: no cover - only for near-complete matrices, which _check rules out
         raise BadInputError("could not draw enough unique (user, movie) pairs; lower --ratings")
     first = np.sort(first)
