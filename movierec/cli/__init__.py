@@ -13,6 +13,7 @@ import click
 
 from movierec import __version__
 from movierec.cli import batch, cf, doctor, ingest, pipeline, sql, vectors
+from movierec.cli.tflogs import filter_tensorflow_logs
 from movierec.errors import MovierecError
 
 
@@ -51,6 +52,7 @@ def main() -> None:
     Pipeline: ingest (MovieLens -> DuckDB), embed (movie text -> Qdrant), train (Keras CF model),
     batch run (saved queries x users -> DuckDB tables). `movierec nightly` runs all of it.
     """
+    filter_tensorflow_logs()  # before any command may import TensorFlow
 
 
 for _module in (ingest, vectors, cf, batch, pipeline, sql, doctor):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -113,21 +112,11 @@ alpha_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
 
 
-def silence_tensorflow() -> None:
-    """TensorFlow's C++ and absl log lines on stderr: off. Effective only before TensorFlow is imported
-    (its C++ side reads TF_CPP_MIN_LOG_LEVEL once), which is why `--quiet` does it while parsing."""
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    os.environ["GRPC_VERBOSITY"] = "ERROR"
-    try:
-        from absl import logging as absl_logging  # small; installed with TensorFlow
-    except ImportError:
-        return
-    absl_logging.set_verbosity(absl_logging.ERROR)
-
-
 def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
-        silence_tensorflow()
+        from movierec.cli.tflogs import filter_tensorflow_logs
+
+        filter_tensorflow_logs(quiet=True)
     return value
 
 
