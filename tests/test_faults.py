@@ -696,7 +696,9 @@ def test_sigkill_during_nightly_keeps_the_published_lists(
     # New ratings (a second snapshot) so that every stage has work to do.
     more = tmp_path / "more"
     shutil.copytree(data, more)
-    first, second = [line.split(",")[0] for line in (more / "movies.csv").read_text().splitlines()[1:3]]
+    first, second = [
+        line.split(",")[0] for line in (more / "movies.csv").read_text(encoding="utf-8").splitlines()[1:3]
+    ]
     with open(more / "ratings.csv", "a") as fh:
         fh.write(f"999,{first},4.0,1700000000\n999,{second},3.5,1700000001\n")
     exe = Path(sys.executable).with_name("movierec")
