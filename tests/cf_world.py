@@ -47,7 +47,9 @@ def checkerboard() -> Ratings:
 
 
 def write_ratings(settings: Settings, data: Ratings, titles: dict[int, str] | None = None) -> None:
-    """Put ratings (and a title for every movie) into the project DuckDB, as ingest would."""
+    """Put ratings (and a title for every movie) into the project DuckDB, as ingest would: epoch seconds to
+    a UTC TIMESTAMP with make_timestamp (to_timestamp gives a TIMESTAMPTZ, whose cast to the TIMESTAMP
+    column shifts it by the machine's time zone, TZ)."""
     movie_ids = np.unique(data.movie_ids)
     titles = titles or {int(m): f"Movie {int(m)} (2000)" for m in movie_ids}
     with connect(settings) as con:
@@ -55,7 +57,7 @@ def write_ratings(settings: Settings, data: Ratings, titles: dict[int, str] | No
             "INSERT INTO movies VALUES (?, ?, 2000, ['Drama'])", [[int(m), titles[int(m)]] for m in movie_ids]
         )
         con.execute(
-            "INSERT INTO ratings SELECT u, m, r, to_timestamp(t) FROM "
+            "INSERT INTO ratings SELECT u, m, r, make_timestamp(t::BIGINT * 1000000) FROM "
             "(SELECT unnest(?) AS u, unnest(?) AS m, unnest(?) AS r, unnest(?) AS t)",
             [data.user_ids.tolist(), data.movie_ids.tolist(), data.ratings.tolist(), data.rated_at.tolist()],
         )
@@ -69,6 +71,7 @@ def load_movielens_csv(settings: Settings, directory: Path) -> None:
             [str(directory / "movies.csv")],
         )
         con.execute(
-            "INSERT INTO ratings SELECT userId, movieId, rating, to_timestamp(timestamp) FROM read_csv(?)",
+            "INSERT INTO ratings SELECT userId, movieId, rating, "
+            "make_timestamp(timestamp::BIGINT * 1000000) FROM read_csv(?)",
             [str(directory / "ratings.csv")],
         )

@@ -16,6 +16,16 @@ ML_SMALL = SHARED / "data" / "ml-latest-small"
 QUERIES_CSV = SHARED / "eval" / "queries.csv"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `requests`, on its first import, probes urllib3's optional SOCKS support, and urllib3 warns
+    # (DependencyWarning) when PySocks is absent. Under filterwarnings=error that import fails in whichever
+    # thread makes it first: with some test orders, train_model's background import of TensorFlow
+    # (keras -> tf.keras callbacks -> requests), whose error then surfaces in an unrelated test.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:SOCKS support in urllib3:urllib3.exceptions.DependencyWarning"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's environment, movierec.toml or data directory."""

@@ -178,7 +178,7 @@ def _add(settings: Settings, extra: Ratings) -> None:
         if fresh:
             con.executemany("INSERT INTO movies VALUES (?, ?, 2000, ['Drama'])", fresh)
         con.execute(
-            "INSERT INTO ratings SELECT u, m, r, to_timestamp(t) FROM "
+            "INSERT INTO ratings SELECT u, m, r, make_timestamp(t::BIGINT * 1000000) FROM "
             "(SELECT unnest(?) AS u, unnest(?) AS m, unnest(?) AS r, unnest(?) AS t)",
             [
                 extra.user_ids.tolist(),

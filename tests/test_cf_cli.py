@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 from cf_world import checkerboard, write_ratings
 from click.testing import CliRunner
@@ -171,6 +170,6 @@ def test_cli_evaluate_json_has_model_and_both_baselines(world: Settings) -> None
 def test_cli_errors_are_one_line(settings: Settings) -> None:
     r = CliRunner().invoke(main, ["train", "--home", str(settings.home), *FAST])
     assert r.exit_code == 1 and "no database" in r.output
+    assert r.output.startswith("Error: ") and r.output.count("\n") == 1, r.output
     r = CliRunner().invoke(main, ["model", "show", "--home", str(settings.home)])
-    assert r.exit_code == 1 and r.output.startswith("Error: ")
-    assert np.all([len(r.output.strip().splitlines()) == 1])
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and r.output.count("\n") == 1, r.output

@@ -48,8 +48,14 @@ def test_save_load_round_trip_gives_identical_scores(fitted: Recommender, tmp_pa
     loaded = Recommender.load(tmp_path / "m")
     assert type(loaded) is type(fitted)
     users = np.array([1, 5, 21, 40])
-    np.testing.assert_array_equal(loaded.score(users), fitted.score(users))
-    np.testing.assert_array_equal(loaded.top(7, 5)[0], fitted.top(7, 5)[0])
+    factors = getattr(fitted, "factors", None)
+    if factors is not None:  # what the file holds comes back bit for bit
+        for name in ("user_ids", "movie_ids", "user_vecs", "movie_vecs", "user_bias", "movie_bias"):
+            np.testing.assert_array_equal(getattr(loaded.factors, name), getattr(factors, name), err_msg=name)
+    # rtol=1e-6: the same numbers, but a BLAS product over arrays at other addresses may take another SIMD
+    # path (and so another summation order) than the one over the fitted model's arrays.
+    np.testing.assert_allclose(loaded.score(users), fitted.score(users), rtol=1e-6)
+    np.testing.assert_array_equal(loaded.top(7, 5)[0], fitted.top(7, 5)[0])  # the list itself: exact
 
 
 def test_recommendations_leave_out_seen_movies(fitted: Recommender) -> None:

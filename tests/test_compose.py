@@ -52,10 +52,10 @@ BROKEN = {
 def test_broken_compose_file_is_rejected(compose_bin: Path, tmp_path: Path, case: str) -> None:
     """Guards the validation itself: the binary must fail on a broken copy (the wrapper would not)."""
     old, new = BROKEN[case]
-    text = COMPOSE_FILE.read_text()
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
     assert old in text, f"fixture out of date: {old!r} not in docker-compose.yml"
     broken = tmp_path / "docker-compose.yml"
-    broken.write_text(text.replace(old, new, 1))
+    broken.write_text(text.replace(old, new, 1), encoding="utf-8")
     shutil.copy(ROOT / "Dockerfile", tmp_path / "Dockerfile")
     result = run_compose(compose_bin, broken, "config", "--quiet")
     assert result.returncode != 0, f"{case}: compose accepted a broken file"
@@ -89,7 +89,7 @@ def test_movierec_service(config: dict) -> None:
 
 
 def test_dockerfile_installs_cpu_torch_first() -> None:
-    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()]
+    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()]
     assert lines[[ln.startswith("FROM") for ln in lines].index(True)] == "FROM python:3.11-slim"
     torch = next(i for i, ln in enumerate(lines) if "torch==2.13.0" in ln)
     assert "download.pytorch.org/whl/cpu" in lines[torch]
@@ -99,6 +99,6 @@ def test_dockerfile_installs_cpu_torch_first() -> None:
 
 
 def test_readme_shows_server_and_compose_usage() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "QDRANT_URL=http://localhost:6333 movierec embed" in readme
     assert "docker compose run --rm movierec nightly /data/ml-latest-small" in readme

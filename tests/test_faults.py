@@ -137,8 +137,24 @@ def _planted_model(data: Ratings) -> KerasCF:
 
 
 def test_guard_accepts_a_sane_model(settings: Settings) -> None:
+    """The guard lets a sane model through: it is saved, recorded and made current over the previous one
+    (`save_model`'s own record says `is_current=True` by default, so it is read back from the registry)."""
+    import cf_world
+
+    from movierec.cf import list_models, load_current_model
+
     data = _ratings(settings)
-    assert save_model(settings, _planted_model(data), snapshot=data.snapshot()).is_current
+    previous = save_model(settings, Popularity().fit(data), snapshot=data.snapshot()).version
+    saved = save_model(settings, _planted_model(data), snapshot=data.snapshot())
+    assert saved.version != previous
+    assert current_model(settings).version == saved.version
+    assert {(m.version, m.is_current) for m in list_models(settings)} == {
+        (previous, False),
+        (saved.version, True),
+    }
+    record, loaded = load_current_model(settings)  # the saved factors, not the previous popularity model
+    assert record.version == saved.version and isinstance(loaded, KerasCF)
+    assert loaded.top(1, 1)[0][0] == cf_world.missing_movie(1)  # the planted answer, from these factors
 
 
 def test_guard_refuses_nan_and_diverged_models_and_keeps_the_previous(settings: Settings) -> None:
@@ -724,7 +740,9 @@ def test_sigkill_during_nightly_keeps_the_published_lists(
     # New ratings (a second snapshot) so that every stage has work to do.
     more = tmp_path / "more"
     shutil.copytree(data, more)
-    first, second = [line.split(",")[0] for line in (more / "movies.csv").read_text().splitlines()[1:3]]
+    first, second = [
+        line.split(",")[0] for line in (more / "movies.csv").read_text(encoding="utf-8").splitlines()[1:3]
+    ]
     with open(more / "ratings.csv", "a") as fh:
         fh.write(f"999,{first},4.0,1700000000\n999,{second},3.5,1700000001\n")
     exe = Path(sys.executable).with_name("movierec")

@@ -156,7 +156,7 @@ def test_cli_search_errors_are_one_line(catalogue: Settings, args: list[str], me
 def test_help_and_readme(command: str) -> None:
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0 and "Usage:" in result.output and "--json" in result.output
-    assert f"movierec {command}" in (ROOT / "README.md").read_text()
+    assert f"movierec {command}" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_read_queries(tmp_path: Path) -> None:
