@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from movierec.batch.publish import runs_dir
 from movierec.batch.queries import SavedQuery, add_query
 from movierec.batch.run import run_batch
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import EngineError
+from movierec.runs import runs_dir
 
 ROWS = (
     "SELECT run_id, query_name, user_id, rank, movie_id, score, similarity, predicted_rating, source "
@@ -154,8 +154,8 @@ def test_ray_engine_gives_the_local_engines_lists(planted: Settings, cluster: ob
     zombies = world.lists(planted, "zombies")
     assert zombies[1][0] == (102, "cf") and all(s == "cold_start" for _, s in zombies[world.COLD])
     # One file for the local run, a directory of parts (2 queries x 4 shards) for the Ray run.
-    parts = sorted(p.name for p in (runs_dir(planted) / "run-000002").iterdir())
-    assert sorted(p.name for p in runs_dir(planted).iterdir()) == ["run-000001.parquet", "run-000002"]
+    parts = sorted(p.name for p in (runs_dir(planted.db_path) / "run-000002").iterdir())
+    assert sorted(p.name for p in runs_dir(planted.db_path).iterdir()) == ["run-000001.parquet", "run-000002"]
     assert parts == [f"part-q{q:04d}-s{s:06d}.parquet" for q in range(2) for s in range(4)]
 
 
@@ -259,7 +259,7 @@ def test_worker_killed_mid_run_is_retried_and_the_lists_are_the_same(
     pause = _pause_dir(tmp_path, monkeypatch)
     thread, outcome = _run_in_thread(planted)
     pid = _paused_pid(pause)
-    parts = runs_dir(planted) / "run-000002"
+    parts = runs_dir(planted.db_path) / "run-000002"
     _wait_for(lambda: len(list(parts.glob("*.parquet"))) == 7, what="the other tasks' parts")  # 8 - paused
     os.kill(pid, signal.SIGKILL)  # mid-task: the worker dies holding the first shard of "everything"
     (pause / "go").touch()
@@ -282,7 +282,9 @@ def test_worker_killed_without_retries_fails_the_run_and_publishes_nothing(
     pause = _pause_dir(tmp_path, monkeypatch)
     thread, outcome = _run_in_thread(planted)
     pid = _paused_pid(pause)
-    _wait_for(lambda: len(list((runs_dir(planted) / "run-000002").glob("*.parquet"))) == 7, what="parts")
+    _wait_for(
+        lambda: len(list((runs_dir(planted.db_path) / "run-000002").glob("*.parquet"))) == 7, what="parts"
+    )
     os.kill(pid, signal.SIGKILL)
     (pause / "go").touch()
     thread.join(120)
@@ -293,7 +295,7 @@ def test_worker_killed_without_retries_fails_the_run_and_publishes_nothing(
     with connect(planted, read_only=True) as con:
         latest = con.execute("SELECT DISTINCT run_id FROM latest_recommendations").fetchall()
     assert latest == [(1,)] and _rows(planted, 1) == before
-    assert not (runs_dir(planted) / "run-000002").exists()  # the 7 parts written are gone
+    assert not (runs_dir(planted.db_path) / "run-000002").exists()  # the 7 parts written are gone
 
 
 @pytest.mark.slow
@@ -313,7 +315,7 @@ def test_driver_killed_publishes_nothing_and_the_next_run_marks_it_abandoned(
     )  # fmt: skip
     try:
         worker = _paused_pid(pause)
-        parts = runs_dir(planted) / "run-000002"
+        parts = runs_dir(planted.db_path) / "run-000002"
         _wait_for(lambda: len(list(parts.glob("*.parquet"))) == 7, what="the other tasks' parts")
         assert [(r, s) for r, s, _ in _runs(planted)] == [(1, "succeeded"), (2, "running")]
         driver.send_signal(signal.SIGKILL)
@@ -352,7 +354,7 @@ def test_runs_go_to_a_shared_location_and_the_view_reads_them_there(
     ray_run = run_batch(planted.replace(runs_uri=str(shared)))
     local_run = run_batch(planted.replace(runs_uri=f"file://{shared}", engine="local"))
     assert sorted(p.name for p in shared.iterdir()) == ["run-000001", "run-000002.parquet"]
-    assert not runs_dir(planted).exists()  # nothing beside the database
+    assert not runs_dir(planted.db_path).exists()  # nothing beside the database
     _same_lists(_rows(planted, ray_run.run_id), _rows(planted, local_run.run_id))
     with connect(planted, read_only=True) as con:
         view = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'recommendations'").fetchone()[0]
@@ -379,7 +381,7 @@ def test_parts_a_worker_wrote_where_the_driver_cannot_see_fail_the_run(
     with pytest.raises(EngineError, match="1 of 8 Ray tasks' Parquet parts are missing .* set runs_uri"):
         run_batch(planted)
     assert [(r, s) for r, s, _ in _runs(planted)] == [(1, "failed")]
-    assert not (runs_dir(planted) / "run-000001").exists()
+    assert not (runs_dir(planted.db_path) / "run-000001").exists()
 
 
 @pytest.mark.slow
@@ -396,7 +398,7 @@ def test_changing_runs_uri_keeps_earlier_runs_readable_and_retention_finds_them(
         outputs = dict(con.execute("SELECT run_id, output FROM batch_runs").fetchall())
     assert kept == [(second.run_id,), (third.run_id,)]
     assert outputs == {2: f"{tmp_path}/a/run-000002/*.parquet", 3: f"{tmp_path}/b/run-000003.parquet"}
-    assert not (runs_dir(planted) / "run-000001.parquet").exists()  # retention found it beside the db
+    assert not (runs_dir(planted.db_path) / "run-000001.parquet").exists()  # retention found it beside the db
     _same_lists(_rows(planted, second.run_id), _rows(planted, third.run_id))
     assert first.n_rows == third.n_rows
 

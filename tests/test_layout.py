@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = {"config", "errors", "limits", "db", "store", "embedder", "locks", "catalog", "progress"}
+CORE = {"config", "errors", "limits", "db", "runs", "store", "embedder", "locks", "catalog", "progress"}
 STAGES = {"ingest", "cf", "batch"}
 TOP = {"pipeline", "api", "cli"}
 
