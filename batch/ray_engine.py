@@ -160,12 +160,7 @@ def map_shards(
             )
             pending[task] = shard
         done_stats = _collect(ray, pending, progress)
-        if runs.count_parts(params.run_dir) != len(plan):
-            raise EngineError(
-                f"{len(plan) - runs.count_parts(params.run_dir)} of {len(plan)} Ray tasks' Parquet parts are "
-                f"missing from {params.run_dir}: workers on other machines cannot write there; set runs_uri "
-                "(MOVIEREC_RUNS_URI) to a directory every node shares or to an object-store URI"
-            )
+        _check_parts(params.run_dir, len(plan))
     except BaseException:
         for task in pending:  # what is still running or queued
             ray.cancel(task, force=True)
@@ -174,8 +169,22 @@ def map_shards(
     return done_stats
 
 
+def _check_parts(run_dir: str, n_tasks: int) -> None:
+    """Every task's part must be where the driver (and DuckDB) will read it: a worker on another machine
+    writing to a path only it can see would otherwise publish a run with lists missing."""
+    n_parts = runs.count_parts(run_dir)
+    if n_parts != n_tasks:
+        raise EngineError(
+            f"{n_tasks - n_parts} of {n_tasks} Ray tasks' Parquet parts are missing from {run_dir}: workers "
+            "on other machines cannot write there; set runs_uri (MOVIEREC_RUNS_URI) to a directory every "
+            "node shares or to an object-store URI"
+        )
+
+
 def _collect(ray: Any, pending: dict[Any, Shard], progress: bool) -> list[ShardStats]:
-    out = []
+    """Each task's stats, in submission order (the plan's), whatever order they finish in."""
+    order = {task: i for i, task in enumerate(pending)}
+    out: list[ShardStats] = [ShardStats() for _ in pending]
     with bar(total=sum(s.hi - s.lo for s in pending.values()), unit="user", desc="ray tasks",
              enabled=progress) as pbar:  # fmt: skip
         while pending:
@@ -184,7 +193,7 @@ def _collect(ray: Any, pending: dict[Any, Shard], progress: bool) -> list[ShardS
             for task in done:
                 shard = pending[task]
                 try:
-                    out.append(ray.get(task))
+                    out[order[task]] = ray.get(task)
                 except Exception as exc:
                     raise EngineError(
                         f"Ray task for query {shard.query_name!r} (users shard {shard.shard_index}) failed "
