@@ -311,7 +311,7 @@ def check_confined_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
     from movierec import runs
 
     check_read_statements(con, query)
-    if runs.reads_views(con, query):
+    if runs.reads_views(query):
         runs.require_all_readable(con)
 
 

@@ -44,6 +44,22 @@ def test_a_new_database_records_the_latest_schema_version(settings: Settings) ->
         assert schema_version(con) == SCHEMA_VERSION >= 2
 
 
+@pytest.mark.parametrize(
+    ("query", "reads"),
+    [
+        ("SELECT count(*) FROM latest_recommendations", True),
+        ("WITH x AS (SELECT * FROM main.recommendations) SELECT * FROM x", True),
+        ("SELECT * FROM batch_runs b JOIN (SELECT run_id FROM Recommendations) USING (run_id)", True),
+        ("EXPLAIN SELECT * FROM recommendations", True),
+        ("SELECT * FROM batch_runs WHERE error LIKE '%recommend%'", False),
+        ("SELECT query_name, count(*) FROM batch_run_queries GROUP BY 1", False),
+    ],
+)
+def test_which_queries_read_the_published_lists(query: str, reads: bool) -> None:
+    """Bug 4's guard applies to every way of reading the views, and to nothing else."""
+    assert runs.reads_views(query) is reads
+
+
 @pytest.fixture
 def planted(settings: Settings) -> Settings:
     return world.build(settings, (world.ZOMBIES, world.EVERYTHING))
