@@ -91,13 +91,13 @@ CREATE TABLE IF NOT EXISTS batch_runs(
     n_queries        INTEGER,
     n_users          INTEGER,
     n_rows           BIGINT,
-    error            VARCHAR
+    error            VARCHAR,
+    -- Where the run's Parquet went (movierec/runs.py): its entry (`run-000042`) under the runs_uri it was
+    -- written to (NULL: beside the database). Recorded at the start, so a run stays readable (and
+    -- deletable) after `runs_uri` changes, and relative, so a copied home reads its own files.
+    output           VARCHAR,
+    runs_uri         VARCHAR
 );
--- Where the run's Parquet went (movierec/runs.py): its entry (`run-000042`) under the runs_uri it was written
--- to (NULL: beside the database). Recorded at the start, so a run stays readable (and deletable) after
--- `runs_uri` changes, and relative, so a copied home reads its own files.
-ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS output VARCHAR;
-ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS runs_uri VARCHAR;
 -- What each run asked and found, per saved query (a snapshot: queries may change after the run).
 CREATE TABLE IF NOT EXISTS batch_run_queries(
     run_id            INTEGER NOT NULL,
@@ -120,6 +120,9 @@ CREATE TABLE IF NOT EXISTS batch_run_queries(
 def _migrate_run_paths(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     from movierec import runs
 
+    # 0.1 databases have neither column, 0.2 ones only `output`, holding absolute paths.
+    con.execute("ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS output VARCHAR")
+    con.execute("ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS runs_uri VARCHAR")
     runs.migrate_relative_paths(con, db_path)
 
 
