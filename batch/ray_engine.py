@@ -1,39 +1,31 @@
-"""The batch's Ray engine (`--engine ray`): scoring and Parquet writing run as tasks on a Ray cluster.
+"""The batch's Ray engine (`--engine ray`): joining the cluster, and mapping the one unit of batch work
+(`engine.run_shard`: rank a shard of users for a query, write its part) over the run's shards in tasks.
 
-The driver (the `movierec batch run` process) does what is done once per run, exactly as the local engine:
-encode the queries, fetch the candidates, read users and the candidates' ratings, and at the end publish in
-one short transaction. In between it puts into Ray's object store the current model (numpy factors, put
-once, read zero-copy by every task on a node), the user ids, and per query its candidates, similarity,
-popularity and the ratings of its candidates (`Seen.subset`). Each task ranks one shard of users for one
-query with the same engine as the local run (`Recommender.recommend`) and writes its lists as one Parquet
-part, `run-000042/part-q0003-s000012.parquet`, under the run's location (`Settings.runs_uri`: a directory
-every worker can reach, or an object-store URI). Part names are fixed by (query, shard), so a task Ray
-re-runs after its worker died rewrites the same part; a run whose task fails for good raises
-`EngineError`, its parts are deleted and nothing is published.
+Everything else is the driver's, as for the local engine (batch/run.py). Parts land under the run's
+location (`Settings.runs_uri`: a directory every worker can reach, or an object-store URI); their names are
+fixed by (query, shard), so a task Ray re-runs after its worker died rewrites the same part; a run whose
+task fails for good raises `EngineError`, its parts are deleted and nothing is published.
 
 Ray is an optional extra (`movierec[ray]`) and is imported only here, only when the engine is used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.fs as pafs
 
-from movierec.batch.publish import ARROW_SCHEMA, RunsLocation, runs_location_at, write_table
+from movierec import runs
+from movierec.batch.engine import QueryData, RunParams, Shard, ShardStats, run_shard
 from movierec.catalog import Seen
-from movierec.cf import mark_folded
 from movierec.config import Settings
 from movierec.errors import BadInputError, EngineError
 from movierec.progress import bar
@@ -134,187 +126,93 @@ def join_error(exc: BaseException, address: str | None, version: str) -> EngineE
     return EngineError(f"cannot join the Ray cluster at {address or 'local'}: {text}{hint}")
 
 
-@dataclass(frozen=True)
-class QueryData:
-    """What a task needs of one query, put once in the object store."""
-
-    items: np.ndarray  # candidate movie ids
-    similarity: np.ndarray
-    popularity: np.ndarray
-    seen: Seen  # only the ratings of the candidates
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    run_id: int
-    query_name: str
-    top_n: int
-    alpha: float
-    cold_weight: float
-    block: int
-    location: str  # RunsLocation.uri: every worker reopens it with its own credentials
-    part: str  # the part's path inside the location's filesystem
-
-
-def score_and_write(
+def map_shards(
     ray: Any,
-    settings: Settings,
-    run_id: int,
-    queries: list[Any],
-    cands: list[Any],
-    targets: list[np.ndarray],
     model: Any,
-    seen: Seen,
-    alpha: float,
-    location: RunsLocation,
+    queries: list[QueryData],
+    targets: list[np.ndarray],
+    plan: list[Shard],
+    params: RunParams,
+    folded: np.ndarray | None,
     progress: bool = False,
-    lap: Callable[[str], None] | None = None,
-    folded: np.ndarray | None = None,
-) -> list[dict[str, float]]:
-    """Rank every query's users in Ray tasks, one Parquet part per (query, shard of users). Returns per query
-    users_served, n_rows, seconds (ranking time in tasks), flops, matmul_seconds, write_seconds; `lap(step)`
-    marks where the driver's time went (object store, tasks). On failure the run's parts are deleted
-    and EngineError says which task failed and why."""
-    run_dir = location.parts_dir(run_id)
-    location.fs.create_dir(run_dir, recursive=True)
-    score = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_score_shard)
-    pending: dict[Any, tuple[int, int, int]] = {}  # task -> (query index, shard index, users)
+) -> list[ShardStats]:
+    """Map `engine.run_shard` over the shards in Ray tasks. The model is put once (read zero-copy by every
+    task on a node), each query's data and each distinct users array once. On failure, tasks still queued
+    are cancelled, the run's parts deleted, and EngineError says which task failed and why."""
+    run = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_task)
+    pending: dict[Any, Shard] = {}
     try:
-        per_query = _submit_and_collect(ray, score, settings, run_id, queries, cands, targets, model, seen,
-                                        alpha, location, run_dir, pending, progress, lap, folded)  # fmt: skip
+        # The training ratings the model carries are not needed (each query brings its candidates' own).
+        lean = copy.copy(model)
+        lean.seen = Seen(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
+        model_ref = ray.put(lean)
+        folded_ref = ray.put(np.zeros(0, np.int64) if folded is None else np.asarray(folded, np.int64))
+        query_refs = [ray.put(q) for q in queries]
+        user_refs: dict[int, Any] = {}
+        for users in targets:  # every all-users query shares one array
+            user_refs.setdefault(id(users), ray.put(np.asarray(users, dtype=np.int64)))
+        pause = os.environ.get(PAUSE_ENV)
+        for shard in plan:
+            first = pause if (shard.query_index, shard.shard_index) == (0, 0) else None
+            users = user_refs[id(targets[shard.query_index])]
+            task = run.remote(
+                model_ref, query_refs[shard.query_index], users, shard, params, folded_ref, first
+            )
+            pending[task] = shard
+        done_stats = _collect(ray, pending, progress)
+        _check_parts(params.run_dir, len(plan))
     except BaseException:
         for task in pending:  # what is still running or queued
             ray.cancel(task, force=True)
-        _delete_quietly(location, run_dir)
+        runs.discard(params.run_dir)
         raise
-    return per_query
+    return done_stats
 
 
-def _submit_and_collect(
-    ray: Any,
-    score: Any,
-    settings: Settings,
-    run_id: int,
-    queries: list[Any],
-    cands: list[Any],
-    targets: list[np.ndarray],
-    model: Any,
-    seen: Seen,
-    alpha: float,
-    location: RunsLocation,
-    run_dir: str,
-    pending: dict[Any, tuple[int, int, int]],
-    progress: bool,
-    lap: Callable[[str], None] | None,
-    folded: np.ndarray | None,
-) -> list[dict[str, float]]:
-    pause = os.environ.get(PAUSE_ENV)
-    # The model is put once; the training ratings it carries are not needed (each query brings its own).
-    lean = copy.copy(model)
-    lean.seen = Seen(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
-    model_ref = ray.put(lean)
-    folded_ref = ray.put(np.zeros(0, np.int64) if folded is None else np.asarray(folded, dtype=np.int64))
-    user_refs: dict[int, Any] = {}
-    shard = settings.ray_shard_users
-    for qi, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
-        if id(users) not in user_refs:  # every all-users query shares one array
-            user_refs[id(users)] = ray.put(np.asarray(users, dtype=np.int64))
-        data = QueryData(c.movie_ids, c.similarity, seen.counts(c.movie_ids), seen.subset(c.movie_ids))
-        query_ref = ray.put(data)
-        for si, lo in enumerate(range(0, len(users), shard)):
-            hi = min(lo + shard, len(users))
-            spec = TaskSpec(
-                run_id, q.name, q.top_n, alpha, settings.cold_start_weight, settings.block_users,
-                location.uri, f"{run_dir}/part-q{qi:04d}-s{si:06d}.parquet",
-            )  # fmt: skip
-            first = pause if (qi == 0 and si == 0) else None
-            task = score.remote(model_ref, query_ref, user_refs[id(users)], lo, hi, spec, first, folded_ref)
-            pending[task] = (qi, si, hi - lo)
-    n_tasks = len(pending)
-    if lap:
-        lap("ray: put model, users, queries' candidates and ratings; submit tasks")
+def _check_parts(run_dir: str, n_tasks: int) -> None:
+    """Every task's part must be where the driver (and DuckDB) will read it: a worker on another machine
+    writing to a path only it can see would otherwise publish a run with lists missing."""
+    n_parts = runs.count_parts(run_dir)
+    if n_parts != n_tasks:
+        raise EngineError(
+            f"{n_tasks - n_parts} of {n_tasks} Ray tasks' Parquet parts are missing from {run_dir}: workers "
+            "on other machines cannot write there; set runs_uri (MOVIEREC_RUNS_URI) to a directory every "
+            "node shares or to an object-store URI"
+        )
 
-    keys = ("users_served", "n_rows", "seconds", "flops", "matmul_seconds", "write_seconds")
-    per_query = [dict.fromkeys(keys, 0.0) for _ in queries]
-    total = int(sum(len(t) for t in targets))
-    with bar(total=total, unit="user", desc="ray tasks", enabled=progress) as pbar:
+
+def _collect(ray: Any, pending: dict[Any, Shard], progress: bool) -> list[ShardStats]:
+    """Each task's stats, in submission order (the plan's), whatever order they finish in."""
+    order = {task: i for i, task in enumerate(pending)}
+    out: list[ShardStats] = [ShardStats() for _ in pending]
+    with bar(total=sum(s.hi - s.lo for s in pending.values()), unit="user", desc="ray tasks",
+             enabled=progress) as pbar:  # fmt: skip
         while pending:
             # Whatever finished in the last moment: one wait per batch, not per task.
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.2)
             for task in done:
-                qi, si, n = pending[task]
+                shard = pending[task]
                 try:
-                    result = ray.get(task)
+                    out[order[task]] = ray.get(task)
                 except Exception as exc:
                     raise EngineError(
-                        f"Ray task for query {queries[qi].name!r} (users shard {si}) failed "
+                        f"Ray task for query {shard.query_name!r} (users shard {shard.shard_index}) failed "
                         f"(a dead worker is retried {MAX_RETRIES} times): {_first_line(exc)}"
                     ) from exc
                 del pending[task]
-                for key, value in result.items():
-                    per_query[qi][key] += value
-                pbar.update(n)
-    _check_parts(location, run_dir, n_tasks)
-    if lap:
-        lap("ray: tasks (score, write parts)")
-    return per_query
+                pbar.update(shard.hi - shard.lo)
+    return out
 
 
-def _check_parts(location: RunsLocation, run_dir: str, n_tasks: int) -> None:
-    """Every task's part must be where the driver (and DuckDB) will read it: a worker on another machine
-    writing to a path only it can see would otherwise publish a run with lists missing."""
-    found = location.fs.get_file_info(pafs.FileSelector(run_dir, allow_not_found=True))
-    n_parts = sum(1 for f in found if f.base_name.endswith(".parquet"))
-    if n_parts != n_tasks:
-        raise EngineError(
-            f"{n_tasks - n_parts} of {n_tasks} Ray tasks' Parquet parts are missing from {location.uri}: "
-            "workers on other machines cannot write there; set runs_uri (MOVIEREC_RUNS_URI) to a directory "
-            "every node shares or to an object-store URI"
-        )
-    if n_tasks == 0:  # no users at all: one empty part, so the run's directory is something the view reads
-        write_table(location, f"{run_dir}/part-empty.parquet", ARROW_SCHEMA.empty_table())
-
-
-def _score_shard(
-    model: Any,
-    query: QueryData,
-    users: np.ndarray,
-    lo: int,
-    hi: int,
-    spec: TaskSpec,
-    pause: str | None,
-    folded: np.ndarray,
-) -> dict[str, float]:
-    """One Ray task: rank users[lo:hi] for one query with the model contract, write the part."""
+def _task(model: Any, query: QueryData, users: np.ndarray, shard: Shard, params: RunParams,
+          folded: np.ndarray, pause: str | None) -> ShardStats:  # fmt: skip
+    """One Ray task: `run_shard` on one CPU."""
     from threadpoolctl import threadpool_limits
 
     if pause:
         _wait_for_test(Path(pause))
-    t0 = time.perf_counter()
     with threadpool_limits(limits=1, user_api="blas"):  # one task per CPU Ray gave us
-        ranked = model.recommend(
-            users[lo:hi],
-            spec.top_n,
-            items=query.items,
-            similarity=query.similarity,
-            popularity=query.popularity,
-            seen=query.seen,
-            alpha=spec.alpha,
-            cold_weight=spec.cold_weight,
-            block=spec.block,
-            workers=1,
-        )
-    mark_folded(ranked, folded)  # users folded in on the driver after training score as 'fold_in'
-    seconds = time.perf_counter() - t0
-    write_table(runs_location_at(spec.location), spec.part, ranked.to_arrow(spec.run_id, spec.query_name))
-    return {
-        "write_seconds": time.perf_counter() - t0 - seconds,
-        "users_served": int(len(np.unique(ranked.user_id))),
-        "n_rows": len(ranked),
-        "seconds": seconds,
-        "flops": ranked.flops,
-        "matmul_seconds": ranked.matmul_seconds,
-    }
+        return run_shard(model, query, users, shard, params, folded, workers=1)
 
 
 def _wait_for_test(directory: Path) -> None:
@@ -325,11 +223,6 @@ def _wait_for_test(directory: Path) -> None:
     deadline = time.monotonic() + 300
     while not go.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def _delete_quietly(location: RunsLocation, directory: str) -> None:
-    with contextlib.suppress(OSError):  # the next run's clean-up removes what is left (remove_orphans)
-        location.fs.delete_dir(directory)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from movierec import catalog
+from movierec import catalog, runs
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
 from movierec.batch.run import check_alpha
 from movierec.cf import SOURCE_CF, SOURCE_COLD, SOURCE_FOLD, load_current_model, mark_folded, with_fresh_users
 from movierec.config import Settings
-from movierec.db import connect, require_run_file
+from movierec.db import connect
 from movierec.errors import NotFoundError
 from movierec.limits import check_user_id
 
@@ -117,17 +117,14 @@ def published(
 ) -> tuple[list[str], list[tuple]]:
     """Published rows (columns, rows) of one run (default: the latest successful), optionally one user's
     or one query's, ordered by query, user and rank."""
-    where, params = (
-        ["r.run_id = coalesce(?, (SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded'))"],
-        [run_id],
-    )
+    runs.require_readable(con, run_id)
+    where, params = ["r.run_id = ?"], [run_id if run_id is not None else runs.latest_run_id(con)]
     if user_id is not None:
         where.append("r.user_id = ?")
         params.append(user_id)
     if query is not None:
         where.append("r.query_name = ?")
         params.append(query)
-    require_run_file(con, run_id)
     sql = (
         "SELECT r.query_name AS query, r.rank, r.movie_id, m.title, m.year, m.genres, r.score, r.similarity, "
         "r.predicted_rating, r.source, r.run_id, r.user_id "
@@ -144,8 +141,7 @@ def show(settings: Settings, user_id: int, query: str | None = None) -> list[dic
     with connect(settings, read_only=True) as con:
         columns, rows = published(con, user_id, query)
         if not rows:
-            runs = con.execute("SELECT count(*) FROM batch_runs WHERE status = 'succeeded'").fetchone()[0]
-            if not runs:
+            if not runs.succeeded_runs(con):
                 raise NotFoundError(
                     "no successful batch run yet: run `movierec batch run` (or `movierec nightly`)"
                 )

@@ -14,42 +14,21 @@ from typing import Any
 
 import numpy as np
 
+from movierec import runs
 from movierec.config import Settings
-from movierec.db import connect, require_run_file
-from movierec.errors import BadInputError, NotFoundError
+from movierec.db import connect
+from movierec.errors import BadInputError
 
 PERSONALISATION_SAMPLE = 400
-
-_RUN_COLUMNS = (
-    "run_id, status, started_at, finished_at, cf_model_version, embedding_model, alpha, formula, "
-    "n_queries, n_users, n_rows, error"
-)
 
 
 def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
     """Metrics of one run (default: the latest succeeded) as a JSON-ready dict."""
     with connect(settings, read_only=True) as con:
-        if run_id is None:
-            row = con.execute(
-                f"SELECT {_RUN_COLUMNS} FROM batch_runs WHERE status = 'succeeded' "
-                "ORDER BY run_id DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
-                raise NotFoundError("no successful batch run yet: run `movierec batch run`")
-        else:
-            row = con.execute(f"SELECT {_RUN_COLUMNS} FROM batch_runs WHERE run_id = ?", [run_id]).fetchone()
-            if row is None:
-                known = [r[0] for r in con.execute("SELECT run_id FROM batch_runs ORDER BY 1").fetchall()]
-                raise NotFoundError(
-                    f"no batch run {run_id}; runs kept: {', '.join(map(str, known)) or 'none'}"
-                )
-        run = dict(zip([c.strip() for c in _RUN_COLUMNS.split(",")], row, strict=True))
+        run = runs.run_record(con, run_id)
         if run["status"] == "succeeded":
-            require_run_file(con, run["run_id"])
-        dead = con.execute(
-            "SELECT run_id, started_at FROM batch_runs WHERE status = 'abandoned' AND run_id > ? ORDER BY 1",
-            [run["run_id"]],
-        ).fetchall()
+            runs.require_readable(con, run["run_id"])
+        dead = runs.abandoned_after(con, run["run_id"])
         catalogue = con.execute("SELECT count(*) FROM movies").fetchone()[0]
         per_query = con.execute(
             """

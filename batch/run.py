@@ -5,11 +5,11 @@ Lifecycle, designed so analysts can read the database while the job works:
    process as 'abandoned', record this run as 'running', read the saved queries;
 2. encode the queries, fetch candidates from the store, read users and the candidates' ratings through a
    read-only connection that is closed again before scoring (other processes can read and write meanwhile);
-3. rank through the model contract (`Recommender.recommend`, cf/ranking.py), streaming each query's lists
-   into the run's Parquet file; or, with `Settings.engine == "ray"`, in Ray tasks that write the run's
-   Parquet parts (batch/ray_engine.py: the cluster is joined before the run is recorded, so a dead address
-   records nothing);
-4. publish in one short write transaction (batch/publish.py): the run marked 'succeeded', the
+3. cut every query's users into shards and map the one unit of work (batch/engine.py: rank a shard
+   through the model contract, write it as one Parquet part of the run) over them: in this process, or with
+   `Settings.engine == "ray"` in Ray tasks (batch/ray_engine.py: the cluster is joined before the run is
+   recorded, so a dead address records nothing);
+4. publish in one short write transaction (movierec/runs.py): the run marked 'succeeded', the
    `recommendations` view pointed at the kept runs' files, runs beyond `keep_runs` dropped. This is the
    only time other processes are locked out; its length is measured and printed.
 A failure marks the run 'failed'; a kill leaves it 'running' until the next run marks it 'abandoned'. Either
@@ -18,38 +18,21 @@ way the previous run stays what `latest_recommendations` shows.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from movierec import catalog
+from movierec import catalog, runs
+from movierec.batch import engine
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.lock import batch_lock
-from movierec.batch.publish import (
-    NO_ROWS,
-    RunWriter,
-    delete_output,
-    point_views,
-    remove_orphans,
-    runs_location,
-)
 from movierec.batch.queries import SavedQuery, list_queries
-from movierec.cf import (
-    CF_FORMULA,
-    Candidates,
-    Recommender,
-    cold_formula,
-    load_current_model,
-    mark_folded,
-    with_fresh_users,
-)
+from movierec.cf import CF_FORMULA, cold_formula, load_current_model, with_fresh_users
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError, DamagedError, NotFoundError
@@ -133,33 +116,15 @@ def check_alpha(alpha: float) -> None:
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
     with connect(settings) as con, transaction(con):
-        running = "SELECT output FROM batch_runs WHERE status = 'running' AND output IS NOT NULL"
-        leftovers = [r[0] for r in con.execute(running).fetchall()]
-        con.execute(
-            "UPDATE batch_runs SET status = 'abandoned', finished_at = current_timestamp, "
-            "error = 'the process stopped before publishing (killed or crashed)' WHERE status = 'running'"
-        )
         queries = list_queries(con, enabled_only=True)
         if not queries:
             raise NotFoundError(
                 "no enabled saved queries: add one, e.g. "
                 "`movierec queries add zombies 'zombie films' --genre Horror`"
             )
-        run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM batch_runs").fetchone()[0]
-        output = runs_location(settings).output(run_id, parts=settings.engine == "ray")
-        con.execute(
-            "INSERT INTO batch_runs (run_id, started_at, status, embedding_model, alpha, formula, n_queries, "
-            "output) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
-            [run_id, datetime.now(), settings.model, alpha, formula(settings), len(queries), output],
-        )
-        succeeded = {
-            r[0] for r in con.execute("SELECT run_id FROM batch_runs WHERE status = 'succeeded'").fetchall()
-        }
-    # Files of killed runs, where they were written and where runs go now; safe, we hold the batch lock.
-    for output in leftovers:
-        with contextlib.suppress(OSError, BadInputError):  # best effort: a location gone stays gone
-            delete_output(output)
-    remove_orphans(settings, succeeded)
+        run_id, leftovers = runs.begin(con, settings, embedding_model=settings.model, alpha=alpha,
+                                       formula=formula(settings), n_queries=len(queries))  # fmt: skip
+    runs.remove_leftovers(settings, leftovers)  # safe: we hold the batch lock
     return run_id, queries
 
 
@@ -198,45 +163,37 @@ def _compute_and_publish(
     lap(f"fold in {len(folded):,} users newer than the model")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
-    stats: list[QueryStats] = []
-    scoring_s, flops = 0.0, 0.0
-    if ray is None:
-        out = RunWriter(settings, run_id)
-        try:
-            _score_all(
-                settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress, folded
-            )
-            out.finish()
-        except BaseException:
-            out.abort()
-            raise
-        lap("score and write Parquet")
-    else:
-        from movierec.batch.ray_engine import score_and_write
+    plan = list(engine.shards([q.name for q in queries], [q.top_n for q in queries], targets,
+                              settings.ray_shard_users))  # fmt: skip
+    params = engine.RunParams(run_id, alpha, settings.cold_start_weight, settings.block_users,
+                              runs.run_dir(settings, run_id))  # fmt: skip
+    # Locally every query reads the one ratings table; Ray ships each query only its candidates' ratings.
+    data = engine.query_data(cands, seen, subset=ray is not None)
+    lap("plan shards")
+    try:
+        if ray is None:
+            with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
+                done = engine.map_local(model, data, targets, plan, params, folded, pbar)
+        else:
+            from movierec.batch.ray_engine import map_shards
 
-        location = runs_location(settings)
-        per_query = score_and_write(
-            ray,
-            settings,
-            run_id,
-            queries,
-            cands,
-            targets,
-            model,
-            seen,
-            alpha,
-            location,
-            progress,
-            lap,
-            folded,
+            done = map_shards(ray, model, data, targets, plan, params, folded, progress)
+    except BaseException:
+        runs.discard(params.run_dir)
+        raise
+    lap("score and write Parquet" if ray is None else "ray: tasks (score, write parts)")
+    per_query = [engine.ShardStats() for _ in queries]
+    for shard, st in zip(plan, done, strict=True):
+        per_query[shard.query_index].add(st)
+    stats = [
+        QueryStats(
+            q.name, len(c), s.users_served, s.n_rows, s.seconds, s.flops, s.matmul_seconds, s.write_seconds
         )
-        stats += [
-            QueryStats(q.name, len(c), int(d["users_served"]), int(d["n_rows"]), d["seconds"], d["flops"],
-                       d["matmul_seconds"], d["write_seconds"])
-            for q, c, d in zip(queries, cands, per_query, strict=True)
-        ]  # fmt: skip
-        if not sum(st.n_rows for st in stats):
-            raise DamagedError(NO_ROWS)
+        for q, c, s in zip(queries, cands, per_query, strict=True)
+    ]
+    if not sum(st.n_rows for st in stats):
+        runs.discard(params.run_dir)
+        raise DamagedError(runs.NO_ROWS)
     scoring_s = sum(st.seconds for st in stats)
     flops = sum(st.flops for st in stats)
     matmul_s = sum(st.matmul_seconds for st in stats)
@@ -259,54 +216,6 @@ def _compute_and_publish(
         queries=stats,
         stages=stages,
     )
-
-
-def _score_all(
-    settings: Settings,
-    queries: list[SavedQuery],
-    cands: list[Candidates],
-    targets: list[np.ndarray],
-    model: Recommender,
-    seen: catalog.Seen,
-    alpha: float,
-    run_id: int,
-    out: RunWriter,
-    stats: list[QueryStats],
-    progress: bool,
-    folded: np.ndarray | None = None,
-) -> None:
-    with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
-        for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
-            pbar.set_description(f"query {i + 1}/{len(queries)} {q.name}")
-            t0 = time.perf_counter()
-            ranked = model.recommend(
-                users,
-                q.top_n,
-                items=c.movie_ids,
-                similarity=c.similarity,
-                popularity=seen.counts(c.movie_ids),
-                seen=seen,
-                alpha=alpha,
-                cold_weight=settings.cold_start_weight,
-                block=settings.block_users,
-                progress=pbar,
-            )
-            mark_folded(ranked, folded)
-            seconds = time.perf_counter() - t0
-            out.write(ranked.to_arrow(run_id, q.name))
-            write_seconds = time.perf_counter() - t0 - seconds
-            stats.append(
-                QueryStats(
-                    q.name,
-                    len(c),
-                    len(np.unique(ranked.user_id)),
-                    len(ranked),
-                    seconds,
-                    ranked.flops,
-                    ranked.matmul_seconds,
-                    write_seconds,
-                )
-            )
 
 
 def _publish(
@@ -336,31 +245,8 @@ def _publish(
             "n_rows": [s.n_rows for s in stats],
         }
     )
-    with connect(settings) as con, transaction(con):
-        t0 = time.perf_counter()  # the lock is taken: waiting for readers to let go is not part of the window
-        con.register("_new_queries", query_rows)
-        con.execute("INSERT INTO batch_run_queries BY NAME SELECT * FROM _new_queries")
-        con.unregister("_new_queries")
-        con.execute(
-            "UPDATE batch_runs SET status = 'succeeded', finished_at = ?, cf_model_version = ?, "
-            "n_users = ?, n_rows = ? WHERE run_id = ?",
-            [datetime.now(), str(record.version), n_users, n_rows, run_id],
-        )
-        dropped = point_views(con, settings, settings.keep_runs)
-    lock_s = time.perf_counter() - t0  # closing (checkpoint) still excludes readers, so it counts
-    for output in dropped:  # no view names them any more
-        delete_output(output)
-    return lock_s
+    return runs.publish(settings, run_id, query_rows, str(record.version), n_users, n_rows)
 
 
 def _mark_failed(settings: Settings, run_id: int, exc: BaseException) -> None:
-    """Best effort: record why the run failed. If even that fails, the next run marks it abandoned."""
-    message = f"{type(exc).__name__}: {exc}"[:1000]
-    try:
-        with connect(settings) as con:
-            con.execute(
-                "UPDATE batch_runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
-                [datetime.now(), message, run_id],
-            )
-    except Exception:  # noqa: BLE001 - the original error matters more than this one
-        pass
+    runs.mark_failed(settings, run_id, f"{type(exc).__name__}: {exc}")

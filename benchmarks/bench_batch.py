@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_batch.py [--users 162541 --movies 62423 --ratings 25000095]
                                                [--queries 20 --candidates 250 --top-n 10 --sample 40]
                                                [--engine local|ray [--ray-address ADDR]] [--reuse]
+                                               [--before PYTHONPATH [--repeat 2]]
 
 Set-up (not timed, excluded by the issue): the synthetic MovieLens-shaped data set (cached under
 benchmarks/out/, shared with bench_ingest.py) is ingested into a fresh database; the vector store gets one
@@ -17,6 +18,11 @@ With `--engine ray` the same run is made twice on the same set-up, first with th
 times and their ratio (the engine's overhead), the time per user-query list per core inside the Ray tasks,
 and what stays on the driver (encode, candidate fetch, reads, object store puts, publish). No Keras
 reference then.
+
+With `--before PYTHONPATH` (another version of movierec installed there, e.g.
+`pip install --no-deps --target DIR <wheel of the old commit>`), the same set-up is run alternately by that
+version and by this one (`--repeat` times each, interleaved so both see the same load): wall time, peak RSS
+(`/usr/bin/time -f %M`) and the scoring step of each.
 """
 
 from __future__ import annotations
@@ -172,6 +178,8 @@ def main() -> None:
     ap.add_argument("--engine", choices=["local", "ray"], default="local")
     ap.add_argument("--shard-users", type=int, help="users per Ray task (MOVIEREC_RAY_SHARD_USERS)")
     ap.add_argument("--ray-address", help="join this running cluster instead of starting one per run")
+    ap.add_argument("--before", help="PYTHONPATH of another movierec version to compare with, same set-up")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per version with --before")
     args = ap.parse_args()
 
     home = OUT / "bench-batch-home"
@@ -192,6 +200,9 @@ def main() -> None:
         env.setdefault("RAY_AUTH_MODE", "token")  # `ray start` clusters use token authentication
     if args.engine == "ray":
         _compare_engines(env)
+        return
+    if args.before:
+        _before_after(env, args.before, args.repeat)
         return
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -253,6 +264,36 @@ def _run(env: dict[str, str], engine: str) -> tuple[float, float, dict]:
     if proc.returncode:
         sys.exit(f"batch run --engine {engine} failed: {proc.stderr[-2000:]}")
     return wall, load, json.loads(proc.stdout)
+
+
+def _timed(env: dict[str, str]) -> tuple[float, float, float, dict]:
+    """One `movierec batch run` subprocess: (wall s, peak RSS GB, load average at start, summary)."""
+    rss = OUT / "bench-batch-rss.txt"
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    cmd = ["/usr/bin/time", "-f", "%M", "-o", str(rss), sys.executable, "-m", "movierec.cli", "batch", "run",
+           "--json", "--quiet"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd="/")
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"batch run failed: {proc.stderr[-2000:]}")
+    return wall, int(rss.read_text().split()[-1]) / 1e6, load, json.loads(proc.stdout)
+
+
+def _before_after(env: dict[str, str], before: str, repeat: int) -> None:
+    versions = {
+        "before": {**env, "PYTHONPATH": before},
+        "after": {k: v for k, v in env.items() if k != "PYTHONPATH"},
+    }
+    print(f"\n{dt.date.today()}, {os.cpu_count()} cores, shared machine; before = PYTHONPATH {before}\n")
+    print("| run | version | wall (s) | peak RSS (GB) | scoring step (s) | rows | load avg at start |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for i in range(repeat):
+        for name, version_env in versions.items():
+            wall, rss, load, s = _timed(version_env)
+            scoring, rows = s["scoring_seconds"], s["n_rows"]
+            cells = [i + 1, name, f"{wall:.1f}", f"{rss:.2f}", f"{scoring:.1f}", f"{rows:,}", f"{load:.1f}"]
+            print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
 def _compare_engines(env: dict[str, str]) -> None:

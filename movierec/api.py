@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+from movierec import runs
 from movierec.config import Settings
-from movierec.db import check_read_statements, connect, connect_confined
+from movierec.db import check_confined_query, connect, connect_confined
 from movierec.errors import BadInputError
 
 
@@ -39,7 +40,7 @@ class Movierec:
 
     def runs(self) -> pd.DataFrame:
         """Every batch run recorded, newest first (the `batch_runs` table)."""
-        return self.sql("SELECT * FROM batch_runs ORDER BY run_id DESC")
+        return self.sql(runs.history_sql())
 
     def queries(self) -> pd.DataFrame:
         """The saved queries."""
@@ -72,7 +73,7 @@ class Movierec:
         import duckdb
 
         with connect_confined(self.settings) as con:
-            check_read_statements(con, query)
+            check_confined_query(con, query)
             try:
                 return con.execute(query).df()
             except duckdb.Error as exc:

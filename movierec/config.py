@@ -70,7 +70,10 @@ class Settings(BaseSettings):
         description="Ray cluster to join (HOST:PORT of its GCS, or ray://HOST:10001); default: a local one.",
     )
     ray_shard_users: int = Field(
-        65_536, ge=1, le=100_000_000, description="Users scored and written as one Parquet part per Ray task."
+        65_536,
+        ge=1,
+        le=100_000_000,
+        description="Users scored and written as one Parquet part (one Ray task), both engines.",
     )
     runs_uri: str | None = Field(
         None,

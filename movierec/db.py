@@ -1,4 +1,5 @@
-"""The one owner of the DuckDB file: connections, locking behaviour and the schema.
+"""The one owner of the DuckDB file: connections, locking behaviour, the schema and its migrations
+(published runs, their ledger and views are movierec/runs.py's).
 
 DuckDB lets one process write, or several processes read, never both at once. So:
 - writers (`connect(settings)`) hold the file only as long as one command's work needs it, and wait up to
@@ -10,7 +11,7 @@ DuckDB lets one process write, or several processes read, never both at once. So
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -19,8 +20,6 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponenti
 
 from movierec.config import Settings
 from movierec.errors import BadInputError, BusyError, DamagedError, NotFoundError
-
-SCHEMA_VERSION = 1
 
 # Every table of the project, in one place. Stages add their SQL queries next to their code,
 # but tables are created here so that any command can open any table.
@@ -92,11 +91,13 @@ CREATE TABLE IF NOT EXISTS batch_runs(
     n_queries        INTEGER,
     n_users          INTEGER,
     n_rows           BIGINT,
-    error            VARCHAR
+    error            VARCHAR,
+    -- Where the run's Parquet went (movierec/runs.py): its entry (`run-000042`) under the runs_uri it was
+    -- written to (NULL: beside the database). Recorded at the start, so a run stays readable (and
+    -- deletable) after `runs_uri` changes, and relative, so a copied home reads its own files.
+    output           VARCHAR,
+    runs_uri         VARCHAR
 );
--- Where the run's Parquet went: its file, or its directory of parts as a glob (batch/publish.py). Recorded
--- at the start, so a run stays readable (and deletable) after `runs_uri` changes.
-ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS output VARCHAR;
 -- What each run asked and found, per saved query (a snapshot: queries may change after the run).
 CREATE TABLE IF NOT EXISTS batch_run_queries(
     run_id            INTEGER NOT NULL,
@@ -116,124 +117,44 @@ CREATE TABLE IF NOT EXISTS batch_run_queries(
 """
 
 
+def _migrate_run_paths(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    from movierec import runs
+
+    # 0.1 databases have neither column, 0.2 ones only `output`, holding absolute paths.
+    con.execute("ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS output VARCHAR")
+    con.execute("ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS runs_uri VARCHAR")
+    runs.migrate_relative_paths(con, db_path)
+
+
+# Named, numbered changes to existing databases (sqlite-utils' `migrations` is the model): each runs once, in
+# order, in one transaction with the new version recorded in `schema_info`. SCHEMA above creates what is
+# missing (new tables and columns), so a migration only moves existing data.
+MIGRATIONS: tuple[tuple[int, str, Callable[[duckdb.DuckDBPyConnection, Path], None]], ...] = (
+    (2, "published runs recorded relative to their location, not by absolute path", _migrate_run_paths),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The version recorded by the last writer (0: before versions were recorded)."""
+    row = con.execute("SELECT value FROM schema_info WHERE key = 'version'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
-    """Create missing tables (idempotent) and point the views at the published run files that exist."""
+    """Create missing tables (idempotent), apply pending migrations and point the views at the published
+    runs that exist."""
+    from movierec import runs
+
     con.execute(SCHEMA)
-    con.execute(
-        "INSERT OR REPLACE INTO schema_info VALUES ('version', ?)",
-        [str(SCHEMA_VERSION)],
-    )
-    sync_views(con, db_path)
-    mark_dead_runs(con, db_path)
-
-
-# --------------------------------------------------------------------------- published runs and their views
-# Each batch run writes its rows to a Parquet file next to the database while readers keep reading; the
-# `recommendations` view names the succeeded runs' files (batch/publish.py). Writing 30M rows into a table
-# would lock readers out for a minute. The views are derived state: every connection (re)creates them from
-# the runs recorded and the files that exist, so a missing, damaged or moved file never stops a command;
-# only reads of that run fail (`missing_run_files` tells them which), and the next batch run republishes.
-RUN_COLUMNS = (
-    "run_id::INTEGER AS run_id, query_name::VARCHAR AS query_name, user_id, rank, movie_id, score, "
-    "similarity, predicted_rating, source::VARCHAR AS source"
-)
-EMPTY_RECOMMENDATIONS = (
-    "SELECT NULL::INTEGER AS run_id, NULL::VARCHAR AS query_name, NULL::INTEGER AS user_id, "
-    "NULL::SMALLINT AS rank, NULL::INTEGER AS movie_id, NULL::FLOAT AS score, NULL::FLOAT AS similarity, "
-    "NULL::FLOAT AS predicted_rating, NULL::VARCHAR AS source WHERE false"
-)
-LATEST_RECOMMENDATIONS = """
-SELECT r.run_id, r.query_name, r.user_id, r.rank, r.movie_id, m.title, m.year, m.genres,
-       r.score, r.similarity, r.predicted_rating, r.source
-FROM recommendations r
-JOIN movies m USING (movie_id)
-WHERE r.run_id = (SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded')
-"""
-_PARQUET_MAGIC = b"PAR1"
-_QUOTED_PATH = re.compile(r"'((?:[^']|'')*)'")
-
-
-def batch_lock_path(db_path: Path) -> Path:
-    """The OS lock a batch run holds for its whole life (batch/lock.py): free means no run is alive."""
-    return db_path.with_name(db_path.name + ".batch.lock")
-
-
-DEAD_RUN = "the process stopped before publishing (killed or crashed)"
-
-
-def mark_dead_runs(con: duckdb.DuckDBPyConnection, db_path: Path, temp: bool = False) -> None:
-    """Runs recorded as 'running' while no process holds the batch lock are dead: writers mark them
-    'abandoned'; a read-only connection sees them so through a TEMP view over `batch_runs`. Safe against a
-    run starting meanwhile: a run records itself only after taking the lock, and only through a writer,
-    which cannot open the file while this writer holds it."""
-    from movierec.locks import is_locked
-
-    if not con.execute("SELECT 1 FROM batch_runs WHERE status = 'running' LIMIT 1").fetchall():
-        return
-    if is_locked(batch_lock_path(db_path)):
-        return
-    if not temp:
-        con.execute(
-            "UPDATE batch_runs SET status = 'abandoned', error = coalesce(error, ?), "
-            "finished_at = coalesce(finished_at, current_timestamp) WHERE status = 'running'",
-            [DEAD_RUN],
-        )
-        return
-    name = con.execute("SELECT current_database()").fetchone()[0].replace('"', '""')
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW batch_runs AS SELECT * REPLACE ("
-        "CASE WHEN status = 'running' THEN 'abandoned' ELSE status END AS status, "
-        f"CASE WHEN status = 'running' THEN coalesce(error, '{DEAD_RUN}') ELSE error END AS error) "
-        f'FROM "{name}".main.batch_runs'
-    )
-
-
-def db_file(con: duckdb.DuckDBPyConnection) -> Path:
-    """The file a connection has open."""
-    return Path(
-        con.execute(
-            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-        ).fetchone()[0]
-    )
-
-
-def require_run_file(con: duckdb.DuckDBPyConnection, run_id: int | None) -> None:
-    """DamagedError, naming the file and the way out, when run `run_id` (None: the latest succeeded) has
-    lost its published file; reads of every other run go on working."""
-    if run_id is None:
-        run_id = con.execute("SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded'").fetchone()[0]
-        if run_id is None:
-            return
-    path = db_file(con)
-    bad = missing_run_files(con, path, [run_id]) if run_id in succeeded_runs(con) else {}
-    if bad:
-        raise DamagedError(
-            f"run {run_id}'s published file {bad[run_id]} is missing or damaged: run `movierec batch run` "
-            "to publish new lists (the other runs' lists are intact)"
-        )
-
-
-def runs_dir(db_path: Path) -> Path:
-    """Where the database's published run files live: `<db stem>.runs/` beside it."""
-    return db_path.with_name(db_path.stem + ".runs")
-
-
-def run_file(db_path: Path, run_id: int) -> Path:
-    return runs_dir(db_path) / f"run-{run_id:06d}.parquet"
-
-
-def run_file_ok(path: Path) -> bool:
-    """The file exists and looks whole (Parquet magic at both ends; a truncated copy loses its footer)."""
-    try:
-        size = path.stat().st_size
-        if not path.is_file() or size < 12:
-            return False
-        with open(path, "rb") as fh:
-            head = fh.read(4)
-            fh.seek(size - 4)
-            return head == _PARQUET_MAGIC and fh.read(4) == _PARQUET_MAGIC
-    except OSError:
-        return False
+    version = schema_version(con)
+    for number, _, migrate in MIGRATIONS:
+        if number > version:
+            with transaction(con):
+                migrate(con, db_path)
+                con.execute("INSERT OR REPLACE INTO schema_info VALUES ('version', ?)", [str(number)])
+    runs.sync_views(con, db_path)
+    runs.mark_dead_runs(con, db_path)
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
@@ -243,127 +164,6 @@ def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
             [name],
         ).fetchall()
     )
-
-
-def succeeded_runs(con: duckdb.DuckDBPyConnection) -> list[int]:
-    return list(_recorded_outputs(con))
-
-
-PARTS = "/*.parquet"  # a run written as a directory of parts (the Ray engine) is read through this glob
-
-
-def _recorded_outputs(con: duckdb.DuckDBPyConnection) -> dict[int, str | None]:
-    """{run_id: where the run recorded its Parquet (None before runs recorded it)} of succeeded runs."""
-    if not _has_table(con, "batch_runs"):
-        return {}
-    has_output = con.execute(
-        "SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() "
-        "AND table_name = 'batch_runs' AND column_name = 'output'"
-    ).fetchall()
-    output = "output" if has_output else "NULL"
-    rows = con.execute(
-        f"SELECT run_id, {output} FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id"
-    ).fetchall()
-    return dict(rows)
-
-
-def _source_ok(source: str) -> bool:
-    """A run's file, or every part of its directory, exists and looks whole. An object-store URI is taken
-    as recorded (checking would cost a round trip per run and per connection)."""
-    if "://" in source and not source.startswith("file://"):
-        return True
-    source = source.removeprefix("file://")
-    if source.endswith(PARTS):
-        directory = Path(source.removesuffix(PARTS))
-        parts = sorted(directory.glob("*.parquet")) if directory.is_dir() else []
-        return bool(parts) and all(run_file_ok(p) for p in parts)
-    return run_file_ok(Path(source))
-
-
-def run_sources(
-    con: duckdb.DuckDBPyConnection, db_path: Path, run_ids: list[int] | None = None
-) -> dict[int, str | None]:
-    """{run_id: the file or parts glob the run is read from, None when missing or damaged} of succeeded
-    runs (or of `run_ids`): where the run recorded it, else beside the database now (a moved data
-    directory keeps its runs under the same names)."""
-    out = {}
-    for run_id, output in _recorded_outputs(con).items():
-        if run_ids is not None and run_id not in run_ids:
-            continue
-        here = str(run_file(db_path, run_id).resolve())
-        candidates = [output] if output else []
-        candidates += [here, here.removesuffix(".parquet") + PARTS]
-        out[run_id] = next((c for c in candidates if _source_ok(c)), None)
-    return out
-
-
-def missing_run_files(
-    con: duckdb.DuckDBPyConnection, db_path: Path, run_ids: list[int] | None = None
-) -> dict[int, str]:
-    """{run_id: recorded output or file} of succeeded runs (or `run_ids`) whose Parquet is missing or
-    damaged."""
-    recorded = _recorded_outputs(con)
-    return {
-        r: recorded.get(r) or str(run_file(db_path, r))
-        for r, source in run_sources(con, db_path, run_ids).items()
-        if source is None
-    }
-
-
-def published_files(con: duckdb.DuckDBPyConnection, db_path: Path) -> list[str]:
-    """What the views should name: every succeeded run's file (or parts glob) that exists and looks whole."""
-    return [s for s in run_sources(con, db_path).values() if s is not None]
-
-
-def readable_files(sources: list[str]) -> list[Path]:
-    """The local files behind `sources` (parts globs expanded): what confined SQL may read."""
-    files: list[Path] = []
-    for source in sources:
-        if "://" in source and not source.startswith("file://"):
-            continue
-        source = source.removeprefix("file://")
-        if source.endswith(PARTS):
-            files += sorted(Path(source.removesuffix(PARTS)).glob("*.parquet"))
-        else:
-            files.append(Path(source))
-    return files
-
-
-def _view_files(con: duckdb.DuckDBPyConnection, temp: bool) -> list[str] | None:
-    """The files the current `recommendations` view names, or None when the views are missing."""
-    rows = con.execute(
-        "SELECT view_name, sql FROM duckdb_views() WHERE database_name = ? "
-        "AND view_name IN ('recommendations', 'latest_recommendations')",
-        ["temp" if temp else con.execute("SELECT current_database()").fetchone()[0]],
-    ).fetchall()
-    views = dict(rows)
-    if len(views) < 2:
-        return None
-    quoted = _QUOTED_PATH.findall(views["recommendations"])
-    return [m.replace("''", "'") for m in quoted if m.endswith(".parquet")]  # files and parts globs
-
-
-def sync_views(con: duckdb.DuckDBPyConnection, db_path: Path, temp: bool = False) -> list[str]:
-    """Point `recommendations` (and `latest_recommendations` over it) at the published files that exist.
-
-    Writers repair the stored views; a read-only connection gets TEMP views of the same names, which shadow
-    stale stored ones for that connection only (a moved data directory, a file deleted since). Cheap: a
-    query on batch_runs and a few stats, and nothing is written when the views already name those files.
-    Returns the files named."""
-    files = published_files(con, db_path)
-    if _view_files(con, temp) == files:
-        return files
-    if temp and _view_files(con, False) == files:
-        return files  # the stored views are right
-    if files:
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        body = f"SELECT {RUN_COLUMNS} FROM read_parquet([{listing}])"
-    else:
-        body = EMPTY_RECOMMENDATIONS
-    kind = "TEMP VIEW" if temp else "VIEW"
-    con.execute(f"CREATE OR REPLACE {kind} recommendations AS {body}")
-    con.execute(f"CREATE OR REPLACE {kind} latest_recommendations AS {LATEST_RECOMMENDATIONS}")
-    return files
 
 
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<prog>\S+) \(PID (?P<pid>\d+)\)")
@@ -437,8 +237,10 @@ def connect(
         if not read_only:
             ensure_schema(con, path)
         elif _has_table(con, "batch_runs"):
-            sync_views(con, path, temp=True)
-            mark_dead_runs(con, path, temp=True)
+            from movierec import runs
+
+            runs.sync_views(con, path, temp=True)
+            runs.mark_dead_runs(con, path, temp=True)
         yield con
     finally:
         con.close()
@@ -498,16 +300,28 @@ def check_read_statements(con: duckdb.DuckDBPyConnection, query: str) -> None:
 
 @contextmanager
 def connect_confined(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection for analysts' SQL, confined as `confine` says."""
+    """A read-only connection for analysts' SQL, confined as `confine` says, to the published runs' files."""
+    from movierec import runs
+
     with connect(settings, read_only=True) as con:
-        confine(con, readable_files(published_files(con, settings.db_path)))
+        confine(con, runs.local_files(runs.published_files(con, settings.db_path)))
         yield con
+
+
+def check_confined_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse what confined SQL must not run, and a read of the published lists while a run's files are
+    missing or damaged (it would answer as if that run's users had no lists)."""
+    from movierec import runs
+
+    check_read_statements(con, query)
+    if runs.reads_views(query):
+        runs.require_all_readable(con)
 
 
 def run_analyst_sql(settings: Settings, query: str) -> tuple[list[str], list[tuple]]:
     """(columns, rows) of a confined read-only query; our own one-line errors for anything refused."""
     with connect_confined(settings) as con:
-        check_read_statements(con, query)
+        check_confined_query(con, query)
         try:
             cur = con.execute(query)
             if cur.description is None:

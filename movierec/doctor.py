@@ -112,37 +112,19 @@ def _check_database(settings: Settings, out: list[Finding]) -> bool:
 
 
 def _check_runs(settings: Settings, out: list[Finding], full: bool) -> None:
-    import duckdb
-
-    from movierec.db import connect, missing_run_files, run_file, succeeded_runs
+    from movierec import runs
+    from movierec.db import connect
 
     with connect(settings, read_only=True) as con:
-        runs = succeeded_runs(con)
-        bad = missing_run_files(con, settings.db_path, runs)
-        for run_id in runs:
-            if run_id in bad or not full:
-                continue
-            try:
-                con.execute(
-                    "SELECT sum(score), count(*) FROM read_parquet(?)",
-                    [str(run_file(settings.db_path, run_id))],
-                )
-            except duckdb.Error as exc:
-                bad[run_id] = run_file(settings.db_path, run_id)
-                out.append(
-                    Finding(
-                        f"run {run_id}", False, _error(exc), "run `movierec batch run` to publish new lists"
-                    )
-                )
-    for run_id, path in bad.items():
-        out.append(Finding(f"run {run_id}", False, f"published file {path} is missing or damaged",
-                           "run `movierec batch run` to publish new lists"))  # fmt: skip
-    if not runs:
+        succeeded, bad = runs.check(settings, con, full)
+    for run_id, what in bad.items():
+        out.append(Finding(f"run {run_id}", False, what, runs.RECOVER))
+    if not succeeded:
         out.append(
             Finding("published runs", True, "none yet (run `movierec batch run` after adding queries)")
         )
     elif not bad:
-        out.append(Finding("published runs", True, f"{len(runs)} runs, every file present"
+        out.append(Finding("published runs", True, f"{len(succeeded)} runs, every file present"
                                                    + (" and readable" if full else "")))  # fmt: skip
 
 

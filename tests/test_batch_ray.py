@@ -5,6 +5,7 @@ one-line failures (unreachable address, missing extra)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -21,13 +22,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from movierec.batch.publish import runs_dir
 from movierec.batch.queries import SavedQuery, add_query
 from movierec.batch.run import run_batch
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import EngineError
+from movierec.runs import runs_dir
 
 ROWS = (
     "SELECT run_id, query_name, user_id, rank, movie_id, score, similarity, predicted_rating, source "
@@ -172,10 +173,27 @@ def test_ray_engine_gives_the_local_engines_lists(planted: Settings, cluster: ob
     # The known answers hold (batch_world): seen movies removed, cold start flagged.
     zombies = world.lists(planted, "zombies")
     assert zombies[1][0] == (102, "cf") and all(s == "cold_start" for _, s in zombies[world.COLD])
-    # One file for the local run, a directory of parts (2 queries x 4 shards) for the Ray run.
-    parts = sorted(p.name for p in (runs_dir(planted) / "run-000002").iterdir())
-    assert sorted(p.name for p in runs_dir(planted).iterdir()) == ["run-000001.parquet", "run-000002"]
-    assert parts == [f"part-q{q:04d}-s{s:06d}.parquet" for q in range(2) for s in range(4)]
+    # One layout for both engines: a directory of parts (2 queries x 4 shards) per run.
+    assert sorted(p.name for p in runs_dir(planted.db_path).iterdir()) == ["run-000001", "run-000002"]
+    for run in ("run-000001", "run-000002"):
+        parts = sorted(p.name for p in (runs_dir(planted.db_path) / run).iterdir())
+        assert parts == [f"part-q{q:04d}-s{s:06d}.parquet" for q in range(2) for s in range(4)]
+
+
+@pytest.mark.slow
+def test_a_ray_run_is_queried_by_sql_and_passes_check(planted: Settings, cluster: object) -> None:
+    """Issue 15, bugs 1 and 2: after a Ray run, confined `movierec sql` read its parts ("file system
+    operations are disabled by configuration" on the parts glob) and `check` failed it ("missing or
+    damaged": it looked at the local engine's file name)."""
+    remote = run_batch(planted)
+    result = CliRunner().invoke(
+        main, ["sql", "SELECT query_name, user_id, rank, movie_id FROM latest_recommendations", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == remote.n_rows == 7 * 2 + 7 * 3
+    check = CliRunner().invoke(main, ["check"])
+    assert "FAIL run" not in check.output and "1 runs, every file present and readable" in check.output
 
 
 def _random_world(settings: Settings, data_dir: Path) -> Settings:
@@ -278,7 +296,7 @@ def test_worker_killed_mid_run_is_retried_and_the_lists_are_the_same(
     pause = _pause_dir(tmp_path, monkeypatch)
     thread, outcome = _run_in_thread(planted)
     pid = _paused_pid(pause)
-    parts = runs_dir(planted) / "run-000002"
+    parts = runs_dir(planted.db_path) / "run-000002"
     _wait_for(lambda: len(list(parts.glob("*.parquet"))) == 7, what="the other tasks' parts")  # 8 - paused
     os.kill(pid, signal.SIGKILL)  # mid-task: the worker dies holding the first shard of "everything"
     (pause / "go").touch()
@@ -301,7 +319,9 @@ def test_worker_killed_without_retries_fails_the_run_and_publishes_nothing(
     pause = _pause_dir(tmp_path, monkeypatch)
     thread, outcome = _run_in_thread(planted)
     pid = _paused_pid(pause)
-    _wait_for(lambda: len(list((runs_dir(planted) / "run-000002").glob("*.parquet"))) == 7, what="parts")
+    _wait_for(
+        lambda: len(list((runs_dir(planted.db_path) / "run-000002").glob("*.parquet"))) == 7, what="parts"
+    )
     os.kill(pid, signal.SIGKILL)
     (pause / "go").touch()
     thread.join(120)
@@ -312,7 +332,7 @@ def test_worker_killed_without_retries_fails_the_run_and_publishes_nothing(
     with connect(planted, read_only=True) as con:
         latest = con.execute("SELECT DISTINCT run_id FROM latest_recommendations").fetchall()
     assert latest == [(1,)] and _rows(planted, 1) == before
-    assert not (runs_dir(planted) / "run-000002").exists()  # the 7 parts written are gone
+    assert not (runs_dir(planted.db_path) / "run-000002").exists()  # the 7 parts written are gone
 
 
 @pytest.mark.slow
@@ -332,7 +352,7 @@ def test_driver_killed_publishes_nothing_and_the_next_run_marks_it_abandoned(
     )  # fmt: skip
     try:
         worker = _paused_pid(pause)
-        parts = runs_dir(planted) / "run-000002"
+        parts = runs_dir(planted.db_path) / "run-000002"
         _wait_for(lambda: len(list(parts.glob("*.parquet"))) == 7, what="the other tasks' parts")
         assert [(r, s) for r, s, _ in _runs(planted)] == [(1, "succeeded"), (2, "running")]
         driver.send_signal(signal.SIGKILL)
@@ -370,12 +390,13 @@ def test_runs_go_to_a_shared_location_and_the_view_reads_them_there(
     shared = tmp_path / "shared-runs"
     ray_run = run_batch(planted.replace(runs_uri=str(shared)))
     local_run = run_batch(planted.replace(runs_uri=f"file://{shared}", engine="local"))
-    assert sorted(p.name for p in shared.iterdir()) == ["run-000001", "run-000002.parquet"]
-    assert not runs_dir(planted).exists()  # nothing beside the database
+    assert sorted(p.name for p in shared.iterdir()) == ["run-000001", "run-000002"]
+    assert not runs_dir(planted.db_path).exists()  # nothing beside the database
     _same_lists(_rows(planted, ray_run.run_id), _rows(planted, local_run.run_id))
     with connect(planted, read_only=True) as con:
         view = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'recommendations'").fetchone()[0]
-    assert f"{shared}/run-000001/*.parquet" in view and f"{shared}/run-000002.parquet" in view
+    assert f"{shared}/run-000001/part-q0000-s000000.parquet" in view
+    assert f"{shared}/run-000002/part-q0001-s000003.parquet" in view
 
 
 @pytest.mark.slow
@@ -389,33 +410,33 @@ def test_parts_a_worker_wrote_where_the_driver_cannot_see_fail_the_run(
 
     real_check = ray_engine._check_parts
 
-    def lose_one_part(location: object, run_dir: str, n_tasks: int) -> None:
+    def lose_one_part(run_dir: str, n_tasks: int) -> None:
         victim = sorted(Path(run_dir).glob("*.parquet"))[0]
         victim.unlink()
-        return real_check(location, run_dir, n_tasks)
+        return real_check(run_dir, n_tasks)
 
     monkeypatch.setattr(ray_engine, "_check_parts", lose_one_part)
     with pytest.raises(EngineError, match="1 of 8 Ray tasks' Parquet parts are missing .* set runs_uri"):
         run_batch(planted)
     assert [(r, s) for r, s, _ in _runs(planted)] == [(1, "failed")]
-    assert not (runs_dir(planted) / "run-000001").exists()
+    assert not (runs_dir(planted.db_path) / "run-000001").exists()
 
 
 @pytest.mark.slow
 def test_changing_runs_uri_keeps_earlier_runs_readable_and_retention_finds_them(
     planted: Settings, cluster: object, tmp_path: Path
 ) -> None:
-    """Each run records where it went (batch_runs.output): moving `runs_uri` does not break the view, and
-    retention deletes an old run where it was written."""
+    """Each run records where it went (batch_runs.output under batch_runs.runs_uri): moving `runs_uri` does
+    not break the view, and retention deletes an old run where it was written."""
     first = run_batch(planted.replace(engine="local"))  # beside the database
     second = run_batch(planted.replace(runs_uri=str(tmp_path / "a")))  # parts, elsewhere
     third = run_batch(planted.replace(engine="local", runs_uri=str(tmp_path / "b"), keep_runs=2))
     with connect(planted, read_only=True) as con:
         kept = con.execute("SELECT DISTINCT run_id FROM recommendations ORDER BY 1").fetchall()
-        outputs = dict(con.execute("SELECT run_id, output FROM batch_runs").fetchall())
+        outputs = con.execute("SELECT run_id, output, runs_uri FROM batch_runs ORDER BY 1").fetchall()
     assert kept == [(second.run_id,), (third.run_id,)]
-    assert outputs == {2: f"{tmp_path}/a/run-000002/*.parquet", 3: f"{tmp_path}/b/run-000003.parquet"}
-    assert not (runs_dir(planted) / "run-000001.parquet").exists()  # retention found it beside the db
+    assert outputs == [(2, "run-000002", f"{tmp_path}/a"), (3, "run-000003", f"{tmp_path}/b")]
+    assert not (runs_dir(planted.db_path) / "run-000001").exists()  # retention found it beside the db
     _same_lists(_rows(planted, second.run_id), _rows(planted, third.run_id))
     assert first.n_rows == third.n_rows
 

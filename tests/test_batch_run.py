@@ -16,12 +16,12 @@ import batch_world as world
 import pytest
 from click.testing import CliRunner
 
-from movierec.batch.publish import runs_dir
 from movierec.batch.run import run_batch
 from movierec.cf import current_model
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
+from movierec.runs import runs_dir
 
 pytestmark = pytest.mark.slow  # loads the offline sentence-transformers model
 
@@ -121,7 +121,7 @@ def test_retention_keeps_last_n_runs(planted: Settings) -> None:
         runs = [r[0] for r in con.execute("SELECT run_id FROM batch_runs ORDER BY 1").fetchall()]
         latest = con.execute("SELECT DISTINCT run_id FROM latest_recommendations").fetchall()
     assert kept == [2, 3] and runs == [2, 3] and latest == [(3,)]
-    assert sorted(f.name for f in runs_dir(planted).iterdir()) == ["run-000002.parquet", "run-000003.parquet"]
+    assert sorted(f.name for f in runs_dir(planted.db_path).iterdir()) == ["run-000002", "run-000003"]
 
 
 def test_second_run_while_one_runs_is_refused(planted: Settings) -> None:
@@ -184,9 +184,11 @@ def test_sigkill_mid_run_leaves_previous_results_and_is_marked_abandoned(planted
     report = CliRunner().invoke(main, ["batch", "report"])
     assert report.exit_code == 0 and "run 2 (started" in report.output and "abandoned" in report.output
 
-    # What a kill during the write would leave behind: a partial file and one no view names.
-    (runs_dir(planted) / "run-000002.parquet.tmp").write_bytes(b"partial")
-    (runs_dir(planted) / "run-000002.parquet").write_bytes(b"never published")
+    # What a kill during the write would leave behind: a partial part and one no view names.
+    (runs_dir(planted.db_path) / "run-000002").mkdir(exist_ok=True)
+    (runs_dir(planted.db_path) / "run-000002" / "part-q0000-s000000.parquet.tmp").write_bytes(b"partial")
+    (runs_dir(planted.db_path) / "run-000002" / "part-q0000-s000001.parquet").write_bytes(b"never published")
+    (runs_dir(planted.db_path) / "run-000004.parquet.tmp").write_bytes(b"partial")
     run_batch(planted)
     runs = _runs(planted)
     assert [(r, s) for r, s, _, _ in runs] == [(1, "succeeded"), (2, "abandoned"), (3, "succeeded")]
@@ -194,7 +196,7 @@ def test_sigkill_mid_run_leaves_previous_results_and_is_marked_abandoned(planted
     with connect(planted, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM recommendations WHERE run_id = 2").fetchone()[0] == 0
     # Whatever the killed run had written is gone; only succeeded runs own files.
-    assert sorted(f.name for f in runs_dir(planted).iterdir()) == ["run-000001.parquet", "run-000003.parquet"]
+    assert sorted(f.name for f in runs_dir(planted.db_path).iterdir()) == ["run-000001", "run-000003"]
 
 
 def test_failed_run_is_recorded_and_previous_results_stay(planted: Settings) -> None:
@@ -254,7 +256,7 @@ def test_reader_process_never_sees_a_partial_run(planted: Settings, tmp_path: Pa
 
 
 def test_sigkill_after_the_run_file_is_written_but_before_publish(planted: Settings) -> None:
-    """The latest possible kill: scoring done and the Parquet file in place, publish not committed. A reader
+    """The latest possible kill: scoring done and the Parquet part in place, publish not committed. A reader
     holding the database keeps the job waiting at that point, so the kill lands there deterministically."""
     run_batch(planted)
     before = world.lists(planted, "zombies")
@@ -264,7 +266,7 @@ def test_sigkill_after_the_run_file_is_written_but_before_publish(planted: Setti
         while time.monotonic() < deadline and ("running" not in [s for _, s, _, _ in _runs(planted)]):
             time.sleep(0.05)
         with connect(planted, read_only=True):  # the job cannot publish while we read
-            file2 = runs_dir(planted) / "run-000002.parquet"
+            file2 = runs_dir(planted.db_path) / "run-000002" / "part-q0001-s000000.parquet"  # its last part
             while time.monotonic() < deadline and not file2.exists() and proc.poll() is None:
                 time.sleep(0.05)
             assert file2.exists() and proc.poll() is None, proc.communicate()[1]

@@ -23,8 +23,9 @@ from movierec.cf import KerasCF, Popularity, current_model, save_model
 from movierec.cf.data import Ratings
 from movierec.cli import main
 from movierec.config import Settings
-from movierec.db import connect, run_file
+from movierec.db import connect
 from movierec.errors import DamagedError, ModelError
+from movierec.runs import runs_dir
 from movierec.store import open_store
 
 DIM = 8
@@ -61,13 +62,16 @@ def _seed(settings: Settings) -> None:
 )
 def test_sql_is_confined_to_the_database_and_run_files(settings: Settings, statement: str) -> None:
     _seed(settings)
-    run = run_file(settings.db_path, 1)
+    run = runs_dir(settings.db_path) / "run-000001" / "part-q0000-s000000.parquet"
     run.parent.mkdir(parents=True)
     with connect(settings) as con:  # a published run, as the batch would leave it
         con.execute(f"COPY (SELECT 1 AS run_id, 'q' AS query_name, 1 AS user_id, 1::SMALLINT AS rank, "
                     f"1 AS movie_id, 0.5 AS score, 0.5 AS similarity, NULL::FLOAT AS predicted_rating, "
                     f"'cf' AS source) TO '{run}'")  # fmt: skip
-        con.execute("INSERT INTO batch_runs (run_id, started_at, status) VALUES (1, now(), 'succeeded')")
+        con.execute(
+            "INSERT INTO batch_runs (run_id, started_at, status, output) "
+            "VALUES (1, now(), 'succeeded', 'run-000001')"
+        )
     before = run.read_bytes()
     result = CliRunner().invoke(main, ["sql", statement.format(home=settings.home, run=run)])
     one_line_error(result)
@@ -310,14 +314,14 @@ def test_run_files_missing_moved_or_truncated(settings: Settings, tmp_path: Path
     for _ in range(2):
         assert runner.invoke(main, ["batch", "run", "-q"]).exit_code == 0
     first = world.lists(settings)
-    run_file(settings.db_path, 1).unlink()  # an old run's file: nothing else may break
+    shutil.rmtree(runs_dir(settings.db_path) / "run-000001")  # an old run's files: nothing else may break
     for args in (["queries", "add", "space", "space adventure"], ["show", "2"], ["queries", "list"]):
         assert runner.invoke(main, args).exit_code == 0, args
     assert world.lists(settings) == first
-    latest = run_file(settings.db_path, 2)
+    latest = runs_dir(settings.db_path) / "run-000002" / "part-q0000-s000000.parquet"
     latest.write_bytes(latest.read_bytes()[:100])  # truncated: reads of run 2 fail with one line
-    one_line_error(runner.invoke(main, ["show", "2"]), str(latest), "movierec batch run")
-    one_line_error(runner.invoke(main, ["batch", "report"]), str(latest))
+    one_line_error(runner.invoke(main, ["show", "2"]), str(latest.parent), "movierec batch run")
+    one_line_error(runner.invoke(main, ["batch", "report"]), str(latest.parent))
     check = runner.invoke(main, ["check", "--quick"])
     assert check.exit_code == 1 and "FAIL run 2" in check.output
     assert runner.invoke(main, ["batch", "run", "-q"]).exit_code == 0  # republishes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = {"config", "errors", "limits", "db", "store", "embedder", "locks", "catalog", "progress"}
+CORE = {"config", "errors", "limits", "db", "runs", "store", "embedder", "locks", "catalog", "progress"}
 STAGES = {"ingest", "cf", "batch"}
 TOP = {"pipeline", "api", "cli"}
 
@@ -116,3 +117,23 @@ def test_the_wheel_installs_movierec_as_its_only_top_level_package(tmp_path: Pat
     assert {n for n in added if not n.endswith(".dist-info")} == {"movierec"}
     for sub in ("ingest", "cf", "batch", "cli"):
         assert (site / "movierec" / sub / "__init__.py").exists(), sub
+
+
+RUNS_SQL = re.compile(r"(FROM|INTO|UPDATE|JOIN)\s+batch_runs\b|read_parquet|\.parquet\b", re.IGNORECASE)
+
+
+def test_published_runs_are_reached_only_through_runs_py() -> None:
+    """Issue 15: one owner for published runs. No other module queries the `batch_runs` ledger, reads or
+    names a run's Parquet, or opens the filesystems runs live on; db.py only creates the table."""
+    wrong = []
+    for module, path in _sources().items():
+        if module == "movierec.runs" or module.startswith("movierec.ingest"):  # ingest reads input files
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            text = node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
+            found = RUNS_SQL.search(text)
+            if found and not (module == "movierec.db" and "CREATE TABLE" in text):
+                wrong.append(f"{module}:{node.lineno}: {found[0]!r}")
+        wrong += [f"{module} imports {m}" for m in _imports(path) if m in ("pyarrow.parquet", "pyarrow.fs")]
+    assert not wrong, "\n".join(wrong)

@@ -1,0 +1,136 @@
+"""How long an analyst waits while `movierec nightly` runs: a reader beside a whole night.
+
+A reader runs `movierec sql "SELECT count(*) FROM latest_recommendations" --json` every `--interval`
+seconds (one process per read, as a dashboard or a cron job would) while night 2 runs (FULL = BASE plus ~1%
+new ratings, users and movies; `benchmarks/snapshots.py`). Each read's wall time includes the CLI's start,
+so the wait is reported as the read's wall time minus the median of reads made just before the night, on
+an idle database. Night 1 (fresh home, 20 saved queries, `movierec nightly BASE`) only prepares the home.
+
+    .venv/bin/python benchmarks/bench_reader_wait.py --full DIR [--base DIR] [--home DIR] [--interval 1.5]
+
+Prints one JSON line per night and a Markdown row: reads, failures, idle median, longest read, longest
+wait, and the nightly stage that was running at the longest read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bench_batch import TEXTS
+from snapshots import make_base
+
+QUERY = "SELECT count(*) FROM latest_recommendations"
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MOVIEREC_HOME": str(home),
+        "MOVIEREC_MODEL": "offline-minilm",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def read_once(home: Path) -> tuple[float, float, int, str]:
+    """(start, wall s, exit code, first line of stderr) of one `movierec sql` process."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "movierec.cli", "sql", QUERY, "--json"], env=_env(home),
+                          capture_output=True, text=True)  # fmt: skip
+    err = (proc.stderr.strip().splitlines() or [""])[0][:200]
+    return start, time.perf_counter() - start, proc.returncode, err
+
+
+class Reader(threading.Thread):
+    """Reads every `interval` seconds until stopped (the next read starts `interval` after the last one)."""
+
+    def __init__(self, home: Path, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.home, self.interval = home, interval
+        self.reads: list[tuple[float, float, int, str]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.reads.append(read_once(self.home))
+            self.stop.wait(self.interval)
+
+
+def night(home: Path, data: Path, label: str, interval: float | None) -> dict:
+    """One `movierec nightly DATA`, with a reader beside it when `interval` is given."""
+    idle = [read_once(home)[1] for _ in range(5)] if interval else []
+    reader = Reader(home, interval) if interval else None
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    if reader:
+        reader.start()
+    proc = subprocess.run([sys.executable, "-m", "movierec.cli", "nightly", str(data), "--json", "--quiet"],
+                          env=_env(home), capture_output=True, text=True)  # fmt: skip
+    wall = time.perf_counter() - t0
+    if reader:
+        reader.stop.set()
+        reader.join()
+    if proc.returncode:
+        sys.exit(f"night {label} failed: {proc.stderr[-3000:]}")
+    stages = json.loads(proc.stdout)["stages"]
+    out: dict = {"night": label, "wall_s": round(wall, 1), "load_start": [round(x, 2) for x in load],
+                 "load_end": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    if reader and reader.reads:
+        base = statistics.median(idle)
+        start, longest, _, _ = max(reader.reads, key=lambda r: r[1])
+        at, elapsed = "after the night", start - t0
+        for s in stages:  # the stage running when the longest read started (stages run back to back)
+            if elapsed < s["seconds"]:
+                at = s["stage"]
+                break
+            elapsed -= s["seconds"]
+        out |= {
+            "reads": len(reader.reads),
+            "failed": [r[3] for r in reader.reads if r[2] != 0],
+            "idle_read_median_s": round(base, 2),
+            "longest_read_s": round(longest, 2),
+            "longest_wait_s": round(max(0.0, longest - base), 2),
+            "longest_during": at,
+        }
+    out["stages"] = {s["stage"]: round(s["seconds"], 1) for s in stages}
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--full", type=Path, required=True, help="a MovieLens-format directory (the night-2 data)"
+    )
+    ap.add_argument(
+        "--base", type=Path, help="night-1 data; default: FULL-base beside FULL (made when missing)"
+    )
+    ap.add_argument("--home", type=Path, default=Path("/tmp/movierec-bench-reader-wait"))
+    ap.add_argument("--interval", type=float, default=1.5, help="seconds between reads")
+    args = ap.parse_args()
+    base = args.base or args.full.with_name(args.full.name + "-base")
+    print(json.dumps(make_base(args.full, base)), flush=True)
+
+    shutil.rmtree(args.home, ignore_errors=True)
+    for i, text in enumerate(TEXTS):
+        # No genre filters: a genre cannot be validated before the first ingest has filled the catalogue.
+        cmd = [sys.executable, "-m", "movierec.cli", "queries", "add", f"q{i:02d}", text]
+        subprocess.run(cmd, env=_env(args.home), check=True, capture_output=True)
+    night(args.home, base, "1: fresh home (prepares the home, no reader)", None)
+    r = night(args.home, args.full, f"2: +1% ratings, reader every {args.interval:.1f} s", args.interval)
+    print("\n| night 2 wall | reads | failed | idle read (median) | longest read | longest wait | during |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print(f"| {r['wall_s']:.0f} s | {r['reads']} | {len(r['failed'])} | {r['idle_read_median_s']:.2f} s | "
+          f"{r['longest_read_s']:.2f} s | {r['longest_wait_s']:.2f} s | {r['longest_during']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
