@@ -17,10 +17,8 @@ registration found the database busy, or the process died just before it) is reg
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -162,12 +160,6 @@ def train_model(
 
     given = {k: v for k, v in hyperparams.items() if v is not None}
     rec = KerasCF(**given)
-    if rec.hp.objective == "implicit":
-        # The fit is numpy; TensorFlow is needed only at the end, to hold the factors as a Keras model.
-        # Importing it meanwhile (mostly file reads and C extension loading) hides ~5-10 s of a night.
-        threading.Thread(
-            target=importlib.import_module, args=("movierec.cf.keras_model",), daemon=True
-        ).start()
     t0 = time.perf_counter()
     data = load_ratings(settings)
     snapshot = data.snapshot()
@@ -186,6 +178,8 @@ def train_model(
             say(f"model {current.version} loaded in {time.perf_counter() - t0:.1f}s", enabled=progress)
             last = read_manifest(_model_dir(settings, current)).get("lineage", {})
             implicit = isinstance(previous, KerasCF) and previous.hp.objective == "implicit"
+            if implicit:  # an update keeps the values the last full fit chose (or was given)
+                rec = KerasCF(**{**previous.hp.to_dict(), **given, "tune": False})
             if not implicit or rec.hp.objective != "implicit":
                 why_full = "only implicit (ALS) models update"
             elif previous.hp.dim != rec.hp.dim:
@@ -241,10 +235,13 @@ def train_model(
     }
     if lineage["mode"] == "update":
         metrics["base_val_ndcg@10"] = lineage["change"]["base_ndcg"]
+    if rec.tuning is not None:
+        metrics["tuning"] = rec.tuning.summary()
     extra = {
         "hyperparameters": {**rec.hp.to_dict(), "batch_size_used": h.batch_size},
         "shape": {"n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids), "dim": rec.hp.dim},
         "lineage": lineage,
+        "tuning": None if rec.tuning is None else rec.tuning.to_dict(),
         "history": {"loss": h.loss, "val_loss": h.val_loss, "val_ndcg": h.val_ndcg, "seconds": h.seconds},
         "versions": _versions(),
     }
@@ -338,11 +335,16 @@ def _save_locked(
 
 
 def _versions() -> dict:
-    import keras
-    import numpy
-    import tensorflow
+    """Library versions from the installed metadata (importing TensorFlow to ask would cost seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {"keras": keras.__version__, "tensorflow": tensorflow.__version__, "numpy": numpy.__version__}
+    out = {}
+    for name in ("keras", "tensorflow", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def _plot_loss(h: Any, path: Path, title: str) -> None:

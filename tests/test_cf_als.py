@@ -18,7 +18,7 @@ from movierec.cf.train import validation_mask
 from movierec.config import Settings
 from movierec.db import connect
 
-ALS = {"dim": 8, "iterations": 10, "reg": 10.0, "val_frac": 0.0}
+ALS = {"dim": 8, "iterations": 10, "reg": 10.0, "val_frac": 0.0, "tune": False}
 
 
 def _problem(seed: int = 0, n_rows: int = 60, n_cols: int = 40, dim: int = 6):

@@ -49,6 +49,10 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lr", type=FiniteFloat(min=0, min_open=True), help="Adam step (rating)."),
         click.option("--l2", type=FiniteFloat(min=0), help="L2 on embeddings, biases (rating)."),
         click.option("--seed", type=SEED, help="Random seed (initialisation, sampling, validation split)."),
+        click.option("--tune/--no-tune", default=None,
+                     help="Implicit full fit: first choose like, confidence, reg, dim and iterations on a "
+                          "validation split of the ratings (default; flags given fix their value). "
+                          "--no-tune: use the given values and defaults as they are."),
     ]  # fmt: skip
 
     @functools.wraps(f)
