@@ -184,16 +184,7 @@ class KerasCF(Recommender):
         return np.ascontiguousarray(vecs.T), bias
 
     def _block(self, user_rows, items):
-        vecs_t, bias = items
-        f = self.factors
-        # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
-        first, last = int(user_rows[0]), int(user_rows[-1])
-        contiguous = last - first + 1 == len(user_rows) and bool((np.diff(user_rows) == 1).all())
-        uvecs = f.user_vecs[first : last + 1] if contiguous else f.user_vecs[user_rows]
-        logits = uvecs @ vecs_t
-        logits += f.user_bias[user_rows, None]
-        logits += bias[None, :]
-        return logits
+        return self.factors.block(user_rows, *items)
 
     def _to_rating(self, raw):
         return self.factors.to_rating(raw)

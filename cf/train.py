@@ -1,9 +1,10 @@
 """Fitting the Keras CF model: both objectives, and the incremental update of the implicit one.
 
-`implicit` (default): implicit-feedback ALS (`cf.als`): every rating a positive weighted by its value, every
-unrated movie a weak zero, alternating exact-in-the-limit least-squares sweeps. The factors are written into
-the Keras model's embedding weights (biases stay zero). It replaced SGD on sampled negatives (BCE and BPR),
-which ranked worse and trained ~100x slower (BENCHMARKS.md, cf section).
+`implicit` (default): implicit-feedback ALS (`cf.als`): every rating an observation weighted by its value
+(below `like`: "does not prefer"), every unrated movie a weak zero, alternating least-squares sweeps. The
+factors are the model (biases zero; `cf.keras_file` writes them as a Keras model). It replaced an SGD fit
+of sampled non-rated movies, which ranked worse and trained ~100x slower (BENCHMARKS.md, cf section). A
+full fit first chooses its hyper-parameters (`cf.tune`) unless told not to.
 `rating`: each observed rating, min-max scaled to [0, 1], is the BCE target (the reference design), fitted
 with mini-batch LazyAdam and early stopping.
 

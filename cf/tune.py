@@ -12,8 +12,10 @@ So a full fit first runs a small search:
   regularisation, the dimension), each trial a real ALS fit on the sample's 75% scored by nDCG@10 of the
   25% (every movie scored, training movies left out); then the number of sweeps, measured inside one
   longer fit of the winner. A value the caller fixed (an explicit flag) is never searched.
-- **Budget**: one fit per grid value not yet tried (8 after the defaults) plus one fit of twice the
-  sweeps: about 11 fits of a sample of at most `SAMPLE_RATINGS` ratings.
+- **Budget**: one fit per grid value not yet tried (9 after the start) plus one fit of twice the
+  sweeps: about 12 fits of a sample of at most `SAMPLE_RATINGS` ratings. On data larger than that, the
+  chosen dim x iterations may cost at most `COST_CAP` times the start's, so search plus fit stay near 2x
+  a single fit; smaller data (seconds per fit) may choose any grid value.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ GRID: dict[str, tuple[float, ...]] = {
 ITERATIONS = (10, 15, 20)  # sweeps checked inside one fit of the winner
 HOLDOUT = 0.25  # share of each sample user's ratings scored (the per-user 75/25 shape)
 SAMPLE_RATINGS = 2_000_000  # larger data is tuned on a user sample of about this many ratings
+COST_CAP = 1.5  # above SAMPLE_RATINGS, the chosen dim x iterations costs at most this times the start's
 SCORED_USERS = 3000  # users whose holdout is scored per trial (hash-chosen; all when fewer)
 TUNABLE = (*GRID, "iterations")
 
@@ -185,7 +188,12 @@ def search(
     tried: dict[tuple, float] = {}
     best = hp
 
+    # On large data the full fit after the search is what costs: keep it within COST_CAP of the start.
+    cap = COST_CAP * hp.dim * hp.iterations if len(user_rows) > SAMPLE_RATINGS else float("inf")
+
     def trial(cand: HyperParams) -> float:
+        if cand.dim * cand.iterations > cap:
+            return -1.0
         key = tuple(getattr(cand, k) for k in GRID) + (cand.iterations,)
         if key not in tried:
             t = time.perf_counter()
@@ -214,7 +222,7 @@ def search(
             if s > score + 1e-9:
                 best, score = cand, s
     if "iterations" not in fixed:
-        checks = tuple(sorted({best.iterations, *ITERATIONS}))
+        checks = tuple(sorted(it for it in {best.iterations, *ITERATIONS} if best.dim * it <= cap))
         t = time.perf_counter()
         _, at = _fit(split, replace(best, iterations=checks[-1]), checkpoints=checks)
         for it, s in sorted(at.items()):
