@@ -13,8 +13,9 @@ from movierec.cf import als
 from movierec.cf.data import Ratings
 from movierec.cf.keras_cf import KerasCF
 from movierec.cf.recommender import Popularity
-from movierec.cf.registry import UpdateRefused, current_model, load_current_model, train_model
+from movierec.cf.registry import current_model, load_current_model
 from movierec.cf.train import validation_mask
+from movierec.cf.training import UpdateRefused, train_model
 from movierec.config import Settings
 from movierec.db import connect
 
@@ -203,7 +204,7 @@ def test_update_by_rule_and_lineage(settings: Settings, monkeypatch: pytest.Monk
     first = train_model(settings, update=True, **ALS)  # no model yet: a full fit
     assert first.metrics["mode"] == "full"
     _add(settings, new)
-    monkeypatch.setattr("movierec.cf.registry.RETRAIN_SHARE", 0.5)
+    monkeypatch.setattr("movierec.cf.training.RETRAIN_SHARE", 0.5)
     second = train_model(settings, update=True, **ALS)
     assert second.metrics["mode"] == "update" and second.metrics["updates_since_full"] == 1
     lineage = json.loads((second.path / "model.json").read_text())["lineage"]
@@ -212,7 +213,7 @@ def test_update_by_rule_and_lineage(settings: Settings, monkeypatch: pytest.Monk
     assert factors.user_index([5])[0] >= 0
     # Past the share of changed ratings, the same call retrains from scratch.
     _add(settings, Ratings.from_arrays([41] * 30, range(301, 331), [4.0] * 30, [2 * 10**9] * 30))
-    monkeypatch.setattr("movierec.cf.registry.RETRAIN_SHARE", 0.01)
+    monkeypatch.setattr("movierec.cf.training.RETRAIN_SHARE", 0.01)
     assert train_model(settings, update=True, **ALS).metrics["mode"] == "full"
 
 
@@ -223,8 +224,8 @@ def test_an_update_below_the_quality_gate_is_refused(
     _ratings_world(settings, old)
     first = train_model(settings, **{**ALS, "val_frac": 0.3})
     _add(settings, new)
-    monkeypatch.setattr("movierec.cf.registry.RETRAIN_SHARE", 0.5)
-    monkeypatch.setattr("movierec.cf.registry.GATE_DROP", -1.0)  # any result counts as "clearly below"
+    monkeypatch.setattr("movierec.cf.training.RETRAIN_SHARE", 0.5)
+    monkeypatch.setattr("movierec.cf.training.GATE_DROP", -1.0)  # any result counts as "clearly below"
     with pytest.raises(UpdateRefused, match=f"update refused: .*{first.version} stays current"):
         train_model(settings, update=True, **{**ALS, "val_frac": 0.3})
     assert current_model(settings).version == first.version

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from movierec.catalog import unique_sorted
 from movierec.cf import tune
 from movierec.cf.data import Ratings, index_of
-from movierec.cf.registry import train_model
 from movierec.cf.train import HyperParams
+from movierec.cf.training import train_model
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
@@ -110,8 +110,8 @@ def test_train_records_the_search_updates_reuse_it_retrain_retunes(
                 (new.rated_at + 10**6).tolist(),
             ],
         )
-    monkeypatch.setattr("movierec.cf.registry.RETRAIN_SHARE", 0.5)
-    monkeypatch.setattr("movierec.cf.registry.GATE_DROP", 1.0)  # the gate is tested in test_cf_als.py
+    monkeypatch.setattr("movierec.cf.training.RETRAIN_SHARE", 0.5)
+    monkeypatch.setattr("movierec.cf.training.GATE_DROP", 1.0)  # the gate is tested in test_cf_als.py
     second = train_model(settings, update=True, **FAST)
     doc2 = json.loads((second.path / "model.json").read_text())
     assert second.metrics["mode"] == "update" and doc2["tuning"] is None and "tuning" not in second.metrics
