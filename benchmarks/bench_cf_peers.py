@@ -136,7 +136,15 @@ def tune_peer(train: Ratings) -> tuple[dict, float, list[dict]]:
     return {k: best[k] for k in ("factors", "regularization", "alpha")}, time.perf_counter() - t0, trials
 
 
-def compare(label: str, data: Ratings, split: str, seed: int, ours: list[dict], large: bool) -> list[dict]:
+def compare(
+    label: str,
+    data: Ratings,
+    split: str,
+    seed: int,
+    ours: list[dict],
+    large: bool,
+    peer_params: dict | None = None,
+) -> list[dict]:
     train, test = per_user_split(data, 0.25, by=split, seed=seed)
     print(
         f"\n{label}: {len(data):,} ratings, split {split} 75/25 per user, seed {seed}; "
@@ -150,6 +158,9 @@ def compare(label: str, data: Ratings, split: str, seed: int, ours: list[dict], 
         print(json.dumps(rows[-1]), flush=True)
     if large:
         best, tune_s = {"factors": 64, "regularization": 0.05, "alpha": 1.0}, 0.0
+    elif peer_params:  # a grid winner from an earlier run on the same split (the grid takes minutes)
+        best, tune_s = peer_params, 0.0
+        print(f"implicit: given {best} (grid not rerun)", flush=True)
     else:
         best, tune_s, trials = tune_peer(train)
         print(f"implicit grid: {len(trials)} trials in {tune_s:.1f}s, best {best}", flush=True)
@@ -180,6 +191,7 @@ def main() -> None:
     ap.add_argument("--large", type=Path, help="ml-25m-size ratings.csv directory (movierec data synth)")
     ap.add_argument("--split", nargs="+", default=["random", "time"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--peer", type=json.loads, help="skip implicit's grid: its winner from an earlier run")
     ap.add_argument("--synth", action="store_true", help="also a synthetic set of ml-latest-small's shape")
     ap.add_argument("--ours", type=json.loads, action="append", default=None,
                     help='extra movierec variants as JSON, e.g. \'{"tune": false}\'')  # fmt: skip
@@ -202,7 +214,7 @@ def main() -> None:
         for split in args.split if not large else ["random"]:
             for seed in args.seeds:
                 label = f"{name} ({split}, seed {seed})"
-                results[label] = compare(label, data, split, seed, ours, large)
+                results[label] = compare(label, data, split, seed, ours, large, args.peer)
     for label, rows in results.items():
         table(label, rows)
     print(f"\nend load avg {os.getloadavg()}")

@@ -12,10 +12,10 @@ So a full fit first runs a small search:
   regularisation, the dimension), each trial a real ALS fit on the sample's 75% scored by nDCG@10 of the
   25% (every movie scored, training movies left out); then the number of sweeps, measured inside one
   longer fit of the winner. A value the caller fixed (an explicit flag) is never searched.
-- **Budget**: one fit per grid value not yet tried (9 after the start) plus one fit of twice the
-  sweeps: about 12 fits of a sample of at most `SAMPLE_RATINGS` ratings. On data larger than that, the
-  chosen dim x iterations may cost at most `COST_CAP` times the start's, so search plus fit stay near 2x
-  a single fit; smaller data (seconds per fit) may choose any grid value.
+- **Budget**: one fit per grid value not yet tried (9 after the start; 2 more when dim moved) plus one
+  fit of twice the sweeps: about 12-14 fits of a sample of at most `SAMPLE_RATINGS` ratings. On larger
+  data the chosen dim x iterations may cost at most `COST_CAP` times the start's, so search plus fit stay
+  near 2x a single fit; smaller data (seconds per fit) may choose any grid value.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "reg": (0.33, 0.67, 1.5, 3.0),  # multiples of the current reg
     "dim": (32, 64, 128),
 }
+REG_AGAIN = (0.67, 1.5)  # multiples of reg tried again after dim moved
 ITERATIONS = (10, 15, 20)  # sweeps checked inside one fit of the winner
 HOLDOUT = 0.25  # share of each sample user's ratings scored (the per-user 75/25 shape)
 SAMPLE_RATINGS = 2_000_000  # larger data is tuned on a user sample of about this many ratings
@@ -206,7 +207,15 @@ def search(
 
     score = trial(best)
     mean_log = float(np.mean(np.log1p(split.ratings.astype(np.float64))))
-    for name, values in GRID.items():
+    # One pass over GRID, then reg once more around its value if dim moved (more factors want more
+    # shrinkage: reg is the coordinate that interacts most).
+    dim_before = best.dim
+    passes = [*GRID.items(), ("reg2", REG_AGAIN)]
+    for name, values in passes:
+        if name == "reg2":
+            if best.dim == dim_before or "reg" in fixed:
+                continue
+            name = "reg"
         if name in fixed:
             continue
         base = best
