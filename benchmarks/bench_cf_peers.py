@@ -1,17 +1,24 @@
-"""movierec's CF model against the `implicit` library's ALS and BPR on the same split, in one run.
+"""movierec's self-tuning CF model against the `implicit` library's ALS, each tuned on the same validation
+split, on data neither was designed on.
 
-For each data set: a per-user 75/25 split (`cf.data.per_user_split`, random or time), every model fitted on
-the same training ratings, every unseen movie scored, each user's training movies excluded, every held-out
-rating relevant (`cf.evaluate.rank_eval`, what `movierec evaluate` reports). Peers run behind the same
-`Recommender` contract, so the metrics code is shared. `implicit` gets a small grid (factors, regularisation,
-confidence alpha, with and without BM25 weighting for ALS; learning rate for BPR) and its best row per
-algorithm is reported; movierec runs with its defaults (and any `--ours` variants). Popularity is the floor.
+For each data set and split seed: a per-user 75/25 split (`cf.data.per_user_split`, random or time), both
+models fitted on the same training ratings, every unseen movie scored, each user's training movies
+excluded, every held-out rating relevant (`cf.evaluate.rank_eval`, what `movierec evaluate` reports).
 
-Data sets: ml-latest-small (real, `--small`) and a `movierec data synth` ml-25m-size set (`--large DIR`,
-a ratings.csv directory; skipped unless given). `implicit` is a `bench` extra (`make install` installs it);
-it is never a runtime dependency.
+Tuning, the same courtesy on both sides: movierec's default fit chooses its own hyper-parameters
+(`cf.tune`: a per-user 75/25 split *inside the training part*, coordinate search, ~11 fits). `implicit`
+ALS gets a grid (`PEER_GRID`: factors x regularization x alpha, 45 fits) scored on exactly the same inner
+split (`cf.tune.make_split`, the same scoring code), then one fit of the winner on the whole training part.
+The test part chooses nothing. Reported per row: nDCG@10, recall@10, coverage, the final fit's seconds
+and the tuning seconds (the budget). Popularity is the floor; movierec with `--no-tune` defaults is shown
+too.
 
-    .venv/bin/python benchmarks/bench_cf_peers.py [--split random] [--large /work/data/ml-25m-like]
+Data sets: ml-latest-small (real, `--small`), a `movierec data synth` set of the same shape (`--synth`,
+generated in a temp dir), and optionally a large ratings.csv directory (`--large`, one peer config: the
+grid would take hours on 2 cores). `implicit` is a `bench` extra (`make install` installs it); it is never a
+runtime dependency.
+
+    .venv/bin/python benchmarks/bench_cf_peers.py [--split random time] [--seeds 0 1 2] [--synth]
 """
 
 from __future__ import annotations
@@ -20,16 +27,19 @@ import argparse
 import itertools
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pacsv
 
+from movierec.cf import tune
 from movierec.cf.data import Ratings, index_of, per_user_split
 from movierec.cf.evaluate import rank_eval
 from movierec.cf.keras_cf import KerasCF
 from movierec.cf.recommender import Popularity, Recommender
+from movierec.cf.train import val_ndcg
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small"
@@ -80,73 +90,98 @@ def load_csv(directory: Path) -> Ratings:
     )
 
 
-def run(name: str, make, train: Ratings, test: Ratings) -> dict:
+PEER_GRID = [
+    {"factors": f, "regularization": r, "alpha": a}
+    for f, r, a in itertools.product((32, 64, 128), (0.1, 1.0, 10.0, 30.0, 100.0), (1.0, 3.0, 10.0))
+]
+
+
+def run(name: str, make, train: Ratings, test: Ratings, tune_s: float = 0.0) -> dict:
     t = time.perf_counter()
     model = make().fit(train)
     seconds = time.perf_counter() - t
     r = rank_eval(model, test)
     metrics = {k: r[k] for k in ("ndcg@10", "recall@10", "coverage")}
-    return {"model": name, "train_s": round(seconds, 2), **metrics}
+    search = getattr(model, "tuning", None)
+    if search is not None:  # movierec's fit includes its search: split the two
+        tune_s, seconds = search.seconds, seconds - search.seconds
+        name = f"{name} {json.dumps(search.chosen)}"
+    return {"model": name, "fit_s": round(seconds, 2), "tune_s": round(tune_s, 2), **metrics}
 
 
-def grid(large: bool) -> list[tuple[str, dict]]:
-    if large:  # one config per algorithm at ml-25m size: the grid would take hours on 2 cores
-        return [
-            ("als", {"factors": 64, "regularization": 0.05, "iterations": 15, "alpha": 1.0, "bm25": True}),
-            ("bpr", {"factors": 64, "learning_rate": 0.05, "regularization": 0.01, "iterations": 100}),
-        ]
-    als = [
-        ("als", {"factors": f, "regularization": r, "iterations": 15, "alpha": a, "bm25": b})
-        for f, r, a, b in itertools.product((64, 128), (0.01, 0.1, 1.0), (1.0, 10.0), (False, True))
-    ]
-    bpr = [
-        ("bpr", {"factors": f, "learning_rate": lr, "regularization": 0.01, "iterations": 100})
-        for f, lr in itertools.product((64, 128), (0.01, 0.05, 0.1))
-    ]
-    return als + bpr
+def tune_peer(train: Ratings) -> tuple[dict, float, list[dict]]:
+    """`implicit` ALS's best grid row on movierec's own inner validation split (same users, same holdout,
+    same nDCG code): (params, seconds, trials)."""
+    from movierec.catalog import unique_sorted
+
+    t0 = time.perf_counter()
+    uids, mids = unique_sorted(train.user_ids), unique_sorted(train.movie_ids)
+    u, m = index_of(uids, train.user_ids), index_of(mids, train.movie_ids)
+    split = tune.make_split(u, m, train.ratings, uids, mids)
+    inner = Ratings.from_arrays(
+        split.user_ids[split.user_rows], split.movie_ids[split.movie_rows], split.ratings
+    )
+    trials = []
+    for params in PEER_GRID:
+        p = dict(params)
+        peer = ImplicitPeer("als", alpha=p.pop("alpha"), iterations=15, **p).fit(inner)
+        # The peer's rows are its own (ids sorted, as the split's): align them to the split's rows.
+        uf = np.zeros((len(split.user_ids), peer.uf.shape[1]), np.float32)
+        itf = np.zeros((len(split.movie_ids), peer.itf.shape[1]), np.float32)
+        uf[index_of(split.user_ids, peer.user_ids)] = peer.uf
+        itf[index_of(split.movie_ids, peer.movie_ids)] = peer.itf
+        trials.append({**params, "ndcg@10": val_ndcg(uf, itf, split.seen, split.held_users, split.held_movies,
+                                                     split.scored)})  # fmt: skip
+    best = max(trials, key=lambda r: r["ndcg@10"])
+    return {k: best[k] for k in ("factors", "regularization", "alpha")}, time.perf_counter() - t0, trials
 
 
-def compare(label: str, data: Ratings, split: str, ours: list[dict], large: bool) -> list[dict]:
-    train, test = per_user_split(data, 0.25, by=split, seed=0)
+def compare(
+    label: str,
+    data: Ratings,
+    split: str,
+    seed: int,
+    ours: list[dict],
+    large: bool,
+    peer_params: dict | None = None,
+) -> list[dict]:
+    train, test = per_user_split(data, 0.25, by=split, seed=seed)
     print(
-        f"\n{label}: {len(data):,} ratings, split {split} 75/25 per user; "
+        f"\n{label}: {len(data):,} ratings, split {split} 75/25 per user, seed {seed}; "
         f"load avg {os.getloadavg()[0]:.1f} (2 shared cores)",
         flush=True,
     )
     rows = []
     for kw in ours:
-        tag = "movierec (defaults)" if not kw else "movierec " + json.dumps(kw)
+        tag = "movierec (tuned)" if not kw else "movierec " + json.dumps(kw)
         rows.append(run(tag, lambda kw=kw: KerasCF(**kw), train, test))
         print(json.dumps(rows[-1]), flush=True)
+    if large:
+        best, tune_s = {"factors": 64, "regularization": 0.05, "alpha": 1.0}, 0.0
+    elif peer_params:  # a grid winner from an earlier run on the same split (the grid takes minutes)
+        best, tune_s = peer_params, 0.0
+        print(f"implicit: given {best} (grid not rerun)", flush=True)
+    else:
+        best, tune_s, trials = tune_peer(train)
+        print(f"implicit grid: {len(trials)} trials in {tune_s:.1f}s, best {best}", flush=True)
+    p = dict(best)
+    alpha = p.pop("alpha")
+    peer = lambda: ImplicitPeer("als", alpha=alpha, iterations=15, **p)  # noqa: E731
+    rows.append(run(f"implicit ALS (tuned) {json.dumps(best)}", peer, train, test, tune_s))
+    print(json.dumps(rows[-1]), flush=True)
     rows.append(run("popularity", Popularity, train, test))
     print(json.dumps(rows[-1]), flush=True)
-    best: dict[str, dict] = {}
-    for algo, params in grid(large):
-        p = dict(params)
-        bm25, alpha = p.pop("bm25", False), p.pop("alpha", 1.0)
-        row = run(
-            f"implicit {algo.upper()} {json.dumps(params)}",
-            lambda p=p, algo=algo, bm25=bm25, alpha=alpha: ImplicitPeer(algo, bm25=bm25, alpha=alpha, **p),
-            train,
-            test,
-        )
-        print(json.dumps(row), flush=True)
-        if algo not in best or row["ndcg@10"] > best[algo]["ndcg@10"]:
-            best[algo] = row
-    rows += list(best.values())
     return rows
 
 
 def table(label: str, rows: list[dict]) -> None:
-    ours = rows[0]["train_s"]
     print(f"\n{label}\n")
-    print("| model | nDCG@10 | recall@10 | coverage | train s | time vs movierec |")
+    print("| model | nDCG@10 | recall@10 | coverage | fit s | tuning s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        ratio = r["train_s"] / ours if ours else float("nan")
         print(
             f"| {r['model']} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | {r['coverage']:.4f} "
-            f"| {r['train_s']:.1f} | {ratio:.2f}x |"
+            f"| {r['fit_s']:.1f} | {r['tune_s']:.1f} |"
         )
 
 
@@ -155,20 +190,31 @@ def main() -> None:
     ap.add_argument("--small", type=Path, default=SMALL)
     ap.add_argument("--large", type=Path, help="ml-25m-size ratings.csv directory (movierec data synth)")
     ap.add_argument("--split", nargs="+", default=["random", "time"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--peer", type=json.loads, help="skip implicit's grid: its winner from an earlier run")
+    ap.add_argument("--synth", action="store_true", help="also a synthetic set of ml-latest-small's shape")
     ap.add_argument("--ours", type=json.loads, action="append", default=None,
-                    help='extra movierec variants as JSON, e.g. \'{"dim": 128}\'')  # fmt: skip
+                    help='extra movierec variants as JSON, e.g. \'{"tune": false}\'')  # fmt: skip
     args = ap.parse_args()
-    ours = [{}] + (args.ours or [])
+    ours = [{}, {"tune": False}] + (args.ours or [])
     print(f"start load avg {os.getloadavg()}")
-    results = {}
+    sets = []
     if args.small and (args.small / "ratings.csv").exists():
-        small = load_csv(args.small)
-        for split in args.split:
-            label = f"ml-latest-small ({split})"
-            results[f"ml-latest-small/{split}"] = compare(label, small, split, ours, False)
+        sets.append(("ml-latest-small", load_csv(args.small), False))
+    if args.synth:
+        from movierec.ingest.synth import synthesize
+
+        with tempfile.TemporaryDirectory() as tmp:
+            synthesize(tmp, users=610, movies=9700, ratings=100_000, seed=1)
+            sets.append(("synthetic 610 x 9,700, 100k", load_csv(Path(tmp)), False))
     if args.large:
-        large = load_csv(args.large)
-        results["synthetic ml-25m/random"] = compare("synthetic ml-25m size", large, "random", ours, True)
+        sets.append(("large", load_csv(args.large), True))
+    results = {}
+    for name, data, large in sets:
+        for split in args.split if not large else ["random"]:
+            for seed in args.seeds:
+                label = f"{name} ({split}, seed {seed})"
+                results[label] = compare(label, data, split, seed, ours, large, args.peer)
     for label, rows in results.items():
         table(label, rows)
     print(f"\nend load avg {os.getloadavg()}")

@@ -3,8 +3,9 @@
 What other layers use (none of it imports TensorFlow; training does, inside `train_model`):
 - `Recommender`: the one model contract (fit, score, recommend over candidates for many users, save, load);
   `KerasCF`, `Popularity`, `BiasOnly` implement it.
-- `current_model`, `load_current_model`, `list_models`, `train_model`, `save_model`, `stale_reason`:
-  the versioned models on disk and their record in DuckDB.
+- `current_model`, `load_current_model`, `list_models`, `save_model`, `stale_reason`: the versioned
+  models on disk and their record in DuckDB (`cf.registry`).
+- `train_model`, `UpdateRefused`: fitting, updating and retraining by rule (`cf.training`).
 - `check_model`: what a model must show before it becomes current (finite, not worse than popularity).
 """
 
@@ -31,9 +32,9 @@ from movierec.cf.registry import (
     recover_models,
     save_model,
     stale_reason,
-    train_model,
 )
 from movierec.cf.train import HyperParams
+from movierec.cf.training import UpdateRefused, train_model
 
 __all__ = [
     "CF_FORMULA",
@@ -49,6 +50,7 @@ __all__ = [
     "Popularity",
     "Ranked",
     "Recommender",
+    "UpdateRefused",
     "check_model",
     "cold_formula",
     "current_model",

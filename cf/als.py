@@ -16,14 +16,14 @@ step is a few batched matrix products (BLAS) instead of a Python loop over users
 blocks (numpy releases the GIL in BLAS and in the gathers).
 
 The same solve computed exactly (`fold_in`) gives a vector to a user who rated movies after the model was
-trained, against the trained movie factors, without retraining. No TensorFlow here: the Keras model gets
-the result as its embedding weights (`cf.keras_model.CFModel.set_factors`).
+trained, against the trained movie factors, without retraining. The sweeps themselves are driven by
+`cf.train.fit_als`. No TensorFlow here: the factors are the model (`cf.factors.Factors`), and
+`cf.keras_file` writes them as the Keras model's embedding weights.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -212,29 +212,6 @@ def solve_side(
 
 def init_factors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
     return (rng.standard_normal((n, dim)) * 0.01).astype(np.float32)
-
-
-def fit(
-    by_user: CSR,
-    by_movie: CSR,
-    X: np.ndarray,
-    Y: np.ndarray,
-    *,
-    reg: float,
-    iterations: int,
-    cg_steps: int = 3,
-    user_rows: np.ndarray | None = None,
-    movie_rows: np.ndarray | None = None,
-    on_iteration: Callable[[int], None] | None = None,
-) -> None:
-    """`iterations` sweeps (movies given users, then users given movies), in place. With `user_rows` /
-    `movie_rows` only those rows are re-solved (an incremental update); the others keep their vectors."""
-    movies, users = Side(by_movie, len(X), movie_rows), Side(by_user, len(Y), user_rows)
-    for it in range(iterations):
-        movies.solve(X, Y, reg, cg_steps)
-        users.solve(Y, X, reg, cg_steps)
-        if on_iteration is not None:
-            on_iteration(it)
 
 
 def fold_in(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from movierec.cf.data import index_of
 from movierec.errors import ModelError
 
 
@@ -96,19 +97,31 @@ class Factors:
 
     def user_index(self, user_ids: np.ndarray) -> np.ndarray:
         """Row of each user id in `user_vecs`, or -1 for users the model has not seen."""
-        return _lookup(self.user_ids, np.asarray(user_ids, dtype=np.int64))
+        return index_of(self.user_ids, user_ids)
 
     def movie_index(self, movie_ids: np.ndarray) -> np.ndarray:
         """Row of each movie id in `movie_vecs`, or -1 for movies the model has not seen."""
-        return _lookup(self.movie_ids, np.asarray(movie_ids, dtype=np.int64))
+        return index_of(self.movie_ids, movie_ids)
+
+    def block(self, user_rows: np.ndarray, vecs_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """Logits for user rows x prepared candidates (`vecs_t` [dim, n], contiguous for BLAS; `bias` [n]
+        with the global bias added): the one scoring product, used by the ranking engine and `logits`."""
+        # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
+        first, last = int(user_rows[0]), int(user_rows[-1])
+        contiguous = last - first + 1 == len(user_rows) and bool((np.diff(user_rows) == 1).all())
+        uvecs = self.user_vecs[first : last + 1] if contiguous else self.user_vecs[user_rows]
+        out = uvecs @ vecs_t
+        out += self.user_bias[user_rows, None]
+        out += bias[None, :]
+        return out
 
     def logits(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """Scores before the sigmoid for users x movies (rows from the *_index methods, all >= 0)."""
-        out = self.user_vecs[user_rows] @ self.movie_vecs[movie_rows].T
-        out += self.user_bias[user_rows, None]
-        out += self.movie_bias[None, movie_rows]
-        out += self.global_bias
-        return out
+        user_rows, movie_rows = np.asarray(user_rows), np.asarray(movie_rows)
+        if len(user_rows) == 0:
+            return np.zeros((0, len(movie_rows)), dtype=np.float32)
+        vecs_t = np.ascontiguousarray(self.movie_vecs[movie_rows].T)
+        return self.block(user_rows, vecs_t, self.movie_bias[movie_rows] + np.float32(self.global_bias))
 
     def pair_logits(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """Scores before the sigmoid for aligned (user, movie) pairs (rows all >= 0)."""
@@ -171,10 +184,3 @@ class Factors:
                 reg=reg,
                 alpha=alpha,
             )
-
-
-def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    if len(sorted_ids) == 0:
-        return np.full(len(ids), -1, dtype=np.int64)
-    pos = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos, -1)

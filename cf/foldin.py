@@ -2,8 +2,9 @@
 folded in from their ratings (`Factors.fold_in`, the ALS user solve against the trained movie factors).
 
 The batch and `movierec recommend` call `with_fresh_users` after loading the model; the users it folds in
-are ranked like everyone else, and `mark_folded` marks their rows `source = 'fold_in'`. Users with no
-ratings (or only movies the model does not know) stay cold-start users.
+are ranked like everyone else, and the returned model's `recommend` marks their rows `source = 'fold_in'`
+(it carries them in `Recommender.folded`; `mark_folded` does the same for callers that still call it).
+Users with no ratings (or only movies the model does not know) stay cold-start users.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def with_fresh_users(
     ids, vecs, bias = factors.fold_in(cols["user_id"], cols["movie_id"], cols["rating"])
     if len(ids) == 0:
         return model, none
-    return KerasCF.from_factors(factors.with_users(ids, vecs, bias), model.seen), ids
+    fresh_model = KerasCF.from_factors(factors.with_users(ids, vecs, bias), model.seen)
+    fresh_model.folded = ids  # its `recommend` marks these users' rows 'fold_in'
+    return fresh_model, ids
 
 
 def mark_folded(ranked: Ranked, folded: np.ndarray | None) -> Ranked:

@@ -1,10 +1,10 @@
 """The Keras CF model behind the common recommender contract.
 
-It is fitted by numpy ALS (implicit objective, cf.als, written into the Keras weights) or TensorFlow
-(rating objective, cf.train), and then scores with the exported numpy factors (cf.factors), so loading and
-scoring a saved model never imports TensorFlow. The `.keras` file is saved alongside for anyone who wants
-the Keras model itself (`keras.saving.load_model` needs no custom code beyond importing
-`cf.keras_model`, which registers the classes).
+It is fitted by numpy ALS (implicit objective, cf.als; no TensorFlow at all: the `.keras` file is written
+from the factors by cf.keras_file) or TensorFlow (rating objective, cf.train), and then scores with the
+exported numpy factors (cf.factors), so loading and scoring a saved model never imports TensorFlow. The
+`.keras` file is saved alongside for anyone who wants the Keras model itself (`keras.saving.load_model`
+needs no custom code beyond importing `cf.keras_model`, which registers the classes).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import numpy as np
 from movierec.catalog import Seen
 from movierec.cf.data import Ratings, index_of
 from movierec.cf.factors import Factors
+from movierec.cf.keras_file import write_cf_model
 from movierec.cf.recommender import Recommender
 from movierec.cf.train import History, HyperParams
+from movierec.cf.tune import Search
 from movierec.errors import ModelError
 from movierec.progress import say
 
@@ -33,6 +35,8 @@ class KerasCF(Recommender):
 
     def __init__(self, **hyperparams) -> None:
         self.hp = HyperParams(**hyperparams)
+        self.fixed = frozenset(hyperparams)  # given values: the tuning search keeps them
+        self.tuning: Search | None = None  # what the search tried and chose (a tuned full fit)
         self.model = None  # the trained keras.Model, only in the process that trained it
         self.history: History | None = None
         self.factors: Factors | None = None
@@ -66,17 +70,22 @@ class KerasCF(Recommender):
             )
             self._set_factors(**self.model.weights_as_arrays())
             return
+        if self.hp.tune:
+            from movierec.cf import tune
+
+            self.hp, self.tuning = tune.search(
+                user_rows, movie_rows, ratings, self.user_ids, self.movie_ids, self.hp, self.fixed, progress
+            )
         X, Y, self.history = train.fit_als(
             user_rows, movie_rows, ratings, self.user_ids, self.movie_ids, self.hp, progress
         )
         self._set_als(X, Y)
 
     def _set_als(self, X: np.ndarray, Y: np.ndarray) -> None:
-        # TensorFlow loads here: the factors become the Keras model's weights.
-        from movierec.cf import keras_model
-
-        self.model = keras_model.from_factors(X, Y, l2=self.hp.l2, seed=self.hp.seed)
-        self._set_factors(**self.model.weights_as_arrays())
+        # No TensorFlow: the factors are the model (biases 0); `_save` writes them as the Keras file.
+        self.model = None
+        zu, zm = np.zeros(len(X), np.float32), np.zeros(len(Y), np.float32)
+        self._set_factors(user_vecs=X, movie_vecs=Y, user_bias=zu, movie_bias=zm, global_bias=0.0)
 
     def _set_factors(self, **arrays) -> None:
         als = self.hp.objective == "implicit"
@@ -144,9 +153,7 @@ class KerasCF(Recommender):
             start=(X0, Y0), solve_users=solve_users, solve_movies=solve_movies,
             gate_users=known_users,
         )  # fmt: skip
-        t0 = time.perf_counter()
         self._set_als(X, Y)
-        say(f"Keras model built in {time.perf_counter() - t0:.1f}s", enabled=progress)
         return {
             "changed": n_changed,
             "share": n_changed / max(len(data), 1),
@@ -177,16 +184,7 @@ class KerasCF(Recommender):
         return np.ascontiguousarray(vecs.T), bias
 
     def _block(self, user_rows, items):
-        vecs_t, bias = items
-        f = self.factors
-        # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
-        first, last = int(user_rows[0]), int(user_rows[-1])
-        contiguous = last - first + 1 == len(user_rows) and bool((np.diff(user_rows) == 1).all())
-        uvecs = f.user_vecs[first : last + 1] if contiguous else f.user_vecs[user_rows]
-        logits = uvecs @ vecs_t
-        logits += f.user_bias[user_rows, None]
-        logits += bias[None, :]
-        return logits
+        return self.factors.block(user_rows, *items)
 
     def _to_rating(self, raw):
         return self.factors.to_rating(raw)
@@ -205,8 +203,12 @@ class KerasCF(Recommender):
 
     def _save(self, directory: Path) -> None:
         self.factors.save(directory / FACTORS)
-        if self.model is not None:
+        if self.model is not None:  # the rating objective: the trained Keras model (optimizer state too)
             self.model.save(directory / KERAS_FILE)
+        elif self.hp.objective == "implicit":
+            f = self.factors
+            write_cf_model(directory / KERAS_FILE, f.user_vecs, f.movie_vecs, f.user_bias, f.movie_bias,
+                           f.global_bias, l2=self.hp.l2, seed=self.hp.seed)  # fmt: skip
 
     def _load(self, directory: Path) -> None:
         self.factors = Factors.load(directory / FACTORS)

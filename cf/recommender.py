@@ -46,6 +46,9 @@ class Recommender(ABC):
     user_ids: np.ndarray
     movie_ids: np.ndarray
     seen: Seen  # the training ratings: what `recommend` filters when no other ratings are given
+    # Users given a vector after training (cf.foldin.with_fresh_users): `recommend` marks their CF rows
+    # `source = 'fold_in'` itself, so callers need not (cf.foldin.mark_folded stays for older callers).
+    folded: np.ndarray = np.zeros(0, dtype=np.int64)
     rating_range: tuple[float, float]
 
     # --- fitting ---------------------------------------------------------------------------------------
@@ -147,8 +150,11 @@ class Recommender(ABC):
         else:
             su = sm = np.zeros(0, dtype=np.int64)
         block = max(16, min(block, MAX_BLOCK_CELLS // max(len(items), 1)))
-        return rank(self, np.asarray(user_ids, dtype=np.int64), cands, su, sm, n, alpha, cold_weight,
-                    block=block, progress=progress, workers=workers)  # fmt: skip
+        ranked = rank(self, np.asarray(user_ids, dtype=np.int64), cands, su, sm, n, alpha, cold_weight,
+                      block=block, progress=progress, workers=workers)  # fmt: skip
+        if len(self.folded):
+            ranked.folded = np.isin(ranked.user_id, self.folded) & ~ranked.cold
+        return ranked
 
     def top(self, user_id: int, n: int = 10, filter_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """One known user's top-n (movie_ids, scores) over the whole catalogue, rated movies left out."""

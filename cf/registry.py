@@ -1,11 +1,13 @@
-"""Versioned CF models on disk and their record in DuckDB (`cf_models`, exactly one current).
+"""Versioned CF models on disk and their record in DuckDB (`cf_models`, exactly one current): storing,
+loading, recovering. When to fit, update or retrain is `cf.training`'s business.
 
 A model directory `MODELS/<version>/` holds:
   model.json         the manifest: kind, parameters, version, data snapshot, metrics, library versions
   contract.npz       id maps and the training ratings (movierec.cf.recommender)
   factors.npz        exported factors + biases (movierec.cf.factors.Factors): what the batch scores with
   model.keras        the Keras model (registered classes: loads with keras.saving.load_model)
-  loss.png           seconds per ALS sweep and validation nDCG (implicit), or loss per epoch (rating)
+  loss.png           loss per epoch (rating objective only; an implicit fit's history is in model.json)
+  (what `cf.training.train_model` writes: model.json also holds the tuning search, lineage, history)
 Directories written before v0.2 also hold recommender.json (kind and parameters); they still load.
 
 The directory is written under a temporary name and renamed, then recorded in one transaction, so a
@@ -17,11 +19,8 @@ registration found the database busy, or the process died just before it) is reg
 
 from __future__ import annotations
 
-import importlib
 import json
 import shutil
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -30,15 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from movierec.cf.guard import check_model
 from movierec.cf.recommender import MANIFEST, Recommender, read_manifest
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BusyError, ModelError, NotFoundError
 from movierec.locks import file_lock
-from movierec.progress import say
 
 
 @dataclass(frozen=True)
@@ -138,126 +134,6 @@ def stale_reason(settings: Settings) -> str | None:
     return None
 
 
-RETRAIN_SHARE = 0.10  # an update re-solves too much past this share of changed ratings: retrain instead
-RETRAIN_EVERY = 7  # a full retrain after this many updates in a row (drift of the untouched rows)
-GATE_DROP = 0.05  # refuse an update whose validation nDCG@10 falls more than 5% below the current model's
-
-
-class UpdateRefused(ModelError):
-    """An update fitted but failed its quality check; the current model stays current."""
-
-
-def train_model(
-    settings: Settings, *, update: bool = False, progress: bool = False, **hyperparams: Any
-) -> ModelRecord:
-    """Fit on every rating in DuckDB, write a new model version and make it current.
-
-    Full fit by default. With `update=True` the current model is the start (`KerasCF.update`) unless the
-    rule says retrain: no current implicit model of the same dim, more than RETRAIN_SHARE of the ratings
-    changed, or RETRAIN_EVERY updates since the last full fit. An update whose validation nDCG@10 falls
-    more than GATE_DROP below the current model's on the same users raises UpdateRefused (nothing saved).
-    `hyperparams` are `HyperParams` fields; None values keep the defaults."""
-    from movierec.cf.data import load_ratings
-    from movierec.cf.keras_cf import KerasCF
-
-    given = {k: v for k, v in hyperparams.items() if v is not None}
-    rec = KerasCF(**given)
-    if rec.hp.objective == "implicit":
-        # The fit is numpy; TensorFlow is needed only at the end, to hold the factors as a Keras model.
-        # Importing it meanwhile (mostly file reads and C extension loading) hides ~5-10 s of a night.
-        threading.Thread(
-            target=importlib.import_module, args=("movierec.cf.keras_model",), daemon=True
-        ).start()
-    t0 = time.perf_counter()
-    data = load_ratings(settings)
-    snapshot = data.snapshot()
-    say(f"loaded {len(data):,} ratings in {time.perf_counter() - t0:.1f}s", enabled=progress)
-    lineage: dict[str, Any] = {"mode": "full", "base": None, "updates_since_full": 0}
-    why_full = None if update else "not asked to update"
-    current = previous = None
-    last: dict[str, Any] = {}
-    if update:
-        current = current_model(settings)
-        if current is None:
-            why_full = "no current model"
-        else:
-            t0 = time.perf_counter()
-            previous = load_model(_model_dir(settings, current))
-            say(f"model {current.version} loaded in {time.perf_counter() - t0:.1f}s", enabled=progress)
-            last = read_manifest(_model_dir(settings, current)).get("lineage", {})
-            implicit = isinstance(previous, KerasCF) and previous.hp.objective == "implicit"
-            if not implicit or rec.hp.objective != "implicit":
-                why_full = "only implicit (ALS) models update"
-            elif previous.hp.dim != rec.hp.dim:
-                why_full = f"dim changes from {previous.hp.dim} to {rec.hp.dim}"
-            elif last.get("updates_since_full", 0) + 1 > RETRAIN_EVERY:
-                why_full = f"{RETRAIN_EVERY} updates since the last full fit"
-    started = time.perf_counter()
-    if why_full is None:
-        since = current.max_rated_at.replace(tzinfo=UTC).timestamp() if current.max_rated_at else None
-        say(f"updating model {current.version} with the ratings it has not seen", enabled=progress)
-        change = rec.update(data, previous, since, progress=progress)
-        say(
-            f"{change['changed']:,} changed ratings ({change['share']:.1%}): re-solved {change['users']:,} "
-            f"users ({change['new_users']:,} new) and {change['movies']:,} of the "
-            f"{change['movies_with_changes']:,} movies with changes ({change['new_movies']:,} new)",
-            enabled=progress,
-        )
-        if change["share"] > RETRAIN_SHARE:
-            why_full = f"{change['share']:.1%} of the ratings changed (> {RETRAIN_SHARE:.0%})"
-        else:
-            base, new = change["base_ndcg"], rec.history.val_ndcg[-1]
-            if base is not None and np.isfinite(base) and new < base * (1 - GATE_DROP):
-                raise UpdateRefused(
-                    f"update refused: validation nDCG@10 {new:.4f} is more than {GATE_DROP:.0%} below the "
-                    f"current model's {base:.4f}; model {current.version} stays current (or use --retrain)"
-                )
-            lineage = {
-                "mode": "update",
-                "base": current.version,
-                "updates_since_full": last.get("updates_since_full", 0) + 1,
-                "change": change,
-            }
-    if why_full is not None:
-        if update:
-            say(f"full fit: {why_full}", enabled=progress)
-            rec = KerasCF(**given)
-        say(
-            f"training {rec.hp.objective} model on {snapshot['n_ratings']:,} ratings "
-            f"({snapshot['n_users']:,} users, {snapshot['n_movies']:,} movies)",
-            enabled=progress,
-        )
-        rec.fit(data, progress=progress)
-    h = rec.history
-    metrics = {
-        "mode": lineage["mode"],
-        "updates_since_full": lineage["updates_since_full"],
-        "train_loss": h.loss[h.best_epoch - 1] if h.loss and h.best_epoch else None,
-        "val_loss": h.val_loss[h.best_epoch - 1] if h.val_loss and h.best_epoch else None,
-        "val_ndcg@10": h.val_ndcg[-1] if h.val_ndcg else None,
-        "best_epoch": h.best_epoch,
-        "epochs_run": len(h.seconds),
-        "train_seconds": round(time.perf_counter() - started, 2),
-    }
-    if lineage["mode"] == "update":
-        metrics["base_val_ndcg@10"] = lineage["change"]["base_ndcg"]
-    extra = {
-        "hyperparameters": {**rec.hp.to_dict(), "batch_size_used": h.batch_size},
-        "shape": {"n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids), "dim": rec.hp.dim},
-        "lineage": lineage,
-        "history": {"loss": h.loss, "val_loss": h.val_loss, "val_ndcg": h.val_ndcg, "seconds": h.seconds},
-        "versions": _versions(),
-    }
-    t0 = time.perf_counter()
-    title = f"{rec.hp.objective}, {lineage['mode']}"
-    record = save_model(settings, rec, snapshot=snapshot, metrics=metrics, manifest=extra,
-                        extra_files=lambda d: _plot_loss(h, d / "loss.png", title))  # fmt: skip
-    saved = time.perf_counter() - t0
-    say(f"model {record.version} ({lineage['mode']}) saved to {record.path} in {saved:.1f}s and made current",
-        enabled=progress)  # fmt: skip
-    return record
-
-
 def save_model(
     settings: Settings,
     model: Recommender,
@@ -337,39 +213,6 @@ def _save_locked(
                        metrics)  # fmt: skip
 
 
-def _versions() -> dict:
-    import keras
-    import numpy
-    import tensorflow
-
-    return {"keras": keras.__version__, "tensorflow": tensorflow.__version__, "numpy": numpy.__version__}
-
-
-def _plot_loss(h: Any, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if h.val_ndcg:  # implicit (ALS): seconds per sweep; the validation nDCG in the title
-        ax.bar(range(1, len(h.seconds) + 1), h.seconds, label="seconds per sweep")
-        base = "" if h.base_ndcg is None else f" (from {h.base_ndcg:.4f})"
-        title = f"{title}\nvalidation nDCG@10 {h.val_ndcg[-1]:.4f}{base}"
-        ax.set(xlabel="ALS sweep", ylabel="seconds", title=title)
-    else:
-        epochs = range(1, len(h.loss) + 1)
-        ax.plot(epochs, h.loss, marker="o", label="train (incl. L2)")
-        ax.plot(epochs, h.val_loss, marker="o", label="validation")
-        if h.best_epoch:
-            ax.axvline(h.best_epoch, color="grey", linestyle=":", label="kept")
-        ax.set(xlabel="epoch", ylabel="binary cross-entropy", title=title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 TRAIN_LOCK = ".train.lock"
 _MODEL_FILES = (MANIFEST, "contract.npz")  # every kind writes both
 
@@ -445,3 +288,13 @@ def recover_models(settings: Settings) -> list[str]:
             return []
         with connect(settings) as con, transaction(con):
             return _register_unrecorded(con, root, current=True)
+
+
+def __getattr__(name: str) -> Any:
+    # `train_model` and `UpdateRefused` lived here until the training policy moved to cf.training; the
+    # old import path keeps working (cf.training imports this module, so the lookup is lazy).
+    if name in ("train_model", "UpdateRefused"):
+        from movierec.cf import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

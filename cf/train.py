@@ -1,9 +1,10 @@
 """Fitting the Keras CF model: both objectives, and the incremental update of the implicit one.
 
-`implicit` (default): implicit-feedback ALS (`cf.als`): every rating a positive weighted by its value, every
-unrated movie a weak zero, alternating exact-in-the-limit least-squares sweeps. The factors are written into
-the Keras model's embedding weights (biases stay zero). It replaced SGD on sampled negatives (BCE and BPR),
-which ranked worse and trained ~100x slower (BENCHMARKS.md, cf section).
+`implicit` (default): implicit-feedback ALS (`cf.als`): every rating an observation weighted by its value
+(below `like`: "does not prefer"), every unrated movie a weak zero, alternating least-squares sweeps. The
+factors are the model (biases zero; `cf.keras_file` writes them as a Keras model). It replaced an SGD fit
+of sampled non-rated movies, which ranked worse and trained ~100x slower (BENCHMARKS.md, cf section). A
+full fit first chooses its hyper-parameters (`cf.tune`) unless told not to.
 `rating`: each observed rating, min-max scaled to [0, 1], is the BCE target (the reference design), fitted
 with mini-batch LazyAdam and early stopping.
 
@@ -15,6 +16,7 @@ implicit model (the quality gate of updates compares it), BCE for the rating mod
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -34,7 +36,9 @@ class HyperParams:
     """Defaults chosen on ml-latest-small (BENCHMARKS.md); `None` batch size means about 100 steps/epoch.
 
     implicit (ALS): dim, iterations, reg, confidence, cg_steps, update_iterations.
-    rating (SGD): dim, epochs, batch_size, lr, l2, patience. Both: val_frac, seed."""
+    rating (SGD): dim, epochs, batch_size, lr, l2, patience. Both: val_frac, seed.
+    With `tune` (implicit), a full fit first searches like, confidence, reg, dim and iterations on the
+    training ratings (`cf.tune`); the values a caller passes are kept."""
 
     objective: str = DEFAULT_OBJECTIVE
     dim: int = 64
@@ -52,6 +56,7 @@ class HyperParams:
     patience: int = 2
     val_frac: float = 0.02
     seed: int = 42
+    tune: bool = True  # a full implicit fit first chooses the values not given (cf.tune)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -196,6 +201,7 @@ def fit_als(
     solve_users: np.ndarray | None = None,
     solve_movies: np.ndarray | None = None,
     gate_users: np.ndarray | None = None,
+    on_sweep: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, History]:
     """Implicit ALS on indexed ratings: (user factors, movie factors, History).
 
@@ -203,7 +209,8 @@ def fit_als(
     users and movies keep theirs, new ones zero) and the rows to re-solve: it then runs `hp.iterations`
     sweeps over those rows only (users first, so new users get vectors before the movies move), and
     measures the validation nDCG of the starting factors and the result on the `gate_users` it holds (the
-    users the starting model knew) in `History.base_ndcg` and `val_ndcg[-1]`."""
+    users the starting model knew) in `History.base_ndcg` and `val_ndcg[-1]`. `on_sweep(n, X, Y)` sees the
+    factors after each sweep (the tuning search scores sweep counts inside one fit)."""
     from movierec.cf import als
 
     n_users, n_movies = len(user_ids), len(movie_ids)
@@ -274,6 +281,8 @@ def fit_als(
         if start is not None and it == hp.iterations - 1:  # end on the users: they match the movies
             users.solve(Y, X, hp.reg, hp.cg_steps)
         hist.seconds.append(time.perf_counter() - t0)
+        if on_sweep is not None:
+            on_sweep(it + 1, X, Y)
         say(f"ALS sweep {it + 1}/{hp.iterations} ({what}): {hist.seconds[-1]:.1f}s", enabled=progress)
     # Validation once, at the end (scoring 2,000 users x every movie per sweep would cost more than a sweep).
     hist.val_ndcg.append(val_ndcg(X, Y, seen, vu, vm, check))

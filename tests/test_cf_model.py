@@ -3,6 +3,8 @@ the Keras model's per-example scoring; metrics and splits with hand-computed ans
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from movierec.errors import BadInputError, ModelError, NotFoundError
 
 # Small and strongly regularised: the planted set has 40 users; a few seconds per fit on 2 cores.
 TINY = {"dim": 8, "epochs": 20, "batch_size": 64, "lr": 0.02, "val_frac": 0.0, "patience": 30, "l2": 3e-2}
-TINY_ALS = {"dim": 8, "iterations": 10, "reg": 10.0, "val_frac": 0.0}
+TINY_ALS = {"dim": 8, "iterations": 10, "reg": 10.0, "val_frac": 0.0, "tune": False}
 
 MAKERS = {
     "popularity": Popularity,
@@ -151,15 +153,33 @@ def test_pair_score_does_not_depend_on_its_batch() -> None:
 
 
 @pytest.mark.slow
-def test_keras_file_loads_and_agrees_with_exported_factors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["keras-implicit", "keras-rating"])
+def test_keras_file_loads_and_agrees_with_exported_factors(tmp_path: Path, name: str) -> None:
+    """The implicit model's file is written without TensorFlow (cf.keras_file); Keras must still load it."""
     keras = pytest.importorskip("keras", reason="needs Keras")
-    model = _FITTED.get("keras-rating") or MAKERS["keras-rating"]().fit(checkerboard())
+    model = _FITTED.get(name) or MAKERS[name]().fit(checkerboard())
     model.save(tmp_path / "m")
     loaded = keras.saving.load_model(tmp_path / "m" / "model.keras")  # no custom_objects needed
     f = model.factors
     pairs = np.array([[0, 0], [5, 3], [39, 99]], dtype=np.int32)
     expected = 1 / (1 + np.exp(-f.pair_logits(pairs[:, 0], pairs[:, 1])))
     np.testing.assert_allclose(loaded.predict(pairs, verbose=0), expected, rtol=1e-5)
+
+
+def test_implicit_fit_and_save_never_import_tensorflow(tmp_path: Path) -> None:
+    """A cold `movierec train` of the default objective must not wait for TensorFlow (issue 17, item 5)."""
+    code = (
+        "import sys, numpy as np\n"
+        "from movierec.cf.data import Ratings\n"
+        "from movierec.cf.keras_cf import KerasCF\n"
+        "rng = np.random.default_rng(0)\n"
+        "u, m, r = rng.integers(0, 50, 2000), rng.integers(0, 40, 2000), rng.integers(1, 6, 2000)\n"
+        "d = Ratings.from_arrays(u, m, r)\n"
+        f"KerasCF(dim=4, iterations=2, tune=False).fit(d).save({str(tmp_path / 'm')!r})\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert (tmp_path / "m" / "model.keras").stat().st_size > 0
 
 
 @pytest.mark.slow

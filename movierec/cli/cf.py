@@ -49,6 +49,10 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--lr", type=FiniteFloat(min=0, min_open=True), help="Adam step (rating)."),
         click.option("--l2", type=FiniteFloat(min=0), help="L2 on embeddings, biases (rating)."),
         click.option("--seed", type=SEED, help="Random seed (initialisation, sampling, validation split)."),
+        click.option("--tune/--no-tune", default=None,
+                     help="Implicit full fit: first choose like, confidence, reg, dim and iterations on a "
+                          "validation split of the ratings (default; flags given fix their value). "
+                          "--no-tune: use the given values and defaults as they are."),
     ]  # fmt: skip
 
     @functools.wraps(f)
@@ -84,7 +88,8 @@ def train(settings, hyperparams: dict, update: bool, as_json: bool, quiet: bool)
     """Train the CF model on all ratings in DuckDB and make it the current model.
 
     Writes a new version under HOME/models: model.keras, factors.npz, id maps, model.json (hyperparameters,
-    data snapshot, metrics, lineage, versions) and loss.png. Progress per sweep or epoch goes to stderr.
+    the tuning search, data snapshot, metrics, lineage, versions) and, for the rating objective, loss.png.
+    Progress per sweep or epoch goes to stderr.
     """
     from movierec.cf import train_model
 
@@ -98,9 +103,16 @@ def train(settings, hyperparams: dict, update: bool, as_json: bool, quiet: bool)
         if m.get("val_ndcg@10") is not None
         else f"val_loss {m['val_loss']:.4f} at epoch {m['best_epoch']}/{m['epochs_run']}"
     )
+    tuned = m.get("tuning")
+    chosen = (
+        f"\ntuned in {tuned['seconds']:.0f}s ({tuned['trials']} trials): "
+        + ", ".join(f"{k} {v:g}" for k, v in tuned["chosen"].items())
+        if tuned
+        else ""
+    )
     click.echo(
         f"model {record.version} ({record.objective}, {m.get('mode', 'full')}) trained on "
-        f"{record.n_ratings:,} ratings: {quality}, {m['train_seconds']:.0f}s\n"
+        f"{record.n_ratings:,} ratings: {quality}, {m['train_seconds']:.0f}s{chosen}\n"
         f"saved to {record.path} (current)"
     )
 

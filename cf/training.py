@@ -1,0 +1,173 @@
+"""When and how a CF model is fitted: a full fit (self-tuning, `cf.tune`) or an incremental update of the
+current model, by the retrain rule and behind the update's quality gate; then `cf.registry.save_model`
+stores the version with its manifest (hyper-parameters, tuning search, lineage, history, library
+versions) and a plot of the fit.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from movierec.cf.recommender import read_manifest
+from movierec.cf.registry import ModelRecord, _model_dir, current_model, load_model, save_model
+from movierec.config import Settings
+from movierec.errors import ModelError
+from movierec.progress import say
+
+RETRAIN_SHARE = 0.10  # an update re-solves too much past this share of changed ratings: retrain instead
+RETRAIN_EVERY = 7  # a full retrain after this many updates in a row (drift of the untouched rows)
+GATE_DROP = 0.05  # refuse an update whose validation nDCG@10 falls more than 5% below the current model's
+
+
+class UpdateRefused(ModelError):
+    """An update fitted but failed its quality check; the current model stays current."""
+
+
+def train_model(
+    settings: Settings, *, update: bool = False, progress: bool = False, **hyperparams: Any
+) -> ModelRecord:
+    """Fit on every rating in DuckDB, write a new model version and make it current.
+
+    Full fit by default. With `update=True` the current model is the start (`KerasCF.update`) unless the
+    rule says retrain: no current implicit model of the same dim, more than RETRAIN_SHARE of the ratings
+    changed, or RETRAIN_EVERY updates since the last full fit. An update whose validation nDCG@10 falls
+    more than GATE_DROP below the current model's on the same users raises UpdateRefused (nothing saved).
+    `hyperparams` are `HyperParams` fields; None values keep the defaults."""
+    from movierec.cf.data import load_ratings
+    from movierec.cf.keras_cf import KerasCF
+
+    given = {k: v for k, v in hyperparams.items() if v is not None}
+    rec = KerasCF(**given)
+    t0 = time.perf_counter()
+    data = load_ratings(settings)
+    snapshot = data.snapshot()
+    say(f"loaded {len(data):,} ratings in {time.perf_counter() - t0:.1f}s", enabled=progress)
+    lineage: dict[str, Any] = {"mode": "full", "base": None, "updates_since_full": 0}
+    why_full = None if update else "not asked to update"
+    current = previous = None
+    last: dict[str, Any] = {}
+    if update:
+        current = current_model(settings)
+        if current is None:
+            why_full = "no current model"
+        else:
+            t0 = time.perf_counter()
+            previous = load_model(_model_dir(settings, current))
+            say(f"model {current.version} loaded in {time.perf_counter() - t0:.1f}s", enabled=progress)
+            last = read_manifest(_model_dir(settings, current)).get("lineage", {})
+            implicit = isinstance(previous, KerasCF) and previous.hp.objective == "implicit"
+            if implicit:  # an update keeps the values the last full fit chose (or was given)
+                rec = KerasCF(**{**previous.hp.to_dict(), **given, "tune": False})
+            if not implicit or rec.hp.objective != "implicit":
+                why_full = "only implicit (ALS) models update"
+            elif previous.hp.dim != rec.hp.dim:
+                why_full = f"dim changes from {previous.hp.dim} to {rec.hp.dim}"
+            elif last.get("updates_since_full", 0) + 1 > RETRAIN_EVERY:
+                why_full = f"{RETRAIN_EVERY} updates since the last full fit"
+    started = time.perf_counter()
+    if why_full is None:
+        since = current.max_rated_at.replace(tzinfo=UTC).timestamp() if current.max_rated_at else None
+        say(f"updating model {current.version} with the ratings it has not seen", enabled=progress)
+        change = rec.update(data, previous, since, progress=progress)
+        say(
+            f"{change['changed']:,} changed ratings ({change['share']:.1%}): re-solved {change['users']:,} "
+            f"users ({change['new_users']:,} new) and {change['movies']:,} of the "
+            f"{change['movies_with_changes']:,} movies with changes ({change['new_movies']:,} new)",
+            enabled=progress,
+        )
+        if change["share"] > RETRAIN_SHARE:
+            why_full = f"{change['share']:.1%} of the ratings changed (> {RETRAIN_SHARE:.0%})"
+        else:
+            base, new = change["base_ndcg"], rec.history.val_ndcg[-1]
+            if base is not None and np.isfinite(base) and new < base * (1 - GATE_DROP):
+                raise UpdateRefused(
+                    f"update refused: validation nDCG@10 {new:.4f} is more than {GATE_DROP:.0%} below the "
+                    f"current model's {base:.4f}; model {current.version} stays current (or use --retrain)"
+                )
+            lineage = {
+                "mode": "update",
+                "base": current.version,
+                "updates_since_full": last.get("updates_since_full", 0) + 1,
+                "change": change,
+            }
+    if why_full is not None:
+        if update:
+            say(f"full fit: {why_full}", enabled=progress)
+            rec = KerasCF(**given)
+        say(
+            f"training {rec.hp.objective} model on {snapshot['n_ratings']:,} ratings "
+            f"({snapshot['n_users']:,} users, {snapshot['n_movies']:,} movies)",
+            enabled=progress,
+        )
+        rec.fit(data, progress=progress)
+    h = rec.history
+    metrics = {
+        "mode": lineage["mode"],
+        "updates_since_full": lineage["updates_since_full"],
+        "train_loss": h.loss[h.best_epoch - 1] if h.loss and h.best_epoch else None,
+        "val_loss": h.val_loss[h.best_epoch - 1] if h.val_loss and h.best_epoch else None,
+        "val_ndcg@10": h.val_ndcg[-1] if h.val_ndcg else None,
+        "best_epoch": h.best_epoch,
+        "epochs_run": len(h.seconds),
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    if lineage["mode"] == "update":
+        metrics["base_val_ndcg@10"] = lineage["change"]["base_ndcg"]
+    if rec.tuning is not None:
+        metrics["tuning"] = rec.tuning.summary()
+    extra = {
+        "hyperparameters": {**rec.hp.to_dict(), "batch_size_used": h.batch_size},
+        "shape": {"n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids), "dim": rec.hp.dim},
+        "lineage": lineage,
+        "tuning": None if rec.tuning is None else rec.tuning.to_dict(),
+        "history": {"loss": h.loss, "val_loss": h.val_loss, "val_ndcg": h.val_ndcg, "seconds": h.seconds},
+        "versions": _versions(),
+    }
+    t0 = time.perf_counter()
+    title = f"{rec.hp.objective}, {lineage['mode']}"
+    # The loss curve of the rating objective as loss.png; an implicit fit's history (seconds per sweep,
+    # validation nDCG, the tuning trials) is in model.json: importing matplotlib to draw it cost a cold
+    # `movierec train` on ml-latest-small more than its whole fit (issue 17).
+    plot = (lambda d: _plot_loss(h, d / "loss.png", title)) if h.loss else None
+    record = save_model(settings, rec, snapshot=snapshot, metrics=metrics, manifest=extra, extra_files=plot)
+    saved = time.perf_counter() - t0
+    say(f"model {record.version} ({lineage['mode']}) saved to {record.path} in {saved:.1f}s and made current",
+        enabled=progress)  # fmt: skip
+    return record
+
+
+def _versions() -> dict:
+    """Library versions from the installed metadata (importing TensorFlow to ask would cost seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("keras", "tensorflow", "numpy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _plot_loss(h: Any, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = range(1, len(h.loss) + 1)
+    ax.plot(epochs, h.loss, marker="o", label="train (incl. L2)")
+    ax.plot(epochs, h.val_loss, marker="o", label="validation")
+    if h.best_epoch:
+        ax.axvline(h.best_epoch, color="grey", linestyle=":", label="kept")
+    ax.set(xlabel="epoch", ylabel="binary cross-entropy", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

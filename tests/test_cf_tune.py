@@ -1,0 +1,134 @@
+"""The self-tuning full fit (cf/tune.py): the search leaves a bad start, keeps given values, and its
+record reaches model.json, cf_models and `model show`; updates reuse the chosen values, retrains re-tune."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from cf_world import write_ratings
+from click.testing import CliRunner
+
+from movierec.catalog import unique_sorted
+from movierec.cf import tune
+from movierec.cf.data import Ratings, index_of
+from movierec.cf.train import HyperParams
+from movierec.cf.training import train_model
+from movierec.cli import main
+from movierec.config import Settings
+from movierec.db import connect
+
+FAST = {"dim": 8, "iterations": 4, "val_frac": 0.05}
+
+
+def groups(n_users: int = 240, n_movies: int = 120, per_user: int = 24, seed: int = 0) -> Ratings:
+    """Four taste groups: each user rates mostly (80%) movies of their group, 4-5 stars, the rest 1-2
+    stars at random: a ranking model that sees the groups clearly beats popularity."""
+    rng = np.random.default_rng(seed)
+    users, movies, ratings = [], [], []
+    for u in range(1, n_users + 1):
+        g = u % 4
+        own = np.arange(g, n_movies, 4) + 1
+        k = int(per_user * 0.8)
+        mine = rng.choice(own, k, replace=False)
+        other = rng.choice(np.setdiff1d(np.arange(1, n_movies + 1), own), per_user - k, replace=False)
+        users += [u] * per_user
+        movies += [*mine, *other]
+        ratings += [*rng.choice([4.0, 5.0], k), *rng.choice([1.0, 2.0], per_user - k)]
+    times = 1_000_000_000 + np.arange(len(users)) * 60
+    return Ratings.from_arrays(users, movies, ratings, times)
+
+
+def _indexed(data: Ratings) -> tuple[np.ndarray, ...]:
+    uids, mids = unique_sorted(data.user_ids), unique_sorted(data.movie_ids)
+    return index_of(uids, data.user_ids), index_of(mids, data.movie_ids), data.ratings, uids, mids
+
+
+def test_search_leaves_a_bad_start_and_keeps_fixed_values() -> None:
+    """dim 1 cannot tell four taste groups apart, and like 0 ignores that off-group ratings are low: the
+    search must move both (dim to a grid value, like to 3) and rank the holdout clearly better, without
+    touching what the caller fixed."""
+    start = HyperParams(dim=1, iterations=4, reg=25.0, like=0.0)
+    hp, rec = tune.search(*_indexed(groups()), start, fixed={"iterations", "reg"})
+    assert (rec.trials[0]["dim"], rec.trials[0]["like"]) == (1, 0.0)  # the start is the first trial
+    assert hp.dim in tune.GRID["dim"] and hp.like == 3.0
+    assert rec.best_ndcg > rec.trials[0]["ndcg@10"] + 0.1, rec.trials
+    assert (hp.iterations, hp.reg) == (4, 25.0)
+    assert all(t["reg"] == 25.0 and t["iterations"] == 4 for t in rec.trials)
+    assert rec.fixed == ["iterations", "reg"]
+    assert rec.chosen == {k: getattr(hp, k) for k in tune.TUNABLE}
+
+
+def test_everything_fixed_is_one_trial_and_no_data_to_hold_out_is_none() -> None:
+    given = HyperParams(dim=8, iterations=4)
+    hp, rec = tune.search(*_indexed(groups()), given, fixed=set(tune.TUNABLE))
+    assert hp == given and len(rec.trials) == 1
+    # Users with fewer than 5 ratings hold nothing out: the given values stand, no trial runs.
+    tiny = Ratings.from_arrays([1, 1, 2, 2], [1, 2, 1, 3], [5, 4, 3, 5])
+    hp, rec = tune.search(*_indexed(tiny), given)
+    assert hp == given and rec.trials == []
+
+
+def test_large_data_is_tuned_on_a_user_sample() -> None:
+    data = groups(n_users=400)
+    split = tune.make_split(*_indexed(data), sample_ratings=len(data) // 4)
+    n_sample = len(split.user_rows) + len(split.held_users)
+    assert n_sample <= len(data) // 4 and len(split.user_ids) < 400 / 3
+    # Whole users: every sampled user keeps all their ratings (24 each) across the two parts.
+    assert n_sample == 24 * len(split.user_ids)
+
+
+@pytest.mark.slow
+def test_train_records_the_search_updates_reuse_it_retrain_retunes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = groups()
+    old = data.take(data.user_ids != 7)
+    write_ratings(settings, old)
+    first = train_model(settings, **FAST)
+    doc = json.loads((first.path / "model.json").read_text())
+    chosen = doc["tuning"]["chosen"]
+    assert doc["tuning"]["trials"] and chosen["dim"] == 8 and chosen["iterations"] == 4
+    assert {k: doc["hyperparameters"][k] for k in chosen} == chosen
+    assert first.metrics["tuning"]["chosen"] == chosen and first.metrics["tuning"]["trials"] >= 2
+
+    shown = CliRunner().invoke(main, ["model", "show", "--json"], env={"MOVIEREC_HOME": str(settings.home)})
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["model"]["metrics"]["tuning"]["chosen"] == chosen
+
+    # An update (user 7 arrives) keeps the chosen values and does not search.
+    new = data.take(data.user_ids == 7)
+    with connect(settings) as con:
+        con.execute(
+            "INSERT INTO ratings SELECT u, m, r, to_timestamp(t) FROM "
+            "(SELECT unnest(?) AS u, unnest(?) AS m, unnest(?) AS r, unnest(?) AS t)",
+            [
+                new.user_ids.tolist(),
+                new.movie_ids.tolist(),
+                new.ratings.tolist(),
+                (new.rated_at + 10**6).tolist(),
+            ],
+        )
+    monkeypatch.setattr("movierec.cf.training.RETRAIN_SHARE", 0.5)
+    monkeypatch.setattr("movierec.cf.training.GATE_DROP", 1.0)  # the gate is tested in test_cf_als.py
+    second = train_model(settings, update=True, **FAST)
+    doc2 = json.loads((second.path / "model.json").read_text())
+    assert second.metrics["mode"] == "update" and doc2["tuning"] is None and "tuning" not in second.metrics
+    assert {k: doc2["hyperparameters"][k] for k in chosen} == chosen
+
+    # A retrain searches again; --no-tune keeps the defaults and the given values.
+    third = train_model(settings, **FAST)
+    assert third.metrics["mode"] == "full" and third.metrics["tuning"]["trials"] >= 2
+    fourth = train_model(settings, **FAST, tune=False)
+    doc4 = json.loads((fourth.path / "model.json").read_text())
+    assert doc4["tuning"] is None and doc4["hyperparameters"]["reg"] == HyperParams().reg
+
+
+def test_no_tune_flag_reaches_the_fit(settings: Settings) -> None:
+    write_ratings(settings, groups(n_users=80))
+    env = {"MOVIEREC_HOME": str(settings.home)}
+    result = CliRunner().invoke(main, ["train", "--no-tune", "--dim", "4", "--iterations", "2", "--json",
+                                       "--quiet"], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "tuning" not in json.loads(result.output)["metrics"]
