@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from movierec.config import Settings
-from movierec.db import check_read_statements, connect, connect_confined
+from movierec.db import check_read_statements, connect, connect_confined, time_limited
 from movierec.errors import BadInputError
 
 
@@ -74,7 +74,7 @@ class Movierec:
         with connect_confined(self.settings) as con:
             check_read_statements(con, query)
             try:
-                return con.execute(query).df()
+                return time_limited(con, self.settings.sql_timeout, lambda: con.execute(query).df())
             except duckdb.Error as exc:
                 raise BadInputError(f"SQL failed: {str(exc).splitlines()[0]}") from None
 
