@@ -13,7 +13,7 @@ import pandas as pd
 
 from movierec import runs
 from movierec.config import Settings
-from movierec.db import check_confined_query, connect, connect_confined
+from movierec.db import check_confined_query, connect, connect_confined, time_limited
 from movierec.errors import BadInputError
 
 
@@ -75,7 +75,7 @@ class Movierec:
         with connect_confined(self.settings) as con:
             check_confined_query(con, query)
             try:
-                return con.execute(query).df()
+                return time_limited(con, self.settings.sql_timeout, lambda: con.execute(query).df())
             except duckdb.Error as exc:
                 raise BadInputError(f"SQL failed: {str(exc).splitlines()[0]}") from None
 

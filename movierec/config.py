@@ -28,6 +28,11 @@ def _config_file() -> Path:
     return Path(os.environ.get("MOVIEREC_CONFIG", "movierec.toml"))
 
 
+def _where(name: str) -> str:
+    """Where a setting can come from, for error messages."""
+    return f"--{name.replace('_', '-')}, MOVIEREC_{name.upper()} or {_config_file()}"
+
+
 class Settings(BaseSettings):
     """Where data lives and which services and models to use."""
 
@@ -75,6 +80,14 @@ class Settings(BaseSettings):
         le=100_000_000,
         description="Users scored and written as one Parquet part (one Ray task), both engines.",
     )
+    sql_timeout: float = Field(
+        300.0, gt=0, le=86_400, allow_inf_nan=False,
+        description="Seconds one `movierec sql` (or API .sql) query may run before it is stopped.",
+    )  # fmt: skip
+    sql_memory_limit: str = Field(
+        "25%", pattern=r"^\s*\d+(\.\d+)?\s*(%|[KMGT]i?B|[KMGT]?B)\s*$",
+        description="DuckDB memory limit of one `movierec sql` query: a share of RAM (25%) or a size (2GB).",
+    )  # fmt: skip
     runs_uri: str | None = Field(
         None,
         description="Where runs' Parquet files go: a directory every Ray worker can reach, or a URI that "
@@ -86,9 +99,16 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
-        """Settings from flags, environment and movierec.toml; a bad value is one BadInputError line."""
+        """Settings from flags, environment and movierec.toml; a bad value is one BadInputError line.
+
+        A MOVIEREC_CONFIG that names no file is an error (a typo would otherwise silently run with the
+        defaults); so is a path setting that names something of the wrong kind (a file where a directory
+        belongs, as /dev/null), which would otherwise fail deep inside a stage."""
+        named = os.environ.get("MOVIEREC_CONFIG")
+        if named and not Path(named).is_file():
+            raise BadInputError(f"MOVIEREC_CONFIG names {named}, which is not a file: fix or unset it")
         try:
-            return cls(**overrides)
+            settings = cls(**overrides)
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "settings"
@@ -97,6 +117,26 @@ class Settings(BaseSettings):
             ) from None
         except (OSError, ValueError) as exc:  # a garbled or unreadable movierec.toml
             raise BadInputError(f"cannot read settings from {_config_file()}: {exc}") from None
+        settings.check_paths()
+        return settings
+
+    def check_paths(self) -> None:
+        """Refuse path settings of the wrong kind: directories that exist as files, a database file that is
+        a directory. Missing paths are fine (the writing commands create them)."""
+        dirs = {"home": self.home, "store_path": self.store_path, "models_dir": self.models_dir}
+        if self.runs_uri and "://" not in self.runs_uri:
+            dirs["runs_uri"] = Path(self.runs_uri)
+        for name, path in dirs.items():
+            if path is not None and path.exists() and not path.is_dir():
+                raise BadInputError(
+                    f"setting {name} ({_where(name)}) is {path}, which is not a directory: point it at a "
+                    "directory (or a path that does not exist yet)"
+                )
+        if self.db_path.is_dir():
+            raise BadInputError(
+                f"setting db ({_where('db')}) is {self.db_path}, which is a directory: point it at a "
+                "DuckDB file"
+            )
 
     def replace(self, **overrides: Any) -> Settings:
         """These settings with some changed (None changes nothing), validated like `load`: how a command's

@@ -11,15 +11,19 @@ DuckDB lets one process write, or several processes read, never both at once. So
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from movierec.config import Settings
 from movierec.errors import BadInputError, BusyError, DamagedError, NotFoundError
+
+T = TypeVar("T")
 
 # Every table of the project, in one place. Stages add their SQL queries next to their code,
 # but tables are created here so that any command can open any table.
@@ -266,13 +270,15 @@ CONFINED = (
 )
 
 
-def confine(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
+def confine(con: duckdb.DuckDBPyConnection, files: list[Path], memory_limit: str | None = None) -> None:
     """Lock a connection to reading the database and `files`: DuckDB's own external-access switch (no file
     reads or writes elsewhere, no ATTACH, COPY or EXPORT outside the list, no extension downloads), set
     before any user SQL and then locked so that SQL cannot set it back."""
     if files:
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
         con.execute(f"SET allowed_paths = [{listing}]")
+    if memory_limit:  # one query must not take the machine's memory from the nightly job
+        con.execute("SET memory_limit = ?", [memory_limit])
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     con.execute("SET enable_external_access = false")
@@ -288,6 +294,8 @@ def check_read_statements(con: duckdb.DuckDBPyConnection, query: str) -> None:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:
         raise BadInputError(f"SQL failed: {str(exc).splitlines()[0]}") from None
+    if not statements:  # only semicolons and blanks
+        raise BadInputError("empty SQL query: no statement between the semicolons")
     for st in statements:
         kind = st.type.name
         if kind == "EXPLAIN":
@@ -304,7 +312,8 @@ def connect_confined(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     from movierec import runs
 
     with connect(settings, read_only=True) as con:
-        confine(con, runs.local_files(runs.published_files(con, settings.db_path)))
+        files = runs.local_files(runs.published_files(con, settings.db_path))
+        confine(con, files, settings.sql_memory_limit)
         yield con
 
 
@@ -318,15 +327,54 @@ def check_confined_query(con: duckdb.DuckDBPyConnection, query: str) -> None:
         runs.require_all_readable(con)
 
 
+def time_limited(con: duckdb.DuckDBPyConnection, seconds: float, work: Callable[[], T]) -> T:
+    """`work()` (a query on `con`), interrupted after `seconds` or at Ctrl-C, either one BadInputError line.
+
+    DuckDB has no statement timeout, and while a query runs in the main thread it sees Ctrl-C only at its
+    own checks (or not at all), so the query runs in a helper thread while this one waits, interruptibly,
+    and calls `con.interrupt()`."""
+    box: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.is_alive: a join cut by Ctrl-C leaves that wrong (Python 3.11)
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="movierec-sql", daemon=True).start()
+    why = (
+        f"SQL query stopped after the time limit of {seconds:g} s (setting sql_timeout, "
+        "MOVIEREC_SQL_TIMEOUT): narrow it, or raise the limit"
+    )
+    try:
+        finished = done.wait(seconds)
+    except KeyboardInterrupt:
+        finished, why = False, "SQL query interrupted"
+    if not finished:
+        con.interrupt()
+        done.wait()
+        raise BadInputError(why)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def run_analyst_sql(settings: Settings, query: str) -> tuple[list[str], list[tuple]]:
     """(columns, rows) of a confined read-only query; our own one-line errors for anything refused."""
     with connect_confined(settings) as con:
         check_confined_query(con, query)
         try:
-            cur = con.execute(query)
-            if cur.description is None:
-                return [], []
-            return [d[0] for d in cur.description], cur.fetchall()
+
+            def work() -> tuple[list[str], list[tuple]]:
+                cur = con.execute(query)
+                if cur.description is None:
+                    return [], []
+                return [d[0] for d in cur.description], cur.fetchall()
+
+            return time_limited(con, settings.sql_timeout, work)
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             hint = f" ({CONFINED})" if isinstance(exc, duckdb.PermissionException) else ""

@@ -26,15 +26,23 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def _empty_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty movierec.toml: MOVIEREC_CONFIG must name a file that exists."""
+    path = tmp_path_factory.mktemp("config") / "movierec.toml"
+    path.write_text("")
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _empty_config: Path) -> None:
     """No test reads the developer's environment, movierec.toml or data directory."""
     for key in list(os.environ):
         if key.startswith("MOVIEREC_") or key.startswith("QDRANT_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("MOVIEREC_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MOVIEREC_MODEL", "offline-minilm")
-    monkeypatch.setenv("MOVIEREC_CONFIG", str(tmp_path / "no-such-movierec.toml"))
+    monkeypatch.setenv("MOVIEREC_CONFIG", str(_empty_config))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 

@@ -1,0 +1,99 @@
+"""Issue 19: faults and bad input, third round. Each test names the row of the issue it pins down; every
+failure is one line naming the file or stage and the command that recovers, never a traceback. Real
+DuckDB, Qdrant Edge and subprocesses with real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from movierec.cli import main
+from movierec.config import Settings
+from movierec.db import connect
+
+LONG_QUERY = "SELECT sum(a.range * b.range) FROM range(1000000000) a, range(100) b"
+
+
+def one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1, result.output
+    for n in needles:
+        assert n in result.output, result.output
+
+
+def _seed(settings: Settings) -> None:
+    with connect(settings) as con:
+        con.execute("INSERT INTO movies VALUES (1, 'Toy Story (1995)', 1995, ['Animation'])")
+
+
+# --------------------------------------------------------------------------- settings and paths
+
+
+def test_config_file_that_does_not_exist_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOVIEREC_CONFIG", "/nonexistent.toml")
+    one_line_error(CliRunner().invoke(main, ["queries", "list"]), "/nonexistent.toml", "MOVIEREC_CONFIG")
+
+
+@pytest.mark.parametrize("name", ["MOVIEREC_MODELS_DIR", "MOVIEREC_STORE_PATH", "MOVIEREC_HOME"])
+def test_directory_settings_naming_a_file_are_an_error(
+    name: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seed(settings)
+    monkeypatch.setenv(name, "/dev/null")
+    result = CliRunner().invoke(main, ["check"])
+    one_line_error(result, "/dev/null", name, "not a directory")
+    assert "rebuild" not in result.output
+
+
+# --------------------------------------------------------------------------- movierec sql
+
+
+def test_sql_of_only_semicolons_is_one_line(settings: Settings) -> None:
+    _seed(settings)
+    one_line_error(CliRunner().invoke(main, ["sql", "  ;  ; "]), "empty SQL query")
+
+
+def test_sql_time_limit_stops_a_long_query(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    _seed(settings)
+    monkeypatch.setenv("MOVIEREC_SQL_TIMEOUT", "0.5")
+    one_line_error(CliRunner().invoke(main, ["sql", LONG_QUERY]), "time limit", "MOVIEREC_SQL_TIMEOUT")
+    ok = CliRunner().invoke(main, ["sql", "SELECT count(*) AS n FROM movies", "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.output) == [{"n": 1}], ok.output
+
+
+def test_sql_memory_limit_is_a_setting_with_a_default_below_duckdbs(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seed(settings)
+    query = ["sql", "SELECT current_setting('memory_limit') AS m", "--json"]
+    monkeypatch.setenv("MOVIEREC_SQL_MEMORY_LIMIT", "1GB")
+    assert json.loads(CliRunner().invoke(main, query).output) == [{"m": "953.6 MiB"}]
+    monkeypatch.delenv("MOVIEREC_SQL_MEMORY_LIMIT")
+    import duckdb
+
+    duckdb_default = duckdb.connect().execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert json.loads(CliRunner().invoke(main, query).output)[0]["m"] != duckdb_default  # 25% vs 80%
+    monkeypatch.setenv("MOVIEREC_SQL_MEMORY_LIMIT", "lots")
+    one_line_error(CliRunner().invoke(main, query), "sql_memory_limit")
+
+
+def test_sql_interrupted_by_ctrl_c_is_one_line(settings: Settings) -> None:
+    _seed(settings)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "movierec", "sql", LONG_QUERY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)  # started and inside the query (the import takes ~1 s)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert err == "Error: SQL query interrupted\n", err
+    assert out == ""
