@@ -162,7 +162,7 @@ def embed_movies(
             )
         vectors = movie_vectors(model, todo, batch_size=batch_size, progress=progress)
         check_vectors(vectors, len(todo), dim, model_name)
-    if todo or not has_query_encoder(settings.home, model_name):
+    if todo or not has_query_encoder(settings.home, model_name, verify=True):
         # The ONNX export that makes `search` / `recommend` fast; made once per model (a few seconds).
         export_query_encoder(load_model(model_name), model_name, settings.home)
 
