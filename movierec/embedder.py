@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -238,6 +239,58 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
+
+
+# --------------------------------------------------------------------------- keyword (sparse) vectors
+#
+# The other half of a movie's embedding, for the store's hybrid search (movierec.store).
+#
+# Beside its dense vector every movie has a sparse keyword vector over title + genre labels + tags: one
+# dimension per word (a stable hash of it), valued by BM25's saturated term frequency (k1 = 1.2, no length
+# normalisation, so a value never depends on the rest of the catalogue and a movie's vector changes only
+# with its own text). The store weighs each word by its inverse document frequency at query time (Qdrant's
+# IDF modifier), so together with a query's words, each valued 1, a keyword search scores like BM25. Words
+# are normalised the same way for movies and queries: lower case, runs of letters and digits, a plural "s"
+# dropped from words longer than three letters ("zombies" and "zombie" meet).
+
+BM25_K1 = 1.2
+_WORDS = re.compile(r"[^\W_]+")
+
+
+def keywords(text: str) -> list[str]:
+    """The normalised words of `text` (see above)."""
+    out = []
+    for w in _WORDS.findall(text.lower()):
+        out.append(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return out
+
+
+def _word_index(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") & 0x7FFFFFFF
+
+
+@functools.cache
+def _query_stopwords() -> frozenset[str]:
+    """Words a query's keyword side ignores: the common function words of the languages the language
+    check knows (`_ENGLISH_WORDS`, `_FOREIGN_WORDS` below) and "film", normalised like every word. Fixed
+    for all queries; without it "baseball movies" matched every title with "Movie" in it."""
+    return frozenset(keywords(f"{_ENGLISH_WORDS} {_FOREIGN_WORDS} film films"))
+
+
+def keyword_vector(text: str, query: bool = False) -> tuple[list[int], list[float]]:
+    """Sparse (indices, values) of `text`: saturated term frequencies for a movie, 1 per word for a query
+    (common function words left out). Indices are sorted and unique."""
+    counts: dict[int, int] = {}
+    words = keywords(text)
+    if query:
+        words = [w for w in words if w not in _query_stopwords()]
+    for w in words:
+        i = _word_index(w)
+        counts[i] = counts.get(i, 0) + 1
+    indices = sorted(counts)
+    if query:
+        return indices, [1.0] * len(indices)
+    return indices, [c * (BM25_K1 + 1) / (c + BM25_K1) for c in (counts[i] for i in indices)]
 
 
 # --------------------------------------------------------------------------- query encoder (ONNX)
