@@ -24,7 +24,9 @@ def encode_texts(settings: Settings, texts: Sequence[str]) -> np.ndarray:
 def fetch_candidates(
     settings: Settings, vectors: np.ndarray, queries: Sequence[SavedQuery]
 ) -> list[Candidates]:
-    """ANN + payload filters for every query in one batch call to the store."""
+    """ANN fused with the keyword match of each query's words (movierec.store), with payload filters, for
+    every query in one batch call to the store; each candidate's score is its cosine similarity."""
+    from movierec.embedder import keyword_vector
     from movierec.store import SearchFilter, open_store
 
     filters = [
@@ -40,7 +42,8 @@ def fetch_candidates(
         dim = store.require_model(settings.model)
         if dim != vectors.shape[1]:
             raise ModelError(f"query vectors have {vectors.shape[1]} dims but the store holds {dim}")
-        hits = store.search_batch(vectors, [q.candidates for q in queries], filters)
+        words = [keyword_vector(q.text, query=True) for q in queries]
+        hits = store.search_batch(vectors, [q.candidates for q in queries], filters, words)
     return [
         Candidates(
             np.array([h.movie_id for h in hs], dtype=np.int64),

@@ -120,13 +120,19 @@ def check_vectors(vectors: Any, n: int, dim: int, model_name: str) -> None:
 def embed_movies(
     settings: Settings,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    with_tags: bool = False,
+    with_tags: bool = True,
     progress: bool = False,
     rebuild: bool = False,
 ) -> EmbedSummary:
     """Bring the vector store up to date with the `movies` table under `settings.model`; with `rebuild`,
     re-embed every movie into a new store that replaces the old one (a damaged store)."""
-    from movierec.embedder import export_query_encoder, has_query_encoder, load_model, model_dim
+    from movierec.embedder import (
+        export_query_encoder,
+        has_query_encoder,
+        keyword_vector,
+        load_model,
+        model_dim,
+    )
 
     started = time.perf_counter()
     with connect(settings, read_only=True) as con:
@@ -144,6 +150,8 @@ def embed_movies(
             rebuild = "it records no model" if store.count() else None
         elif before[0] != model_name:
             rebuild = f"it was built with {before[0]} ({before[1]}-d), not {model_name}"
+        elif not store.has_keywords():
+            rebuild = "it has no keyword vectors (built by an older movierec)"
         else:
             rebuild = None
         stored = {} if before is None or rebuild else store.payload_values("text_hash")
@@ -162,7 +170,8 @@ def embed_movies(
             )
         vectors = movie_vectors(model, todo, batch_size=batch_size, progress=progress)
         check_vectors(vectors, len(todo), dim, model_name)
-    if todo or not has_query_encoder(settings.home, model_name):
+    words = [keyword_vector(m.keyword_text) for m in todo]
+    if todo or not has_query_encoder(settings.home, model_name, verify=True):
         # The ONNX export that makes `search` / `recommend` fast; made once per model (a few seconds).
         export_query_encoder(load_model(model_name), model_name, settings.home)
 
@@ -176,9 +185,9 @@ def embed_movies(
             # switched in at the end (a kill leaves one of the two, complete).
             if rebuild:
                 say(f"rebuilding the vector store: {rebuild}", enabled=progress)
-            store.rebuild(model_name, dim, ids, vectors, payloads)
+            store.rebuild(model_name, dim, ids, vectors, payloads, words)
         elif todo:
-            store.upsert(ids, vectors, payloads)
+            store.upsert(ids, vectors, payloads, words)
         store.delete(gone)
         backend, location = store.backend, store.location
 

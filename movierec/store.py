@@ -5,8 +5,12 @@ Two backends behind one small interface (`VectorStore`), chosen by `settings.qdr
 - `http(s)://...`: a **Qdrant server** through qdrant-client (collection `settings.collection`).
   `:memory:` or `file:PATH` run qdrant-client's local mode instead of a server (tests, experiments).
 
-Points: id = movie id; payload `movie_id, title, year, genres` (+ `text_hash`, which makes embedding
-incremental); payload indexes on `genres` (keyword) and `year` (integer); cosine distance.
+Points: id = movie id; a dense vector (cosine) and a sparse keyword vector `keywords` (word weights, scored
+with Qdrant's IDF modifier: BM25-like; see movierec.ingest.text.keyword_vector); payload `movie_id, title,
+year, genres` (+ `text_hash`, which makes embedding incremental); payload indexes on `genres` (keyword) and
+`year` (integer). A query with words is answered by one query with two prefetches, the dense neighbours
+and the keyword matches, fused by reciprocal rank (RRF, `RRF_K`): the topic's words count even when the
+dense vector leans on the genre. Hits carry the cosine similarity either way (the batch blends it).
 The store records the model (name, dimension) that built it; `reset` is the only way to change it, so
 vectors of two models never mix.
 
@@ -34,6 +38,9 @@ from movierec.errors import BusyError, DamagedError, ModelError, NotFoundError
 from movierec.locks import file_lock
 
 PAYLOAD_INDEXES = {"genres": "keyword", "year": "integer"}
+KEYWORDS = "keywords"  # name of the sparse vector
+RRF_K = 2  # Qdrant's default constant of reciprocal-rank fusion
+Sparse = tuple[Sequence[int], Sequence[float]]  # (indices, values)
 UPSERT_CHUNK = 2048
 SCROLL_PAGE = 10_000
 
@@ -88,17 +95,28 @@ class VectorStore(ABC):
         ids: Sequence[int],
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
+        keywords: Sequence[Sparse] | None = None,
     ) -> None:
-        """Replace the whole store with these points of `model_name`, atomically: the new store is built
-        beside the old one and swapped in at the end, so a crash at any point leaves one of the two,
-        complete, with the record of its model."""
+        """Replace the whole store with these points of `model_name` (and their keyword vectors),
+        atomically: the new store is built beside the old one and swapped in at the end, so a crash at any
+        point leaves one of the two, complete, with the record of its model."""
 
     @abstractmethod
     def count(self) -> int:
         """Number of points."""
 
     @abstractmethod
-    def _upsert(self, ids: list[int], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None: ...
+    def has_keywords(self) -> bool:
+        """Whether the store holds keyword vectors (stores built before them do not: `embed` rebuilds)."""
+
+    @abstractmethod
+    def _upsert(
+        self,
+        ids: list[int],
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any]],
+        keywords: list[Sparse] | None,
+    ) -> None: ...
 
     @abstractmethod
     def delete(self, ids: Sequence[int]) -> None:
@@ -110,20 +128,34 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search_batch(
-        self, vectors: np.ndarray, limits: list[int], filters: Sequence[SearchFilter | None]
+        self,
+        vectors: np.ndarray,
+        limits: list[int],
+        filters: Sequence[SearchFilter | None],
+        keywords: Sequence[Sparse] | None = None,
     ) -> list[list[Hit]]:
-        """Several nearest-neighbour searches planned together; one list of hits per query vector."""
+        """Several searches planned together; one list of hits per query vector. With `keywords` (one
+        sparse query per vector) on a store that has keyword vectors, each search fuses the dense and the
+        keyword ranking (RRF); hits keep their cosine similarity as score, in fused order."""
 
     @abstractmethod
     def close(self) -> None:
         """Flush and release files and locks."""
 
-    def upsert(self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+    def upsert(
+        self,
+        ids: Sequence[int],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
+        keywords: Sequence[Sparse] | None = None,
+    ) -> None:
         """Insert or replace points. Vectors must match the recorded model's dimension."""
         info = self.model_info()
         if info is None:
             raise ModelError(f"{self.describe()} records no model: call reset(model_name, dim) first")
-        self._put(info, ids, vectors, payloads)
+        if not self.has_keywords():
+            keywords = None  # a store from before keyword vectors: dense only until `embed` rebuilds it
+        self._put(info, ids, vectors, payloads, keywords)
 
     def _put(
         self,
@@ -131,12 +163,14 @@ class VectorStore(ABC):
         ids: Sequence[int],
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
+        keywords: Sequence[Sparse] | None = None,
     ) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
         if (
             vectors.ndim != 2
             or vectors.shape[1] != info[1]
             or not (len(ids) == len(vectors) == len(payloads))
+            or (keywords is not None and len(keywords) != len(ids))
         ):
             raise ModelError(
                 f"cannot upsert {vectors.shape} vectors for {len(ids)} ids into {self.describe()}, "
@@ -146,11 +180,21 @@ class VectorStore(ABC):
             raise ModelError(f"refusing to store non-finite vectors of {info[0]} in {self.describe()}")
         for start in range(0, len(ids), UPSERT_CHUNK):
             stop = start + UPSERT_CHUNK
-            self._upsert([int(i) for i in ids[start:stop]], vectors[start:stop], list(payloads[start:stop]))
+            self._upsert(
+                [int(i) for i in ids[start:stop]],
+                vectors[start:stop],
+                list(payloads[start:stop]),
+                None if keywords is None else list(keywords[start:stop]),
+            )
 
-    def _hits(self, points: Any) -> list[Hit]:
-        """Search results, refusing similarities no cosine gives (damaged vector files)."""
-        hits = [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
+    def _hits(self, points: Any, query: np.ndarray | None = None) -> list[Hit]:
+        """Search results, refusing similarities no cosine gives (damaged vector files). With `query`
+        (a fused search, whose scores are ranks), each hit's score is its cosine with the query, from the
+        returned vector."""
+        if query is None:
+            hits = [Hit(int(p.id), float(p.score), dict(p.payload or {})) for p in points]
+        else:
+            hits = [Hit(int(p.id), _cosine(p.vector, query), dict(p.payload or {})) for p in points]
         if any(not -1.001 <= h.score <= 1.001 for h in hits):  # NaN fails the comparison too
             worst = next(h for h in hits if not -1.001 <= h.score <= 1.001)
             raise DamagedError(
@@ -180,11 +224,17 @@ class VectorStore(ABC):
         return f"vector store {self.location} ({self.backend})"
 
     def _check_queries(
-        self, vectors: np.ndarray, limits: list[int], filters: Sequence[SearchFilter | None]
+        self,
+        vectors: np.ndarray,
+        limits: list[int],
+        filters: Sequence[SearchFilter | None],
+        keywords: Sequence[Sparse] | None = None,
     ) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or not (len(vectors) == len(limits) == len(filters)):
             raise ValueError("search_batch needs one limit and one filter (or None) per query vector")
+        if keywords is not None and len(keywords) != len(vectors):
+            raise ValueError("search_batch needs one keyword query per query vector")
         info = self.model_info()
         if info is not None and vectors.shape[1] != info[1]:
             raise ModelError(
@@ -194,6 +244,15 @@ class VectorStore(ABC):
         if any(limit <= 0 for limit in limits):
             raise ValueError("search limits must be positive")
         return vectors
+
+
+def _cosine(vector: Any, query: np.ndarray) -> float:
+    """Dot product of a returned (unit, cosine-normalised) dense vector with the unit query vector."""
+    if isinstance(vector, dict):
+        vector = vector.get("")
+    if vector is None:
+        return float("nan")  # caught by _hits as damage
+    return float(np.dot(np.asarray(vector, dtype=np.float32), query))
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -275,7 +334,11 @@ class EdgeStore(VectorStore):
             return None
         try:
             data = json.loads(self.model_file.read_text())
-            record = {"model": str(data["model"]), "dim": int(data["dim"])}
+            record = {
+                "model": str(data["model"]),
+                "dim": int(data["dim"]),
+                "keywords": bool(data.get("keywords")),
+            }
             shard = str(data.get("shard", self.LEGACY_SHARD))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DamagedError(
@@ -313,6 +376,9 @@ class EdgeStore(VectorStore):
             return None
         return self._record["model"], self._record["dim"]
 
+    def has_keywords(self) -> bool:
+        return self._shard is not None and bool((self._record or {}).get("keywords"))
+
     def rebuild(
         self,
         model_name: str,
@@ -320,20 +386,24 @@ class EdgeStore(VectorStore):
         ids: Sequence[int],
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
+        keywords: Sequence[Sparse] | None = None,
     ) -> None:
         import uuid
 
         qe = self._qe
         self.root.mkdir(parents=True, exist_ok=True)
         new_dir = self.root / f"shard-{uuid.uuid4().hex[:12]}"
-        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine))
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            sparse_vectors={KEYWORDS: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+        )
         old_shard, old_dir = self._shard, self.shard_dir
         self._shard, self.shard_dir = qe.EdgeShard.create(str(new_dir), config), new_dir
         try:
             schema = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer}
             for name, kind in PAYLOAD_INDEXES.items():
                 self._shard.update(qe.UpdateOperation.create_field_index(name, schema[kind]))
-            self._put((model_name, dim), ids, vectors, payloads)
+            self._put((model_name, dim), ids, vectors, payloads, keywords)
             self._shard.flush()
         except BaseException:
             self._shard.close()
@@ -341,7 +411,7 @@ class EdgeStore(VectorStore):
             self._shard, self.shard_dir = old_shard, old_dir
             raise
         _fsync_dir(self.root)
-        record = {"model": model_name, "dim": dim, "shard": new_dir.name}
+        record = {"model": model_name, "dim": dim, "shard": new_dir.name, "keywords": True}
         _write_json(self.model_file, record)  # the switch
         self._record = record
         if old_shard is not None:
@@ -351,9 +421,21 @@ class EdgeStore(VectorStore):
     def count(self) -> int:
         return 0 if self._shard is None else int(self._shard.count(self._qe.CountRequest(exact=True)))
 
-    def _upsert(self, ids: list[int], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+    def _upsert(
+        self,
+        ids: list[int],
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any]],
+        keywords: list[Sparse] | None,
+    ) -> None:
         qe = self._qe
-        points = [qe.Point(i, v, p) for i, v, p in zip(ids, vectors.tolist(), payloads, strict=True)]
+        dense: list[Any] = vectors.tolist()
+        if keywords is not None:
+            dense = [
+                {"": v, KEYWORDS: qe.SparseVector(list(i), list(w))}
+                for v, (i, w) in zip(dense, keywords, strict=True)
+            ]
+        points = [qe.Point(i, v, p) for i, v, p in zip(ids, dense, payloads, strict=True)]
         self._shard.update(qe.UpdateOperation.upsert_points(points))
 
     def delete(self, ids: Sequence[int]) -> None:
@@ -373,18 +455,44 @@ class EdgeStore(VectorStore):
                 return out
 
     def search_batch(
-        self, vectors: np.ndarray, limits: list[int], filters: Sequence[SearchFilter | None]
+        self,
+        vectors: np.ndarray,
+        limits: list[int],
+        filters: Sequence[SearchFilter | None],
+        keywords: Sequence[Sparse] | None = None,
     ) -> list[list[Hit]]:
-        vectors = self._check_queries(vectors, limits, filters)
+        vectors = self._check_queries(vectors, limits, filters, keywords)
         if self._shard is None or not len(vectors):
             return [[] for _ in limits]
         qe = self._qe
-        requests = [
-            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(v), filter=_edge_filter(f), with_payload=True)
-            for v, limit, f in zip(vectors.tolist(), limits, filters, strict=True)
-        ]
+        fused = keywords is not None and self.has_keywords()
+        requests = []
+        for n, (v, limit, f) in enumerate(zip(vectors.tolist(), limits, filters, strict=True)):
+            flt = _edge_filter(f)
+            if fused and len(keywords[n][0]):  # type: ignore[index]
+                sparse = qe.SparseVector(list(keywords[n][0]), list(keywords[n][1]))  # type: ignore[index]
+                prefetches = [
+                    qe.Prefetch(limit=limit, query=qe.Query.Nearest(v), filter=flt),
+                    qe.Prefetch(limit=limit, query=qe.Query.Nearest(sparse, using=KEYWORDS), filter=flt),
+                ]
+                requests.append(
+                    qe.QueryRequest(
+                        limit=limit,
+                        prefetches=prefetches,
+                        query=qe.Fusion.Rrf(k=RRF_K),
+                        with_payload=True,
+                        with_vector=[""],
+                    )
+                )
+            else:
+                requests.append(
+                    qe.QueryRequest(limit=limit, query=qe.Query.Nearest(v), filter=flt, with_payload=True)
+                )
         results = self._shard.query_batch(qe.QueryBatchRequest(requests))
-        return [self._hits(points) for points in results]
+        return [
+            self._hits(points, vectors[n] if fused and len(keywords[n][0]) else None)  # type: ignore[index]
+            for n, points in enumerate(results)
+        ]
 
     def close(self) -> None:
         if self._shard is not None:
@@ -475,6 +583,12 @@ class ClientStore(VectorStore):
                 "run `movierec embed --rebuild`"
             ) from None
 
+    def has_keywords(self) -> bool:
+        if not self._exists():
+            return False
+        sparse = self._client.get_collection(self.collection).config.params.sparse_vectors or {}
+        return KEYWORDS in sparse
+
     def rebuild(
         self,
         model_name: str,
@@ -482,6 +596,7 @@ class ClientStore(VectorStore):
         ids: Sequence[int],
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
+        keywords: Sequence[Sparse] | None = None,
     ) -> None:
         """A new collection `<collection>-<id>` filled beside the old one, then the alias `<collection>`
         switched to it in one `update_collection_aliases` call (Qdrant's own mechanism for this), then the
@@ -495,6 +610,7 @@ class ClientStore(VectorStore):
         self._client.create_collection(
             new,
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            sparse_vectors_config={KEYWORDS: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={"movierec_model": model_name, "movierec_dim": dim},
         )
         try:
@@ -508,7 +624,7 @@ class ClientStore(VectorStore):
                 for name, kind in PAYLOAD_INDEXES.items():
                     self._client.create_payload_index(new, name, schema[kind], wait=True)
             self.collection = new  # fill it under its own name
-            self._put((model_name, dim), ids, vectors, payloads)
+            self._put((model_name, dim), ids, vectors, payloads, keywords)
         except BaseException:
             self._client.delete_collection(new)
             raise
@@ -541,11 +657,28 @@ class ClientStore(VectorStore):
     def count(self) -> int:
         return int(self._client.count(self.collection, exact=True).count) if self._exists() else 0
 
-    def _upsert(self, ids: list[int], vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+    def _upsert(
+        self,
+        ids: list[int],
+        vectors: np.ndarray,
+        payloads: list[dict[str, Any]],
+        keywords: list[Sparse] | None,
+    ) -> None:
         from qdrant_client import models
 
-        batch = models.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads)
-        self._client.upsert(self.collection, points=batch, wait=True)
+        if keywords is None:
+            batch = models.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads)
+            self._client.upsert(self.collection, points=batch, wait=True)
+            return
+        points = [
+            models.PointStruct(
+                id=i,
+                vector={"": v, KEYWORDS: models.SparseVector(indices=list(k[0]), values=list(k[1]))},
+                payload=p,
+            )
+            for i, v, p, k in zip(ids, vectors.tolist(), payloads, keywords, strict=True)
+        ]
+        self._client.upsert(self.collection, points=points, wait=True)
 
     def delete(self, ids: Sequence[int]) -> None:
         from qdrant_client import models
@@ -568,19 +701,45 @@ class ClientStore(VectorStore):
                 return out
 
     def search_batch(
-        self, vectors: np.ndarray, limits: list[int], filters: Sequence[SearchFilter | None]
+        self,
+        vectors: np.ndarray,
+        limits: list[int],
+        filters: Sequence[SearchFilter | None],
+        keywords: Sequence[Sparse] | None = None,
     ) -> list[list[Hit]]:
         from qdrant_client import models
 
-        vectors = self._check_queries(vectors, limits, filters)
+        vectors = self._check_queries(vectors, limits, filters, keywords)
         if not len(vectors) or not self._exists():
             return [[] for _ in limits]
-        requests = [
-            models.QueryRequest(query=v, limit=limit, filter=_client_filter(f), with_payload=True)
-            for v, limit, f in zip(vectors.tolist(), limits, filters, strict=True)
-        ]
+        fused = [
+            keywords is not None and bool(len(keywords[n][0])) for n in range(len(vectors))
+        ] if self.has_keywords() else [False] * len(vectors)  # fmt: skip
+        requests = []
+        for n, (v, limit, f) in enumerate(zip(vectors.tolist(), limits, filters, strict=True)):
+            flt = _client_filter(f)
+            if fused[n]:
+                sparse = models.SparseVector(indices=list(keywords[n][0]), values=list(keywords[n][1]))  # type: ignore[index]
+                prefetch = [
+                    models.Prefetch(query=v, limit=limit, filter=flt),
+                    models.Prefetch(query=sparse, using=KEYWORDS, limit=limit, filter=flt),
+                ]
+                requests.append(
+                    models.QueryRequest(
+                        prefetch=prefetch,
+                        query=models.FusionQuery(fusion=models.Fusion.RRF),  # k = 2 = RRF_K
+                        limit=limit,
+                        with_payload=True,
+                        with_vector=[""],
+                    )
+                )
+            else:
+                requests.append(models.QueryRequest(query=v, limit=limit, filter=flt, with_payload=True))
         responses = self._client.query_batch_points(self.collection, requests=requests)
-        return [self._hits(response.points) for response in responses]
+        return [
+            self._hits(response.points, vectors[n] if fused[n] else None)
+            for n, response in enumerate(responses)
+        ]
 
     def close(self) -> None:
         if self._owned:

@@ -4,18 +4,32 @@ from pathlib import Path
 
 import pytest
 
-from movierec.config import DEFAULT_MODEL, Settings
+from movierec.config import LABSE_MODEL, SHIPPED_MODEL, Settings
 
 
-def test_defaults_when_nothing_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_when_nothing_is_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MOVIEREC_HOME")
     monkeypatch.delenv("MOVIEREC_MODEL")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     s = Settings()
     assert s.home == Path("movierec-data")
-    assert s.model == DEFAULT_MODEL
+    assert s.model == SHIPPED_MODEL  # no LaBSE weights here: the packaged multilingual model
     assert s.db_path == Path("movierec-data/movierec.duckdb")
     assert s.edge_path == Path("movierec-data/qdrant")
     assert s.qdrant_url is None
+
+
+def test_labse_is_the_default_when_its_weights_are_cached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """LaBSE stays the reference design's model wherever it can load without the network."""
+    monkeypatch.delenv("MOVIEREC_MODEL")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    snapshot = tmp_path / "models--sentence-transformers--LaBSE" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    assert Settings().model == SHIPPED_MODEL  # an empty snapshot (an interrupted download) is not a model
+    (snapshot / "modules.json").write_text("[]")
+    assert Settings().model == LABSE_MODEL
 
 
 def test_precedence_flag_over_env_over_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

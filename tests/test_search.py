@@ -130,7 +130,7 @@ def test_cli_search_notes_a_non_english_query_on_stderr_only(embedded: Settings)
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 2  # stdout stays pure JSON
     (line,) = result.stderr.splitlines()
-    assert line.startswith("note: ") and "offline-minilm" in line and "LaBSE" in line
+    assert line.startswith("note: ") and "offline-minilm" in line and "use-multilingual-v3" in line
     english = runner.invoke(main, ["search", "love stories", "-n", "2", *home])
     assert english.exit_code == 0 and english.stderr == ""
 

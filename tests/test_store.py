@@ -298,3 +298,64 @@ def test_unreachable_server_fails_fast(tmp_path: Path) -> None:
     ):
         pass
     assert time.monotonic() - started < 10
+
+
+# --------------------------------------------------------------------------- keyword vectors, fused search
+
+WORDS = ["heist", "baseball", "vampire", "pirate", "samurai", "robot", "boxing", "dinosaur"]
+
+
+def keyword_points() -> tuple[list[int], np.ndarray, list[dict], list[tuple[list[int], list[float]]]]:
+    """`points` plus one keyword text per movie: word k % 8, and "heist" also for every 40th movie."""
+    from movierec.embedder import keyword_vector
+
+    ids, vectors, payloads = make_points()
+    texts = [f"{WORDS[k % len(WORDS)]} {'heist' if k % 40 == 0 else ''}" for k in range(len(ids))]
+    return ids, vectors, payloads, [keyword_vector(t) for t in texts]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_search_adds_keyword_matches_with_cosine_scores(backend: str, tmp_path: Path) -> None:
+    """A movie that only the keyword matches (far in the dense space) enters the fused top k; scores stay
+    the cosine with the query; a query without words, or a filter, behaves as before."""
+    from movierec.embedder import keyword_vector
+
+    ids, vectors, payloads, words = keyword_points()
+    settings = settings_for(backend, tmp_path)
+    with open_store(settings) as store:
+        store.rebuild("m", DIM, ids, vectors, payloads, words)
+    query = make_points(n=1, seed=11)[1][0]
+    dense = expected(query, vectors, ids, payloads, 10, None)
+    both = [i for k, i in enumerate(ids) if k % 40 == 0]  # "heist" twice: the best keyword matches
+    assert not set(both) & set(dense[:3])
+    with open_store(settings) as store:
+        assert store.has_keywords()
+        fused = store.search_batch(query[None, :], [10], [None], [keyword_vector("heist", query=True)])[0]
+        plain = store.search_batch(query[None, :], [10], [None], [([], [])])[0]
+        filtered = store.search_batch(
+            query[None, :], [10], [SearchFilter(genres=("Horror",))], [keyword_vector("heist", query=True)]
+        )[0]
+    assert [h.movie_id for h in plain] == dense
+    assert set(both) & {h.movie_id for h in fused[:4]}  # RRF (k=2): a keyword rank 0 beats dense rank 2
+    assert {h.movie_id for h in fused} & set(dense[:2]) == set(dense[:2])  # the dense best stay
+    np.testing.assert_allclose(
+        [h.score for h in fused], [float(vectors[ids.index(h.movie_id)] @ query) for h in fused], atol=1e-5
+    )  # float32 dot products in two engines
+    assert filtered and all("Horror" in h.payload["genres"] for h in filtered)
+
+
+def test_a_store_without_keyword_vectors_is_searched_dense(settings: Settings, points) -> None:
+    """Stores written before keyword vectors (no `keywords` in model.json) still answer, dense only."""
+    import json
+
+    from movierec.embedder import keyword_vector
+
+    fill(settings, points)
+    record = settings.edge_path / "model.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({k: v for k, v in data.items() if k != "keywords"}))
+    ids, vectors, payloads = points
+    with open_store(settings) as store:
+        assert not store.has_keywords()
+        hits = store.search_batch(vectors[:1], [5], [None], [keyword_vector("anything", query=True)])[0]
+    assert [h.movie_id for h in hits] == expected(vectors[0], vectors, ids, payloads, 5, None)

@@ -35,7 +35,12 @@ BATCH_SIZE = 64
     show_default=True,
     help="Texts per model forward pass.",
 )
-@click.option("--with-tags", is_flag=True, help="Append each movie's most frequent user tags to its text.")
+@click.option(
+    "--with-tags/--without-tags",
+    default=True,
+    show_default=True,
+    help="Append each movie's most frequent user tags (counted over users) to its text.",
+)
 @click.option(
     "--rebuild", is_flag=True, help="Re-embed every movie into a new store that replaces the old one."
 )

