@@ -325,7 +325,7 @@ def test_fused_search_adds_keyword_matches_with_cosine_scores(backend: str, tmp_
     with open_store(settings) as store:
         store.rebuild("m", DIM, ids, vectors, payloads, words)
     query = make_points(n=1, seed=11)[1][0]
-    dense = expected(query, vectors, ids, payloads, 10, None)
+    dense, dense_scores = expected(query, vectors, ids, payloads, 10, None)
     both = [i for k, i in enumerate(ids) if k % 40 == 0]  # "heist" twice: the best keyword matches
     assert not set(both) & set(dense[:3])
     with open_store(settings) as store:
@@ -335,7 +335,7 @@ def test_fused_search_adds_keyword_matches_with_cosine_scores(backend: str, tmp_
         filtered = store.search_batch(
             query[None, :], [10], [SearchFilter(genres=("Horror",))], [keyword_vector("heist", query=True)]
         )[0]
-    assert [h.movie_id for h in plain] == dense
+    assert_same_ranking([h.movie_id for h in plain], dense, dense_scores, 10)
     assert set(both) & {h.movie_id for h in fused[:4]}  # RRF (k=2): a keyword rank 0 beats dense rank 2
     assert {h.movie_id for h in fused} & set(dense[:2]) == set(dense[:2])  # the dense best stay
     np.testing.assert_allclose(
@@ -358,4 +358,4 @@ def test_a_store_without_keyword_vectors_is_searched_dense(settings: Settings, p
     with open_store(settings) as store:
         assert not store.has_keywords()
         hits = store.search_batch(vectors[:1], [5], [None], [keyword_vector("anything", query=True)])[0]
-    assert [h.movie_id for h in hits] == expected(vectors[0], vectors, ids, payloads, 5, None)
+    assert_same_ranking([h.movie_id for h in hits], *expected(vectors[0], vectors, ids, payloads, 5, None), 5)
