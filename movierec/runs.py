@@ -173,7 +173,7 @@ class RunRef:
 
 
 def _relative(run_id: int, output: str | None, runs_uri: str | None, db_path: Path) -> RunRef:
-    """A ledger row as a RunRef. 0.1 rows record nothing (the default place, either layout); 0.2 rows
+    """A ledger row as a RunRef. 0.1 rows record nothing (one file beside the database); 0.2 rows
     recorded an absolute file or parts glob: a parent named like the default directory (`<db stem>.runs`)
     is taken as beside the database, wherever the home is now, anything else as an explicit runs_uri."""
     if output is None:  # 0.1 runs were one file each
@@ -536,6 +536,12 @@ def count_parts(run_dir_uri: str) -> int:
     return sum(1 for f in found if f.base_name.endswith(".parquet"))
 
 
+def _recorded_uri(settings: Settings) -> str | None:
+    """What the ledger records of `runs_uri`: None beside the database (so a copied home reads its own
+    runs), else the location made absolute (a relative path would move with the working directory)."""
+    return None if settings.runs_uri is None else current_location(settings).uri
+
+
 @dataclass(frozen=True)
 class Leftovers:
     """What `begin` found to clean once committed: dead runs, and the ids of runs whose entries stay."""
@@ -553,7 +559,7 @@ def begin(con: duckdb.DuckDBPyConnection, settings: Settings, **fields: Any) -> 
     owned = set(succeeded_runs(con))  # by id: the same directory may be spelled two ways
     run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM batch_runs").fetchone()[0]
     fields = {"run_id": run_id, "started_at": datetime.now(), "status": "running", **fields,
-              "output": entry_name(run_id), "runs_uri": settings.runs_uri}  # fmt: skip
+              "output": entry_name(run_id), "runs_uri": _recorded_uri(settings)}  # fmt: skip
     con.execute(
         f"INSERT INTO batch_runs ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
         list(fields.values()),
