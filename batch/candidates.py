@@ -24,8 +24,9 @@ def encode_texts(settings: Settings, texts: Sequence[str]) -> np.ndarray:
 def fetch_candidates(
     settings: Settings, vectors: np.ndarray, queries: Sequence[SavedQuery]
 ) -> list[Candidates]:
-    """ANN fused with the keyword match of each query's words (movierec.store), with payload filters, for
-    every query in one batch call to the store; each candidate's score is its cosine similarity."""
+    """ANN (fused with the keyword match of each query's words when `settings.keyword_fusion`; see
+    movierec.store), with payload filters, for every query in one batch call to the store; each
+    candidate's score is its cosine similarity."""
     from movierec.embedder import keyword_vector
     from movierec.store import SearchFilter, open_store
 
@@ -42,7 +43,7 @@ def fetch_candidates(
         dim = store.require_model(settings.model)
         if dim != vectors.shape[1]:
             raise ModelError(f"query vectors have {vectors.shape[1]} dims but the store holds {dim}")
-        words = [keyword_vector(q.text, query=True) for q in queries]
+        words = [keyword_vector(q.text, query=True) for q in queries] if settings.keyword_fusion else None
         hits = store.search_batch(vectors, [q.candidates for q in queries], filters, words)
     return [
         Candidates(

@@ -36,8 +36,8 @@ def search(
 ) -> list[dict[str, Any]]:
     """Movies nearest to `text`, best first: dicts with movie_id, title, year, genres, score (cosine).
 
-    The order fuses the dense neighbours with the keyword matches of the text's words (see
-    movierec.store); the score is each movie's cosine similarity to the text."""
+    With `settings.keyword_fusion` the order fuses the dense neighbours with the keyword matches of the
+    text's words (see movierec.store); the score is each movie's cosine similarity to the text either way."""
     from movierec.embedder import encode_queries, keyword_vector
 
     if not text or not text.strip():
@@ -52,7 +52,8 @@ def search(
     vector = encode_queries(settings.model, [text.strip()], settings.home)[0]
     with open_store(settings) as store:
         store.require_model(settings.model)
-        hits = store.search_batch(vector[None, :], [limit], [flt], [keyword_vector(text, query=True)])[0]
+        words = [keyword_vector(text, query=True)] if settings.keyword_fusion else None
+        hits = store.search_batch(vector[None, :], [limit], [flt], words)[0]
     return [
         {
             "movie_id": h.movie_id,
@@ -76,7 +77,7 @@ def genre_precision(
     from movierec.embedder import encode_queries, keyword_vector
 
     vectors = encode_queries(settings.model, [text for text, _ in queries], settings.home)
-    words = [keyword_vector(text, query=True) for text, _ in queries]
+    words = [keyword_vector(text, query=True) for text, _ in queries] if settings.keyword_fusion else None
     with open_store(settings) as store:
         store.require_model(settings.model)
         results = store.search_batch(vectors, [k] * len(queries), [None] * len(queries), words)

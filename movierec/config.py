@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         f"name or path (default: {LABSE_MODEL} when cached locally, else {SHIPPED_MODEL}).",
     )
     models_dir: Path | None = Field(None, description="CF model versions (default: HOME/models).")
+    # Off by default: on ml-latest-small (few tags) fusing cost genre precision and gained no topic on the
+    # development queries (BENCHMARKS.md, benchmarks/search_topics.py); a catalogue with many tags may differ.
+    keyword_fusion: bool = Field(
+        False, description="Fuse the dense search with the keyword (sparse, IDF) search of the query's words."
+    )
     # Run knobs: how long to wait for locks, what to keep, how to score.
     keep_runs: int = Field(7, ge=1, le=10_000, description="Batch runs kept in the recommendations view.")
     lock_timeout: float = Field(

@@ -50,6 +50,25 @@ def embedded(catalogue: Settings) -> Settings:
 
 
 @pytest.mark.slow
+def test_keyword_fusion_brings_a_tagged_movie_up_with_its_cosine_score(embedded: Settings) -> None:
+    """A made-up word only in Unforgiven's tags, in a query about romance: fused, the keyword match joins
+    the top 2; dense-only it ranks lower; both report the cosine similarity."""
+    with connect(embedded) as con:
+        con.execute("INSERT INTO tags (user_id, movie_id, tag) VALUES (9, 12, 'quaxlore')")
+    assert embed_movies(embedded).upserted == 1
+    text = "romantic comedy love story quaxlore"
+    dense = search(embedded, text, limit=len(MOVIES))
+    fused = search(embedded.replace(keyword_fusion=True), text, limit=len(MOVIES))
+    at_dense = [r["movie_id"] for r in dense].index(12)
+    at_fused = [r["movie_id"] for r in fused].index(12)
+    assert at_fused <= 1 and at_fused < at_dense  # keyword rank 0 ties the dense best under RRF
+    by_id = {r["movie_id"]: r["score"] for r in dense}
+    for r in fused:
+        if r["movie_id"] in by_id:
+            assert r["score"] == pytest.approx(by_id[r["movie_id"]], abs=1e-5)  # float32, two query paths
+
+
+@pytest.mark.slow
 def test_search_ranks_by_meaning_and_filters(embedded: Settings) -> None:
     rows = search(embedded, "zombie horror", limit=4)
     assert {r["movie_id"] for r in rows} == {1, 2, 3, 4}
