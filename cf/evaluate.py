@@ -103,6 +103,8 @@ def evaluate(
         results[name].update(rank_eval(m, rtest))
         if name == "model":
             results["model"]["objective"] = m.hp.objective
+            if getattr(m, "tuning", None) is not None:  # chosen on the training part only (cf.tune)
+                results["model"]["tuning"] = m.tuning.summary()
 
     return {
         "model": results["model"],

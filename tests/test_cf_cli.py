@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from movierec.cf import (
     current_model,
+    keras_cf,
     list_models,
     load_current_model,
     load_model,
     registry,
     train_model,
-    training,
 )
 from movierec.cli import main
 from movierec.config import Settings
@@ -92,7 +92,7 @@ def test_train_failure_after_writing_leaves_no_row_and_no_directory(
         raise OSError(f"disk full ({where})")
 
     if where == "while writing the directory":
-        monkeypatch.setattr(training, "_plot_loss", boom)  # after factors, contract and manifest
+        monkeypatch.setattr(keras_cf, "write_cf_model", boom)  # after the contract and the factors
     else:
         monkeypatch.setattr(registry, "transaction", boom)  # after the rename to the final name
     with pytest.raises(OSError, match="disk full"):
