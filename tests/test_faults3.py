@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -97,3 +98,96 @@ def test_sql_interrupted_by_ctrl_c_is_one_line(settings: Settings) -> None:
     assert proc.returncode == 1, err
     assert err == "Error: SQL query interrupted\n", err
     assert out == ""
+
+
+# --------------------------------------------------------------------------- check: what it could not see
+
+
+@pytest.mark.slow
+def test_check_finds_plausible_garbage_vectors_by_re_encoding_a_sample(settings: Settings) -> None:
+    """Random unit-norm vectors under the right payloads pass every structural check; only re-encoding
+    movies and looking them up shows the store answers with noise."""
+    import numpy as np
+    import vector_world
+
+    from movierec.ingest import embed_movies
+    from movierec.ingest.text import movie_texts
+    from movierec.store import open_store
+
+    vector_world.add_movies(settings)
+    embed_movies(settings)
+    assert _store_finding()["ok"]
+    with connect(settings, read_only=True) as con:
+        movies = movie_texts(con)
+    with open_store(settings) as store:
+        dim = store.model_info()[1]
+        noise = np.random.default_rng(0).normal(size=(len(movies), dim)).astype(np.float32)
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        store.upsert([m.movie_id for m in movies], noise, [m.payload(settings.model) for m in movies])
+    finding = _store_finding()
+    assert not finding["ok"] and "re-encoded" in finding["detail"] and "embed --rebuild" in finding["fix"]
+    assert CliRunner().invoke(main, ["embed", "--rebuild", "-q"]).exit_code == 0
+    assert _store_finding()["ok"]
+
+
+def _store_finding() -> dict:
+    result = CliRunner().invoke(main, ["check", "--json"])
+    return [f for f in json.loads(result.output)["findings"] if f["check"] == "vector store"][0]
+
+
+def test_check_on_a_missing_home_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "nohome"
+    monkeypatch.setenv("MOVIEREC_HOME", str(home))
+    result = CliRunner().invoke(main, ["check"])
+    assert result.exit_code == 1 and "does not exist" in result.output, result.output
+    assert not home.exists()
+
+
+def _read_only(path: Path) -> Path:
+    """A read-only bind mount of `path` (as a remounted read-only home); skips where mounting is not
+    allowed (not root, or a container without CAP_SYS_ADMIN): chmod cannot stand in, root ignores it."""
+    view = path.parent / (path.name + "-ro")
+    view.mkdir()
+    ok = subprocess.run(["mount", "--bind", str(path), str(view)], capture_output=True).returncode == 0
+    if ok:
+        ok = (
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], capture_output=True).returncode == 0
+        )
+        if not ok:
+            subprocess.run(["umount", str(view)], check=False)
+    if not ok:
+        pytest.skip("cannot make a read-only bind mount here (needs root and mount rights)")
+    return view
+
+
+def test_read_only_home_is_one_line_without_rebuild_advice(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _seed(settings)
+    with open_store_for(settings):
+        pass
+    view = _read_only(settings.home)
+    try:
+        monkeypatch.setenv("MOVIEREC_HOME", str(view))
+        for args in (["search", "toy"], ["queries", "add", "q", "toys"]):
+            result = CliRunner().invoke(main, args)
+            one_line_error(result, "writable")
+            assert "rebuild" not in result.output and "backup" not in result.output
+        check = CliRunner().invoke(main, ["check"])
+        assert check.exit_code == 1 and "FAIL data directory" in check.output, check.output
+        assert "rebuild`" not in check.output and "backup" not in check.output, check.output
+    finally:
+        subprocess.run(["umount", str(view)], check=True)
+
+
+def open_store_for(settings: Settings):
+    from movierec.store import open_store
+
+    return open_store(settings)
+
+
+def test_lock_file_replaced_by_a_directory_is_one_line(settings: Settings) -> None:
+    _seed(settings)
+    (settings.edge_path / ".movierec.lock").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["search", "toy"])
+    one_line_error(result, ".movierec.lock", "rm -r")
