@@ -191,3 +191,84 @@ def test_lock_file_replaced_by_a_directory_is_one_line(settings: Settings) -> No
     (settings.edge_path / ".movierec.lock").mkdir(parents=True)
     result = CliRunner().invoke(main, ["search", "toy"])
     one_line_error(result, ".movierec.lock", "rm -r")
+
+
+# --------------------------------------------------------------------------- API arguments
+
+
+@pytest.mark.parametrize("user_id", ["abc", True, -1, 2**63, 1.5])
+def test_api_user_ids_are_checked(settings: Settings, user_id: object) -> None:
+    import movierec
+    from movierec.errors import BadInputError
+
+    _seed(settings)
+    home = movierec.open(settings.home)
+    with pytest.raises(BadInputError, match="user"):
+        home.recommendations(user_id=user_id)
+    with pytest.raises(BadInputError, match="user"):
+        home.recommend(user_id, "toys")
+
+
+def test_api_bad_genre_filter_is_a_clear_error(settings: Settings) -> None:
+    import movierec
+    from movierec.errors import BadInputError
+
+    _seed(settings)
+    with pytest.raises(BadInputError, match="genres must be a genre name or a list"):
+        movierec.open(settings.home).recommend(1, "toys", genres=7)
+
+
+@pytest.mark.slow
+def test_api_genres_as_one_string_is_one_genre(settings: Settings) -> None:
+    import vector_world
+
+    import movierec
+    from movierec.ingest import embed_movies
+
+    vector_world.add_movies(settings)
+    embed_movies(settings)
+    found = movierec.open(settings.home).search("zombies", limit=5, genres="Horror")
+    assert len(found) > 0 and all("Horror" in g for g in found["genres"])
+
+
+# --------------------------------------------------------------------------- other
+
+
+def test_query_names_with_control_characters_are_refused(settings: Settings) -> None:
+    _seed(settings)
+    for name in ("two\nlines", "nul\x00name", "tab\there"):
+        one_line_error(CliRunner().invoke(main, ["queries", "add", name, "toys"]), "control character")
+    assert CliRunner().invoke(main, ["queries", "list", "--json"]).output.strip() == "[]"
+
+
+def test_nul_byte_in_a_title_is_a_bad_row(tmp_path: Path, settings: Settings) -> None:
+    data = tmp_path / "ml"
+    data.mkdir()
+    (data / "movies.csv").write_bytes(
+        b'movieId,title,genres\n1,"Toy Story (1995)",Animation\n2,"Nul\x00Title (1999)",Drama\n'
+    )
+    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+    one_line_error(
+        CliRunner().invoke(main, ["ingest", str(data), "-q"]), "NUL byte in title", "--skip-bad-rows"
+    )
+    ok = CliRunner().invoke(main, ["ingest", str(data), "--skip-bad-rows", "-q"])
+    assert ok.exit_code == 0, ok.output
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT list(movie_id ORDER BY movie_id) FROM movies").fetchone()[0] == [1]
+
+
+def test_like_beyond_the_rating_scale_is_refused() -> None:
+    result = CliRunner().invoke(main, ["train", "--like", "1e308"])
+    assert result.exit_code == 2 and "--like" in result.output and "0<=x<=5" in result.output, result.output
+
+
+def test_chart_to_a_full_disk_fails_in_one_line() -> None:
+    from movierec.batch.report import write_chart
+    from movierec.errors import BadInputError
+
+    rep = {
+        "run": {"run_id": 1},
+        "queries": [{"query": "q", "genre_precision": 0.5, "personalisation": 0.2, "coverage": 0.1}],
+    }
+    with pytest.raises(BadInputError, match="No space left on device"):
+        write_chart(rep, "/dev/full")
