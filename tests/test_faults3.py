@@ -272,3 +272,18 @@ def test_chart_to_a_full_disk_fails_in_one_line() -> None:
     }
     with pytest.raises(BadInputError, match="No space left on device"):
         write_chart(rep, "/dev/full")
+
+
+def test_data_synth_refuses_a_non_empty_directory_and_any_home(tmp_path: Path, settings: Settings) -> None:
+    args = ["--users", "5", "--movies", "10", "--ratings", "20"]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    one_line_error(CliRunner().invoke(main, ["data", "synth", str(out), *args]), "not empty", "--force")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert CliRunner().invoke(main, ["data", "synth", str(out), *args, "--force"]).exit_code == 0
+    _seed(settings)
+    for extra in ([], ["--force"]):
+        result = CliRunner().invoke(main, ["data", "synth", str(settings.home), *args, *extra])
+        one_line_error(result, "movierec data directory")
+    assert not (settings.home / "ratings.csv").exists()
