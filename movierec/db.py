@@ -405,13 +405,21 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
             f"the database path {path} is a directory, not a DuckDB file: check --db / MOVIEREC_DB"
         )
     try:
-        return attempt()
+        con = attempt()
     except duckdb.IOException as exc:
         if _is_lock_error(exc):
             raise _busy(path, exc) from exc
         raise _damaged(path, exc) from exc
     except duckdb.Error as exc:  # "Corrupt database file", a bad header or block, a foreign file
         raise _damaged(path, exc) from exc
+    # DuckDB opens a .parquet (or .csv) path as an in-memory database over that file: writes would vanish
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+    if row.fetchone()[0] is None:
+        con.close()
+        raise BadInputError(
+            f"{path} is not a DuckDB database (DuckDB reads it as a data file): check --db / MOVIEREC_DB"
+        )
+    return con
 
 
 def _damaged(path: Path, exc: BaseException) -> MovierecError:

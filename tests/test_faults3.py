@@ -287,3 +287,19 @@ def test_data_synth_refuses_a_non_empty_directory_and_any_home(tmp_path: Path, s
         result = CliRunner().invoke(main, ["data", "synth", str(settings.home), *args, *extra])
         one_line_error(result, "movierec data directory")
     assert not (settings.home / "ratings.csv").exists()
+
+
+def test_db_that_is_a_parquet_file_is_refused_not_opened_in_memory(tmp_path: Path) -> None:
+    """DuckDB opens a .parquet path as an in-memory database: ingest said "rows new" and stored nothing."""
+    import duckdb
+
+    fake = tmp_path / "run-000002.parquet"
+    duckdb.connect().execute(f"COPY (SELECT 1 AS x) TO '{fake}'")
+    before = fake.read_bytes()
+    data = tmp_path / "ml"
+    data.mkdir()
+    (data / "movies.csv").write_text('movieId,title,genres\n1,"Toy Story (1995)",Animation\n')
+    (data / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+    result = CliRunner().invoke(main, ["ingest", str(data), "-q", "--db", str(fake)])
+    one_line_error(result, str(fake), "not a DuckDB database")
+    assert fake.read_bytes() == before
