@@ -443,7 +443,7 @@ def unwritable(message: str) -> str | None:
             "access even to read: make it writable, or copy the data directory and use --home"
         )
     if "no space left" in low or "disk full" in low or "quota exceeded" in low:
-        return "the disk is full: free space and run the command again (the data on disk is unchanged)"
+        return "the disk is full: free space and run the command again"
     return None
 
 

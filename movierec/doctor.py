@@ -78,7 +78,7 @@ def check(settings: Settings, full: bool = True) -> Checkup:
     return Checkup(findings)
 
 
-FREE_BYTES_MIN = 16 << 20  # below this a nightly cannot write its WAL and run files
+FREE_BYTES_MIN = 64 << 20  # the vector store needs this to open (movierec.store.EDGE_FREE_MIN)
 
 
 def _check_home(settings: Settings, out: list[Finding]) -> bool:

@@ -81,13 +81,14 @@ def file_lock(path: Path, what: str, wait: float = 0.0, busy: str | None = None)
         raise BusyError(template.format(what=what, holder=who, path=path)) from exc
     try:
         command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:3]]) if sys.argv else "python"
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"PID {os.getpid()} ({command}, since {datetime.now().isoformat(timespec='seconds')})\n")
-        fh.flush()
+        line = f"PID {os.getpid()} ({command}, since {datetime.now().isoformat(timespec='seconds')})\n"
+        # Unbuffered and best effort: the holder line only serves error messages, and on a full disk a
+        # buffered write would fail here and again when the lock is released (a second, confusing line)
+        with suppress(OSError):
+            os.ftruncate(fh.fileno(), 0)
+            os.pwrite(fh.fileno(), line.encode(), 0)
         yield
     finally:
         with suppress(OSError, ValueError):
-            fh.seek(0)
-            fh.truncate()
+            os.ftruncate(fh.fileno(), 0)
         lock.release()

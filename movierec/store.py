@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from movierec.config import Settings
-from movierec.errors import BusyError, DamagedError, ModelError, NotFoundError
+from movierec.errors import BusyError, DamagedError, ModelError, MovierecError, NotFoundError
 from movierec.locks import file_lock
 
 PAYLOAD_INDEXES = {"genres": "keyword", "year": "integer"}
@@ -588,6 +588,24 @@ class ClientStore(VectorStore):
 
 
 # --------------------------------------------------------------------------- entry point
+EDGE_FREE_MIN = 64 << 20  # the engine maps two 32 MiB WAL segments on open
+
+
+def require_free_space(path: Path) -> None:
+    """Refuse to open the Edge store on a full disk: the engine maps its sparse WAL segments and, when
+    the file system cannot back a page, the process dies of SIGBUS (no error, no message)."""
+    import shutil
+
+    where = path if path.exists() else path.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return  # the open reports it
+    if free < EDGE_FREE_MIN:
+        raise MovierecError(
+            f"the disk holding the vector store {path} is full ({free >> 20} MiB free, it needs "
+            f"{EDGE_FREE_MIN >> 20} MiB to open): free space and run the command again"
+        )
 
 
 @contextlib.contextmanager
@@ -607,6 +625,7 @@ def open_store(settings: Settings, wait: float | None = None, repair: bool = Fal
         if url:
             store = ClientStore(url, settings.collection, settings.qdrant_api_key)
         else:
+            require_free_space(settings.edge_path)
             store = EdgeStore(settings.edge_path, repair=repair)
         try:
             yield store

@@ -303,3 +303,40 @@ def test_db_that_is_a_parquet_file_is_refused_not_opened_in_memory(tmp_path: Pat
     result = CliRunner().invoke(main, ["ingest", str(data), "-q", "--db", str(fake)])
     one_line_error(result, str(fake), "not a DuckDB database")
     assert fake.read_bytes() == before
+
+
+def test_full_disk_is_one_line_naming_it_and_no_rebuild_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small tmpfs home filled up: before, the vector store died of SIGBUS, writes said
+    'OSError: [Errno 28]' plus a 'suppressed error' line, and check advised a rebuild."""
+    import numpy as np
+
+    from movierec.store import open_store
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120m", "tmpfs", str(mnt)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
+    try:
+        settings = Settings(home=mnt / "home")
+        monkeypatch.setenv("MOVIEREC_HOME", str(settings.home))
+        _seed(settings)
+        v = np.eye(8, dtype=np.float32)
+        with open_store(settings) as store:
+            store.rebuild("offline-minilm", 8, list(range(1, 9)), v, [{"movie_id": i} for i in range(1, 9)])
+        filler = mnt / "filler"
+        with open(filler, "wb") as fh, pytest.raises(OSError):
+            while True:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+        for args in (["search", "toy"], ["queries", "add", "q", "toys"]):
+            result = CliRunner().invoke(main, args)
+            one_line_error(result, "full")
+            assert "rebuild" not in result.output and "suppressed" not in result.output
+        check = CliRunner().invoke(main, ["check"])
+        assert "FAIL data directory" in check.output and "rebuild`" not in check.output, check.output
+        filler.unlink()
+        assert CliRunner().invoke(main, ["queries", "add", "q", "toys"]).exit_code == 0
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
