@@ -340,3 +340,19 @@ def test_full_disk_is_one_line_naming_it_and_no_rebuild_advice(
         assert CliRunner().invoke(main, ["queries", "add", "q", "toys"]).exit_code == 0
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_guard_refuses_a_model_no_better_than_the_constant_guess(settings: Settings) -> None:
+    """`train --objective rating --lr 1e-30 --epochs 1` was made current with val_loss 0.697, above the
+    0.693 of the constant 0.5 the guard itself quotes."""
+    from test_faults import _planted_model, _ratings
+
+    from movierec.cf import current_model, save_model
+    from movierec.errors import ModelError
+
+    data = _ratings(settings)
+    good = save_model(settings, _planted_model(data), snapshot=data.snapshot(), metrics={"val_loss": 0.55})
+    for loss in (0.697, 0.6931471805599453):
+        with pytest.raises(ModelError, match="constant guess"):
+            save_model(settings, _planted_model(data), snapshot=data.snapshot(), metrics={"val_loss": loss})
+    assert current_model(settings).version == good.version
