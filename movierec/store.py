@@ -265,6 +265,7 @@ class EdgeStore(VectorStore):
             self._remove_leftovers()
         if (self.shard_dir / "edge_config.json").exists():
             try:
+                self._check_dim()
                 self._shard = self._load(self.shard_dir)
             except DamagedError:
                 if not repair:
@@ -287,6 +288,24 @@ class EdgeStore(VectorStore):
                 f"{self.model_file} names no valid shard ({shard!r}); run `movierec embed --rebuild`"
             )
         return {**record, "shard": shard}
+
+    def _check_dim(self) -> None:
+        """The record's dim must be the shard's vector size: an edited model.json would otherwise pass
+        every query of the wrong length to the engine."""
+        if self._record is None:
+            return
+        config = self.shard_dir / "edge_config.json"
+        try:
+            size = int(json.loads(config.read_text())["vectors"][""]["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise DamagedError(
+                f"{config} is damaged (no vector size); run `movierec embed --rebuild`"
+            ) from None
+        if size != self._record["dim"]:
+            raise DamagedError(
+                f"the vector store's record {self.model_file} says {self._record['dim']}-d vectors, but its "
+                f"shard holds {size}-d ones: run `movierec embed --rebuild`"
+            )
 
     def _load(self, shard_dir: Path) -> Any:
         try:

@@ -356,3 +356,26 @@ def test_guard_refuses_a_model_no_better_than_the_constant_guess(settings: Setti
         with pytest.raises(ModelError, match="constant guess"):
             save_model(settings, _planted_model(data), snapshot=data.snapshot(), metrics={"val_loss": loss})
     assert current_model(settings).version == good.version
+
+
+def test_store_record_with_an_edited_dim_is_detected(settings: Settings) -> None:
+    import numpy as np
+
+    from movierec.errors import DamagedError
+    from movierec.store import open_store
+
+    _seed(settings)
+    with open_store(settings) as store:
+        store.rebuild("offline-minilm", 8, [1], np.eye(8, dtype=np.float32)[:1], [{"movie_id": 1}])
+    record = settings.edge_path / "model.json"
+    data = json.loads(record.read_text())
+    record.write_text(json.dumps({**data, "dim": 384}))
+    with pytest.raises(DamagedError, match="384-d vectors, but its shard holds 8-d"), open_store(settings):
+        pass
+    one_line_error(CliRunner().invoke(main, ["search", "toy"]), "embed --rebuild")
+    check = CliRunner().invoke(main, ["check"])
+    assert "FAIL vector store" in check.output and "8-d" in check.output, check.output
+    with open_store(settings, repair=True) as store:  # what `embed --rebuild` does
+        store.rebuild("offline-minilm", 8, [1], np.eye(8, dtype=np.float32)[:1], [{"movie_id": 1}])
+    with open_store(settings) as store:
+        assert store.model_info() == ("offline-minilm", 8)
