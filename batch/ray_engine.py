@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,9 @@ def cluster(settings: Settings) -> Iterator[Any]:
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its node times out starting
+        with suppress(Exception):  # a half-started local cluster: stop what did start
+            ray.shutdown()
         raise join_error(exc, address, ray.__version__) from None
     try:
         yield ray
