@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from movierec.config import Settings
-from movierec.errors import MovierecError
+from movierec.errors import LockFileError, MovierecError
 
 TABLES = (
     "movies",
@@ -278,6 +278,9 @@ def _check_store(settings: Settings, out: list[Finding]) -> None:
                 if garbage:
                     out.append(Finding("vector store", False, garbage, fix))
                     return
+    except LockFileError as exc:  # the store itself may be fine: no rebuild
+        out.append(Finding("vector store", False, _error(exc), "nothing to rebuild: do what it says"))
+        return
     except MovierecError as exc:
         out.append(Finding("vector store", False, _error(exc), fix))
         return

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import portalocker
 
-from movierec.errors import BusyError, DamagedError, MovierecError
+from movierec.errors import BusyError, LockFileError
 
 CHECK_INTERVAL = 0.05  # seconds between attempts while waiting
 
@@ -40,25 +40,25 @@ def is_locked(path: Path) -> bool:
         return True
 
 
-def lock_file_error(path: Path, what: str, exc: OSError) -> MovierecError:
+def lock_file_error(path: Path, what: str, exc: OSError) -> LockFileError:
     """One line for a lock file that cannot be opened: a read-only or full disk is said so, with no advice
     to rebuild anything (the data is fine); a directory in the lock file's place can go (it holds no data)."""
     reason = exc.strerror or type(exc).__name__
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return MovierecError(
+        return LockFileError(
             f"cannot create the lock file {path} for {what} ({reason}): movierec needs write access to "
             "its data directory even to read; make it writable, or copy it and use --home"
         )
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return MovierecError(f"cannot write the lock file {path} for {what}: disk full; free space and retry")
+        return LockFileError(f"cannot write the lock file {path} for {what}: disk full; free space and retry")
     if exc.errno == errno.ENOTDIR:
-        return DamagedError(f"{path.parent} is not a directory: check the settings that point there")
+        return LockFileError(f"{path.parent} is not a directory: check the settings that point there")
     if path.is_dir():
-        return DamagedError(
+        return LockFileError(
             f"the lock file {path} for {what} cannot be opened ({reason}): something else is in its "
             f"place; remove it (`rm -r {path}`, a lock file holds no data) and retry"
         )
-    return MovierecError(f"cannot open the lock file {path} for {what} ({reason})")
+    return LockFileError(f"cannot open the lock file {path} for {what} ({reason})")
 
 
 @contextmanager

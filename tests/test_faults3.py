@@ -191,6 +191,8 @@ def test_lock_file_replaced_by_a_directory_is_one_line(settings: Settings) -> No
     (settings.edge_path / ".movierec.lock").mkdir(parents=True)
     result = CliRunner().invoke(main, ["search", "toy"])
     one_line_error(result, ".movierec.lock", "rm -r")
+    check = CliRunner().invoke(main, ["check"])
+    assert "rm -r" in check.output and "embed --rebuild" not in check.output, check.output
 
 
 # --------------------------------------------------------------------------- API arguments
