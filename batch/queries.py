@@ -55,6 +55,8 @@ def validate(con: duckdb.DuckDBPyConnection, q: SavedQuery) -> SavedQuery:
     name, text = q.name.strip(), q.text.strip()
     if not name:
         raise BadInputError("query name is empty")
+    if any(not ch.isprintable() for ch in name):  # a newline or NUL would break every table printed
+        raise BadInputError(f"query name {name!r} holds a control character (newline, tab, NUL...)")
     if not text:
         raise BadInputError(f"query {name!r}: text is empty; say what to look for, e.g. 'zombie films'")
     for label, value in (("candidates", q.candidates), ("top-n", q.top_n)):

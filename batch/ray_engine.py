@@ -17,7 +17,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,9 @@ def cluster(settings: Settings) -> Iterator[Any]:
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception when its node times out starting
+        with suppress(Exception):  # a half-started local cluster: stop what did start
+            ray.shutdown()
         raise join_error(exc, address, ray.__version__) from None
     try:
         yield ray

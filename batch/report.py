@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,13 @@ def write_chart(rep: dict[str, Any], path: str | Path) -> None:
     ax.set_title(f"batch run {rep['run']['run_id']}: list quality per saved query")
     ax.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
+    buf = io.BytesIO()
     try:
-        fig.savefig(path, dpi=100)
-    except (OSError, ValueError) as exc:  # a missing directory, no permission, an unknown extension
-        raise BadInputError(f"cannot write the chart to {path}: {exc}") from None
+        fig.savefig(buf, dpi=100, format=Path(path).suffix.lstrip(".").lower() or "png")
+        # One write we see fail: savefig's own file close can swallow a full disk (/dev/full)
+        Path(path).write_bytes(buf.getvalue())
+    except (OSError, ValueError) as exc:  # a missing directory, no permission, full, an unknown extension
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise BadInputError(f"cannot write the chart to {path}: {reason}") from None
     finally:
         plt.close(fig)

@@ -22,6 +22,9 @@ AUC_MARGIN = 0.15  # model AUC may trail popularity's by this much (an under-tra
 # Binary cross-entropy of a constant 0.5 prediction is ln 2 = 0.693 whatever the data: a validation loss
 # many times that is a model worse than guessing (a diverged one reaches 1e12).
 LOSS_CEILING = 5.0
+# The held-out loss must beat that constant itself (a model trained with --lr 1e-30 sits at 0.697): a
+# model that does not has learnt nothing the nightly should publish.
+CONSTANT_LOSS = math.log(2)
 SATURATED_SHARE = 0.9  # rating models: share of predictions pinned at the ends of the rating scale
 
 
@@ -34,6 +37,11 @@ def check_model(model: Any, metrics: dict[str, Any] | None = None, ranking: bool
                 _fail(f"its {key} is {value}")
             if float(value) > LOSS_CEILING:
                 _fail(f"its {key} is {float(value):.3g}, far above a constant guess's 0.693")
+            if key == "val_loss" and float(value) >= CONSTANT_LOSS:
+                _fail(
+                    f"its {key} is {float(value):.4g}, no better than the constant guess 0.5 "
+                    f"({CONSTANT_LOSS:.4g})"
+                )
     for name, arr in _arrays(model):
         if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
             _fail(f"its {name} hold non-finite values")

@@ -237,6 +237,8 @@ def _bad_rows_sql(table: str, stage: str) -> str:
         checks.append(f"WHEN {bad_time} THEN 'timestamp out of range 0..{MAX_TIMESTAMP}'")
     if table == "ratings":
         checks.append("WHEN NOT (s.rating BETWEEN 0.5 AND 5) THEN 'rating out of range 0.5..5'")
+    if table == "movies":  # a NUL cuts the title short in C-string consumers and breaks printed tables
+        checks.append("WHEN contains(s.title, chr(0)) THEN 'NUL byte in title'")
     if table != "movies":
         # Known movies: this snapshot's (upserted just before) plus those already stored.
         joins = "LEFT JOIN movies k ON k.movie_id = s.movie_id"

@@ -9,12 +9,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from movierec import runs
 from movierec.config import Settings
 from movierec.db import check_confined_query, connect, connect_confined, time_limited
 from movierec.errors import BadInputError
+
+
+def _user_id(user_id: Any) -> int:
+    """A user id as the CLI would take it: an int in range, not a bool (True is 1 to Python) or a str."""
+    from movierec.limits import check_user_id
+
+    if isinstance(user_id, bool) or not isinstance(user_id, int | np.integer):
+        raise BadInputError(f"user_id must be an integer, got {type(user_id).__name__} {user_id!r}")
+    check_user_id(int(user_id))
+    return int(user_id)
+
+
+def _genre_filters(options: dict[str, Any]) -> None:
+    """genres / exclude_genres as tuples: one string is one genre (tuple("Horror") would be its letters)."""
+    for key in ("genres", "exclude_genres"):
+        value = options.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            options[key] = (value,)
+        elif isinstance(value, list | tuple | set | frozenset) and all(isinstance(g, str) for g in value):
+            options[key] = tuple(value)
+        else:
+            raise BadInputError(f"{key} must be a genre name or a list of them, got {value!r}")
 
 
 class Movierec:
@@ -34,6 +59,8 @@ class Movierec:
         user_id."""
         from movierec.batch.recommend import published
 
+        if user_id is not None:
+            user_id = _user_id(user_id)
         with connect(self.settings, read_only=True) as con:
             columns, rows = published(con, user_id, query, run_id)
         return pd.DataFrame.from_records(rows, columns=columns)
@@ -56,6 +83,7 @@ class Movierec:
         from movierec.ingest import search
         from movierec.store import SearchFilter
 
+        _genre_filters(filters)
         return pd.DataFrame(search(self.settings, text, limit=limit, flt=SearchFilter(**filters)))
 
     def recommend(self, user_id: int, text: str, **options: Any) -> pd.DataFrame:
@@ -63,10 +91,8 @@ class Movierec:
         options: top_n, candidates, genres, exclude_genres, year_min, year_max, alpha."""
         from movierec.batch import recommend
 
-        for key in ("genres", "exclude_genres"):
-            if key in options:
-                options[key] = tuple(options[key])
-        return pd.DataFrame(recommend(self.settings, user_id, text, **options).items)
+        _genre_filters(options)
+        return pd.DataFrame(recommend(self.settings, _user_id(user_id), text, **options).items)
 
     def sql(self, query: str) -> pd.DataFrame:
         """Any read-only SQL over the database, as a DataFrame (confined like `movierec sql`)."""

@@ -21,7 +21,7 @@ import duckdb
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from movierec.config import Settings
-from movierec.errors import BadInputError, BusyError, DamagedError, NotFoundError
+from movierec.errors import BadInputError, BusyError, DamagedError, MovierecError, NotFoundError
 
 T = TypeVar("T")
 
@@ -205,21 +205,46 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
             f"the database path {path} is a directory, not a DuckDB file: check --db / MOVIEREC_DB"
         )
     try:
-        return attempt()
+        con = attempt()
     except duckdb.IOException as exc:
         if _is_lock_error(exc):
             raise _busy(path, exc) from exc
         raise _damaged(path, exc) from exc
     except duckdb.Error as exc:  # "Corrupt database file", a bad header or block, a foreign file
         raise _damaged(path, exc) from exc
+    # DuckDB opens a .parquet (or .csv) path as an in-memory database over that file: writes would vanish
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
+    if row.fetchone()[0] is None:
+        con.close()
+        raise BadInputError(
+            f"{path} is not a DuckDB database (DuckDB reads it as a data file): check --db / MOVIEREC_DB"
+        )
+    return con
 
 
-def _damaged(path: Path, exc: BaseException) -> DamagedError:
+def _damaged(path: Path, exc: BaseException) -> MovierecError:
     first = (str(exc).splitlines() or [""])[0][:300]
+    environment = unwritable(first)
+    if environment:  # the file is fine, the disk is not: never advise a rebuild
+        return MovierecError(f"cannot write the database {path}: {environment}")
     return DamagedError(
         f"the database {path} cannot be opened ({first}): restore it from a backup, or move it away and "
         "rebuild with `movierec ingest DIR` (saved queries and run history are in it)"
     )
+
+
+def unwritable(message: str) -> str | None:
+    """What to do when an error message says the disk refuses writes (read-only, no permission, full);
+    None for anything else. DuckDB and the vector engine report these as text, not errno."""
+    low = message.lower()
+    if "read-only file system" in low or "permission denied" in low:
+        return (
+            "its directory is not writable (read-only file system or no permission); movierec needs write "
+            "access even to read: make it writable, or copy the data directory and use --home"
+        )
+    if "no space left" in low or "disk full" in low or "quota exceeded" in low:
+        return "the disk is full: free space and run the command again"
+    return None
 
 
 @contextmanager

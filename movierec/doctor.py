@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from movierec.config import Settings
-from movierec.errors import MovierecError
+from movierec.errors import LockFileError, MovierecError
 
 TABLES = (
     "movies",
@@ -62,6 +62,8 @@ def _error(exc: BaseException) -> str:
 def check(settings: Settings, full: bool = True) -> Checkup:
     """Every check (`full`), or only the cheap database ones; never raises for what it finds."""
     findings: list[Finding] = []
+    if not _check_home(settings, findings):
+        return Checkup(findings)
     db_ok = _check_database(settings, findings)
     if db_ok:
         _check_runs(settings, findings, full)
@@ -69,7 +71,39 @@ def check(settings: Settings, full: bool = True) -> Checkup:
         _check_model(settings, findings)
     if full:
         _check_store(settings, findings)
+    if not findings[0].ok:  # a read-only or full disk: the data is fine, so no rebuild advice below it
+        for f in findings[1:]:
+            if not f.ok:
+                f.fix = "nothing to rebuild: fix the data directory first (above)"
     return Checkup(findings)
+
+
+FREE_BYTES_MIN = 64 << 20  # the vector store needs this to open (movierec.store.EDGE_FREE_MIN)
+
+
+def _check_home(settings: Settings, out: list[Finding]) -> bool:
+    """The data directory exists, is writable and has room; False (and nothing else checked, nothing
+    created) when it does not exist. Read-only or full is reported, and the other checks still run."""
+    import os
+    import shutil
+
+    home = settings.db_path.parent
+    if not home.is_dir():
+        out.append(Finding("data directory", False, f"{home} does not exist",
+                           "run `movierec ingest DIR` (or point --home at yours)"))  # fmt: skip
+        return False
+    if not os.access(home, os.W_OK):
+        detail = f"{home} is not writable (read-only file system or no permission)"
+        fix = "make it writable (movierec writes lock files even to read), or copy it and use --home"
+        out.append(Finding("data directory", False, detail, fix))
+        return True
+    free = shutil.disk_usage(home).free
+    if free < FREE_BYTES_MIN:
+        detail = f"{home}: disk nearly full ({free >> 20} MiB free)"
+        out.append(Finding("data directory", False, detail, "free space, then run the command again"))
+        return True
+    out.append(Finding("data directory", True, f"{home} writable, {free >> 20:,} MiB free"))
+    return True
 
 
 def _check_database(settings: Settings, out: list[Finding]) -> bool:
@@ -144,6 +178,49 @@ def _check_model(settings: Settings, out: list[Finding]) -> None:
     out.append(Finding("CF model", True, f"{record.version} loads, finite, ranks sanely"))
 
 
+SAMPLE = 8  # movies re-encoded by `check`: a few seconds of the text model
+SAME_VECTOR = 0.98  # cosine of a re-encoded movie with its stored vector; float32 ONNX/torch drift across
+# processors is ~1e-5, while plausible garbage (random unit vectors) lands near 0
+
+
+def _reencoded_sample(settings: Settings, store: Any) -> str | None:
+    """Re-encode a few movies as `embed` does and look each up: its stored vector must come back as the
+    nearest at a cosine near 1. Vectors that are unit-norm and finite but wrong pass every other check."""
+    import random
+
+    from movierec.db import connect
+    from movierec.embedder import load_model
+    from movierec.ingest.embed import movie_vectors
+    from movierec.ingest.text import movie_texts
+
+    stored = store.payload_values("text_hash")
+    with connect(settings, read_only=True) as con:
+        texts = {m.movie_id: m for m in movie_texts(con)}
+        tagged = {m.movie_id: m for m in movie_texts(con, with_tags=True)}
+    same = [
+        m
+        for mid, h in stored.items()
+        for m in (texts.get(mid), tagged.get(mid))
+        if m is not None and m.point_hash(settings.model) == h
+    ]
+    if not same:
+        return None  # texts changed since the last embed: `embed` reports and re-encodes those
+    sample = random.Random(0).sample(same, min(SAMPLE, len(same)))
+    vectors = movie_vectors(load_model(settings.model), sample)
+    bad = []
+    for movie, vector in zip(sample, vectors, strict=True):
+        hits = store.search(vector, 1)
+        if not hits or hits[0].score < SAME_VECTOR:
+            bad.append((movie.movie_id, hits[0].score if hits else float("nan")))
+    if not bad:
+        return None
+    mid, score = bad[0]
+    return (
+        f"{len(bad)} of {len(sample)} movies re-encoded do not find their stored vector (movie {mid}: "
+        f"best cosine {score:.2f}, expected ~1): the stored vectors are not this model's"
+    )
+
+
 def _check_store(settings: Settings, out: list[Finding]) -> None:
     import numpy as np
 
@@ -151,6 +228,10 @@ def _check_store(settings: Settings, out: list[Finding]) -> None:
     from movierec.store import open_store
 
     fix = "run `movierec embed --rebuild`"
+    if not settings.qdrant_url and not settings.edge_path.is_dir():  # opening it would create it
+        out.append(Finding("vector store", False, f"no vector store at {settings.edge_path}",
+                           "run `movierec embed`"))  # fmt: skip
+        return
     try:
         with connect(settings, read_only=True) as con:
             movie_ids = {r[0] for r in con.execute("SELECT movie_id FROM movies").fetchall()}
@@ -175,6 +256,13 @@ def _check_store(settings: Settings, out: list[Finding]) -> None:
                 probe = np.zeros(info[1], np.float32)
                 probe[0] = 1.0
                 store.search(probe, 10)  # a damaged vector file gives impossible similarities
+                garbage = _reencoded_sample(settings, store)
+                if garbage:
+                    out.append(Finding("vector store", False, garbage, fix))
+                    return
+    except LockFileError as exc:  # the store itself may be fine: no rebuild
+        out.append(Finding("vector store", False, _error(exc), "nothing to rebuild: do what it says"))
+        return
     except MovierecError as exc:
         out.append(Finding("vector store", False, _error(exc), fix))
         return

@@ -28,3 +28,8 @@ class DamagedError(MovierecError):
 
 class EngineError(MovierecError):
     """The batch's compute engine (a Ray cluster) is missing, unreachable, mismatched, or lost a task."""
+
+
+class LockFileError(MovierecError):
+    """A lock file cannot be opened (read-only or full disk, a directory in its place): nothing stored is
+    damaged, so nothing is to be rebuilt; the message says what to do."""

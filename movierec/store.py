@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from movierec.config import Settings
-from movierec.errors import BusyError, DamagedError, ModelError, NotFoundError
+from movierec.errors import BusyError, DamagedError, ModelError, MovierecError, NotFoundError
 from movierec.locks import file_lock
 
 PAYLOAD_INDEXES = {"genres": "keyword", "year": "integer"}
@@ -324,6 +324,7 @@ class EdgeStore(VectorStore):
             self._remove_leftovers()
         if (self.shard_dir / "edge_config.json").exists():
             try:
+                self._check_dim()
                 self._shard = self._load(self.shard_dir)
             except DamagedError:
                 if not repair:
@@ -350,6 +351,24 @@ class EdgeStore(VectorStore):
                 f"{self.model_file} names no valid shard ({shard!r}); run `movierec embed --rebuild`"
             )
         return {**record, "shard": shard}
+
+    def _check_dim(self) -> None:
+        """The record's dim must be the shard's vector size: an edited model.json would otherwise pass
+        every query of the wrong length to the engine."""
+        if self._record is None:
+            return
+        config = self.shard_dir / "edge_config.json"
+        try:
+            size = int(json.loads(config.read_text())["vectors"][""]["size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise DamagedError(
+                f"{config} is damaged (no vector size); run `movierec embed --rebuild`"
+            ) from None
+        if size != self._record["dim"]:
+            raise DamagedError(
+                f"the vector store's record {self.model_file} says {self._record['dim']}-d vectors, but its "
+                f"shard holds {size}-d ones: run `movierec embed --rebuild`"
+            )
 
     def _load(self, shard_dir: Path) -> Any:
         try:
@@ -747,6 +766,24 @@ class ClientStore(VectorStore):
 
 
 # --------------------------------------------------------------------------- entry point
+EDGE_FREE_MIN = 64 << 20  # the engine maps two 32 MiB WAL segments on open
+
+
+def require_free_space(path: Path) -> None:
+    """Refuse to open the Edge store on a full disk: the engine maps its sparse WAL segments and, when
+    the file system cannot back a page, the process dies of SIGBUS (no error, no message)."""
+    import shutil
+
+    where = path if path.exists() else path.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return  # the open reports it
+    if free < EDGE_FREE_MIN:
+        raise MovierecError(
+            f"the disk holding the vector store {path} is full ({free >> 20} MiB free, it needs "
+            f"{EDGE_FREE_MIN >> 20} MiB to open): free space and run the command again"
+        )
 
 
 @contextlib.contextmanager
@@ -766,6 +803,7 @@ def open_store(settings: Settings, wait: float | None = None, repair: bool = Fal
         if url:
             store = ClientStore(url, settings.collection, settings.qdrant_api_key)
         else:
+            require_free_space(settings.edge_path)
             store = EdgeStore(settings.edge_path, repair=repair)
         try:
             yield store

@@ -36,11 +36,18 @@ class MovierecGroup(click.Group):
 
 def _external_error(exc: Exception) -> str | None:
     """One line for a DuckDB or OS error that reached the top; None for anything else (a bug: traceback)."""
+    from movierec.db import unwritable
+
     first = (str(exc).splitlines() or [""])[0][:300]
     if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):
+        if advice := unwritable(first):  # a full or read-only disk: nothing is damaged, nothing to rebuild
+            return f"database error: {first}; {advice}"
         return f"database error: {first}; run `movierec check` to see what is damaged and how to recover"
     if isinstance(exc, OSError):
-        return f"{type(exc).__name__}: {first}"
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = exc.strerror or first
+        advice = unwritable(reason)
+        return f"{type(exc).__name__}{where}: {reason}" + (f"; {advice}" if advice else "")
     return None
 
 

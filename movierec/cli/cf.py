@@ -35,7 +35,7 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--reg", type=FiniteFloat(min=0), help="ALS regularisation (implicit; 30)."),
         click.option("--confidence", type=FiniteFloat(min=0, min_open=True),
                      help="ALS confidence of a rating r: 1 + confidence * log(1 + r) (implicit; default 1)."),
-        click.option("--like", type=FiniteFloat(min=0),
+        click.option("--like", type=FiniteFloat(min=0, max=5),  # ratings are 0.5..5 (ingest checks)
                      help="Ratings below it say 'does not prefer' (implicit; default 3; 0: all prefer)."),
         click.option("--cg-steps", type=click.IntRange(1, 100), help="CG steps per ALS solve (default 3)."),
         click.option("--update-iterations", type=click.IntRange(1, 1000),

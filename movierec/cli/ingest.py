@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from movierec.cli.options import (
@@ -72,9 +74,17 @@ def data_group() -> None:
 @click.option("--ratings", type=click.IntRange(1, MAX_SYNTH_RATINGS), default=100836, show_default=True)
 @click.option("--tags", type=click.IntRange(0, MAX_SYNTH_RATINGS), help="Tag rows (default: ratings / 25).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Write into a directory that is not empty (never a data home).")
 @json_option
 def synth_command(
-    directory: str, users: int, movies: int, ratings: int, tags: int | None, seed: int, as_json: bool
+    directory: str,
+    users: int,
+    movies: int,
+    ratings: int,
+    tags: int | None,
+    seed: int,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Write a synthetic MovieLens-shaped data set (movies.csv, ratings.csv, tags.csv) to DIRECTORY.
 
@@ -86,6 +96,7 @@ def synth_command(
 
     from movierec.ingest.synth import synthesize
 
+    _check_target(Path(directory), force)
     report = synthesize(directory, users=users, movies=movies, ratings=ratings, seed=seed, tags=tags)
     if as_json:
         echo_json(asdict(report))
@@ -93,6 +104,27 @@ def synth_command(
         click.echo(
             f"wrote {report.movies:,} movies, {report.ratings:,} ratings from {report.users:,} users, "
             f"{report.tags:,} tags to {report.directory}"
+        )
+
+
+HOME_MARKERS = ("movierec.duckdb", "qdrant", "models", "movierec.runs")
+
+
+def _check_target(directory: Path, force: bool) -> None:
+    """Never overwrite files without a word: a non-empty directory needs --force, and a movierec data
+    directory is refused even then (its CSVs would be mixed with the database and the store)."""
+    from movierec.errors import BadInputError
+
+    if not directory.is_dir():
+        return
+    entries = sorted(p.name for p in directory.iterdir())
+    marker = next((m for m in HOME_MARKERS if m in entries), None)
+    if marker:
+        raise BadInputError(f"{directory} holds {marker}: it is a movierec data directory; pick another")
+    if entries and not force:
+        raise BadInputError(
+            f"{directory} is not empty ({len(entries)} entries, e.g. {entries[0]}): pick an empty or new "
+            "directory, or pass --force to overwrite movies.csv, ratings.csv and tags.csv"
         )
 
 
