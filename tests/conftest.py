@@ -16,6 +16,17 @@ ML_SMALL = SHARED / "data" / "ml-latest-small"
 QUERIES_CSV = SHARED / "eval" / "queries.csv"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _offline_model_for_shared_fixtures(tmp_path_factory: pytest.TempPathFactory):
+    """Module-scoped fixtures run before `_isolated`: they too get the offline model and no movierec.toml
+    (the checkout's no longer names a model, and the default is the packaged multilingual one)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOVIEREC_MODEL", "offline-minilm")
+        mp.setenv("MOVIEREC_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such-movierec.toml"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's environment, movierec.toml or data directory."""
