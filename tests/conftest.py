@@ -34,6 +34,17 @@ def _empty_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _offline_model_for_shared_fixtures(_empty_config: Path):
+    """Module-scoped fixtures run before `_isolated`: they too get the offline model and an empty
+    movierec.toml (the checkout's no longer names a model, and the default is the packaged multilingual one)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOVIEREC_MODEL", "offline-minilm")
+        mp.setenv("MOVIEREC_CONFIG", str(_empty_config))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _empty_config: Path) -> None:
     """No test reads the developer's environment, movierec.toml or data directory."""
