@@ -37,7 +37,7 @@ def _empty_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _offline_model_for_shared_fixtures(_empty_config: Path):
     """Module-scoped fixtures run before `_isolated`: they too get the offline model and an empty
-    movierec.toml (the checkout's no longer names a model, and the default is the packaged multilingual one)."""
+    movierec.toml (the checkout's names no model; the default is the packaged multilingual one)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOVIEREC_MODEL", "offline-minilm")
         mp.setenv("MOVIEREC_CONFIG", str(_empty_config))
