@@ -93,7 +93,8 @@ def test_garbled_database_is_one_line(settings: Settings) -> None:
         one_line_error(CliRunner().invoke(main, args), str(settings.db_path))
     check = CliRunner().invoke(main, ["check", "--json"])
     assert check.exit_code == 1
-    assert not json.loads(check.output)["findings"][0]["ok"]
+    database = [f for f in json.loads(check.output)["findings"] if f["check"] == "database"]
+    assert not database[0]["ok"]
 
 
 def test_database_path_is_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
