@@ -8,6 +8,7 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
 - `check_model`: what a model must show before it becomes current (finite, not worse than popularity).
 """
 
+from movierec.cf.data import Ratings, load_ratings
 from movierec.cf.factors import Factors
 from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.cf.guard import check_model
@@ -48,11 +49,13 @@ __all__ = [
     "ModelRecord",
     "Popularity",
     "Ranked",
+    "Ratings",
     "Recommender",
     "check_model",
     "cold_formula",
     "current_model",
     "list_models",
+    "load_ratings",
     "load_current_model",
     "load_model",
     "mark_folded",
