@@ -46,6 +46,7 @@ ARROW_SCHEMA = pa.schema(
         ("similarity", pa.float32()),
         ("predicted_rating", pa.float32()),
         ("source", pa.dictionary(pa.int8(), pa.string())),
+        ("because_movie_id", pa.int32()),  # issue 18: the liked film that explains the row (null: none)
     ]
 )
 _RUN_ENTRY = re.compile(r"^run-(\d+)(\.parquet)?$")  # a run's file or its directory of parts

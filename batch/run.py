@@ -45,6 +45,8 @@ from movierec.cf import (
     CF_FORMULA,
     Candidates,
     Recommender,
+    because,
+    cap_liked,
     cold_formula,
     load_current_model,
     mark_folded,
@@ -193,7 +195,8 @@ def _compute_and_publish(
     with connect(settings, read_only=True) as con:
         everyone = catalog.user_ids(con)
         seen = catalog.Seen.load(con, all_movies)
-    lap("read users and candidates' ratings")
+        liked = cap_liked(*catalog.liked(con))  # for "because you liked" (issue 18)
+    lap("read users, candidates' ratings, liked films")
     model, folded = with_fresh_users(settings, model, everyone)
     lap(f"fold in {len(folded):,} users newer than the model")
 
@@ -204,7 +207,19 @@ def _compute_and_publish(
         out = RunWriter(settings, run_id)
         try:
             _score_all(
-                settings, queries, cands, targets, model, seen, alpha, run_id, out, stats, progress, folded
+                settings,
+                queries,
+                cands,
+                targets,
+                model,
+                seen,
+                alpha,
+                run_id,
+                out,
+                stats,
+                progress,
+                folded,
+                liked,
             )
             out.finish()
         except BaseException:
@@ -274,6 +289,7 @@ def _score_all(
     stats: list[QueryStats],
     progress: bool,
     folded: np.ndarray | None = None,
+    liked: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
         for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
@@ -292,6 +308,9 @@ def _score_all(
                 progress=pbar,
             )
             mark_folded(ranked, folded)
+            if liked is not None:
+                ranked.because = because(model, ranked.user_id, ranked.movie_id, *liked)
+                ranked.because[ranked.cold] = -1  # a cold-start row comes from the query, not from taste
             seconds = time.perf_counter() - t0
             out.write(ranked.to_arrow(run_id, q.name))
             write_seconds = time.perf_counter() - t0 - seconds

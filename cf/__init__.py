@@ -9,6 +9,7 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
 """
 
 from movierec.cf.data import Ratings, load_ratings
+from movierec.cf.explore import because, cap_liked
 from movierec.cf.factors import Factors
 from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.cf.guard import check_model
@@ -51,6 +52,8 @@ __all__ = [
     "Ranked",
     "Ratings",
     "Recommender",
+    "because",
+    "cap_liked",
     "check_model",
     "cold_formula",
     "current_model",

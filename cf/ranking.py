@@ -68,6 +68,7 @@ class Ranked:
     predicted_rating: np.ndarray  # NaN where the model does not predict ratings
     cold: np.ndarray  # bool: row comes from the cold-start ranking
     folded: np.ndarray | None = None  # bool: a CF row for a user folded in after training (cf.foldin)
+    because: np.ndarray | None = None  # int64: liked film nearest in CF space (cf.explore), -1: none
     flops: float = field(default=0.0)  # floating-point operations of the model's block products
     matmul_seconds: float = field(default=0.0)  # time spent scoring blocks (the products, biases added)
 
@@ -97,6 +98,10 @@ class Ranked:
                     self.predicted_rating.astype(np.float32), mask=np.isnan(self.predicted_rating)
                 ),
                 "source": source,
+                "because_movie_id": pa.array(
+                    np.zeros(n, np.int32) if self.because is None else self.because.astype(np.int32),
+                    mask=np.ones(n, bool) if self.because is None else self.because < 0,
+                ),
             }
         )
 

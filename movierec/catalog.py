@@ -109,6 +109,19 @@ def user_ids(con: duckdb.DuckDBPyConnection) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
+LIKED_RATING = 4.0  # a rating at or above it is a liked film (the "because you liked" explanations)
+
+
+def liked(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, np.ndarray]:
+    """(users, movies) of every liked rating, sorted by user, each user's best-rated and newest first."""
+    cols = con.execute(
+        "SELECT user_id, movie_id FROM ratings WHERE rating >= ? "
+        "ORDER BY user_id, rating DESC, rated_at DESC NULLS LAST, movie_id",
+        [LIKED_RATING],
+    ).fetchnumpy()
+    return np.asarray(cols["user_id"], dtype=np.int64), np.asarray(cols["movie_id"], dtype=np.int64)
+
+
 def history(con: duckdb.DuckDBPyConnection, user_id: int, n: int = 5) -> list[dict[str, Any]]:
     """A user's `n` highest-rated movies (newest first among equal ratings)."""
     rows = con.execute(

@@ -135,18 +135,22 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
 # only reads of that run fail (`missing_run_files` tells them which), and the next batch run republishes.
 RUN_COLUMNS = (
     "run_id::INTEGER AS run_id, query_name::VARCHAR AS query_name, user_id, rank, movie_id, score, "
-    "similarity, predicted_rating, source::VARCHAR AS source"
+    "similarity, predicted_rating, source::VARCHAR AS source, because_movie_id::INTEGER AS because_movie_id"
 )
+# Runs published before `because_movie_id` existed lack the column: a union by name with this empty
+# relation gives them NULL there (and still works when no file has it).
+_BECAUSE_FILLER = "UNION ALL BY NAME SELECT NULL::INTEGER AS because_movie_id WHERE false"
 EMPTY_RECOMMENDATIONS = (
     "SELECT NULL::INTEGER AS run_id, NULL::VARCHAR AS query_name, NULL::INTEGER AS user_id, "
     "NULL::SMALLINT AS rank, NULL::INTEGER AS movie_id, NULL::FLOAT AS score, NULL::FLOAT AS similarity, "
-    "NULL::FLOAT AS predicted_rating, NULL::VARCHAR AS source WHERE false"
+    "NULL::FLOAT AS predicted_rating, NULL::VARCHAR AS source, NULL::INTEGER AS because_movie_id WHERE false"
 )
 LATEST_RECOMMENDATIONS = """
 SELECT r.run_id, r.query_name, r.user_id, r.rank, r.movie_id, m.title, m.year, m.genres,
-       r.score, r.similarity, r.predicted_rating, r.source
+       r.score, r.similarity, r.predicted_rating, r.source, r.because_movie_id, b.title AS because_title
 FROM recommendations r
 JOIN movies m USING (movie_id)
+LEFT JOIN movies b ON b.movie_id = r.because_movie_id
 WHERE r.run_id = (SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded')
 """
 _PARQUET_MAGIC = b"PAR1"
@@ -357,7 +361,8 @@ def sync_views(con: duckdb.DuckDBPyConnection, db_path: Path, temp: bool = False
         return files  # the stored views are right
     if files:
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        body = f"SELECT {RUN_COLUMNS} FROM read_parquet([{listing}])"
+        files_sql = f"FROM read_parquet([{listing}], union_by_name = true) {_BECAUSE_FILLER}"
+        body = f"SELECT {RUN_COLUMNS} FROM ({files_sql})"
     else:
         body = EMPTY_RECOMMENDATIONS
     kind = "TEMP VIEW" if temp else "VIEW"
