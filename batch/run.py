@@ -195,8 +195,9 @@ def _compute_and_publish(
     with connect(settings, read_only=True) as con:
         everyone = catalog.user_ids(con)
         seen = catalog.Seen.load(con, all_movies)
-        liked = cap_liked(*catalog.liked(con))  # for "because you liked" (issue 18)
-    lap("read users, candidates' ratings, liked films")
+        lap("read users and candidates' ratings")
+        liked = cap_liked(*catalog.liked(con))
+    lap("because you liked: read liked films")
     model, folded = with_fresh_users(settings, model, everyone)
     lap(f"fold in {len(folded):,} users newer than the model")
 
@@ -206,7 +207,7 @@ def _compute_and_publish(
     if ray is None:
         out = RunWriter(settings, run_id)
         try:
-            _score_all(
+            explain_s = _score_all(
                 settings,
                 queries,
                 cands,
@@ -226,6 +227,7 @@ def _compute_and_publish(
             out.abort()
             raise
         lap("score and write Parquet")
+        stages["because you liked: nearest liked film (part of scoring)"] = round(explain_s, 3)
     else:
         from movierec.batch.ray_engine import score_and_write
 
@@ -290,7 +292,9 @@ def _score_all(
     progress: bool,
     folded: np.ndarray | None = None,
     liked: tuple[np.ndarray, np.ndarray] | None = None,
-) -> None:
+) -> float:
+    """Rank, explain and write every query's lists; returns the seconds spent explaining (`because`)."""
+    explain_s = 0.0
     with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
         for i, (q, c, users) in enumerate(zip(queries, cands, targets, strict=True)):
             pbar.set_description(f"query {i + 1}/{len(queries)} {q.name}")
@@ -309,8 +313,10 @@ def _score_all(
             )
             mark_folded(ranked, folded)
             if liked is not None:
+                t1 = time.perf_counter()
                 ranked.because = because(model, ranked.user_id, ranked.movie_id, *liked)
                 ranked.because[ranked.cold] = -1  # a cold-start row comes from the query, not from taste
+                explain_s += time.perf_counter() - t1
             seconds = time.perf_counter() - t0
             out.write(ranked.to_arrow(run_id, q.name))
             write_seconds = time.perf_counter() - t0 - seconds
@@ -326,6 +332,7 @@ def _score_all(
                     write_seconds,
                 )
             )
+    return explain_s
 
 
 def _publish(
