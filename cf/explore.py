@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from movierec.cf.factors import Factors
+from movierec.cf.ranking import default_workers
 from movierec.cf.recommender import Recommender
 from movierec.errors import BadInputError, NotFoundError
 
@@ -55,7 +59,7 @@ def bias_extremes(
 
 
 BECAUSE_LIKED = 8  # liked films per user compared (their best-rated, newest first): bounds the batch's cost
-MAX_ROWS = 500_000  # recommended rows compared at once: bounds memory (rows x BECAUSE_LIKED scores)
+MAX_ROWS = 200_000  # recommended rows compared at once: bounds memory (rows x BECAUSE_LIKED scores)
 
 
 def cap_liked(users: np.ndarray, movies: np.ndarray, n: int = BECAUSE_LIKED) -> tuple[np.ndarray, np.ndarray]:
@@ -77,34 +81,56 @@ def because(
     """For each recommended (user, movie) row, the user's liked film nearest to it in the CF space (cosine),
     -1 when the model has no movie vectors or the user no liked film it knows.
 
-    `liked_users`/`liked_movies`: liked pairs sorted by user, at most `BECAUSE_LIKED` per user (`cap_liked`).
-    One product of the recommended movies' unit vectors with every movie's per call, then only gathers
-    (no per-user products): a batch of millions of rows pays a fraction of its scoring time."""
+    `liked_users`/`liked_movies`: liked pairs sorted by user, at most `BECAUSE_LIKED` per user (`cap_liked`);
+    rows of one user should be adjacent (as `Recommender.recommend` returns them). One product of the
+    recommended movies' unit vectors with every movie's per call, then per row only a gather of its user's
+    few liked films and an argmax (no per-user products), over chunks on the ranking's worker threads."""
     out = np.full(len(user_ids), -1, dtype=np.int64)
     factors = getattr(model, "factors", None)
     if factors is None or not len(user_ids) or not len(liked_users):
         return out
     vecs = factors.movie_vecs
     unit = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-    liked_rows = factors.movie_index(np.asarray(liked_movies, dtype=np.int64))
     lu = np.asarray(liked_users, dtype=np.int64)
+    liked_rows = factors.movie_index(np.asarray(liked_movies, dtype=np.int64))
+    # Columns: only the films someone liked (liked_col indexes them; -1: the model lacks the film).
+    cols = np.unique(liked_rows[liked_rows >= 0])
+    if not len(cols):
+        return out
+    liked_col = np.where(liked_rows >= 0, np.searchsorted(cols, liked_rows), -1).astype(np.int32)
     rec_movies, rec_at = np.unique(np.asarray(movie_ids, dtype=np.int64), return_inverse=True)
     rec_rows = factors.movie_index(rec_movies)
-    sims = unit[rec_rows.clip(0)] @ unit.T  # [distinct recommended movies, all movies]
+    sims = unit[rec_rows.clip(0)] @ unit[cols].T  # [distinct recommended movies, liked films]
     sims[rec_rows < 0] = -np.inf
+    rec_col = np.searchsorted(cols, rec_rows).clip(max=max(len(cols) - 1, 0)).astype(np.int32)
+    rec_col[(rec_rows < 0) | (cols[rec_col] != rec_rows)] = -2  # the film itself is no liked column
+    n_cols = sims.shape[1]
+    index_type = np.int32 if sims.size < 2**31 else np.int64  # flat positions into sims
+    flat_sims = sims.ravel()
     width = int(np.diff(np.r_[0, np.flatnonzero(np.diff(lu)) + 1, len(lu)]).max())
     offsets = np.arange(width)
-    for s in range(0, len(user_ids), MAX_ROWS):
-        users = np.asarray(user_ids[s : s + MAX_ROWS], dtype=np.int64)
-        at = rec_at[s : s + MAX_ROWS]
-        lo = np.searchsorted(lu, users, side="left")
-        n = np.searchsorted(lu, users, side="right") - lo
-        pos = (lo[:, None] + offsets[None, :]).clip(max=len(lu) - 1)
-        cand = liked_rows[pos]
-        score = sims[at[:, None], cand.clip(0)]
+    users = np.asarray(user_ids, dtype=np.int64)
+
+    def chunk(s: int) -> None:
+        sl = slice(s, s + MAX_ROWS)
+        u, at = users[sl], rec_at[sl].astype(index_type)
+        # Per user, not per row: rows of one user are adjacent.
+        brk = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+        reps = np.diff(np.r_[brk, len(u)])
+        lo = np.searchsorted(lu, u[brk], side="left")
+        n = np.searchsorted(lu, u[brk], side="right") - lo
+        cand_u = liked_col[np.minimum(lo[:, None] + offsets[None, :], len(lu) - 1)]
+        cand_u[offsets[None, :] >= n[:, None]] = -1
+        cand = np.repeat(cand_u, reps, axis=0)  # [rows, width]
+        score = flat_sims[at[:, None] * n_cols + np.maximum(cand, 0)]
         # padding, films the model lacks and the film itself never explain it
-        score[(offsets[None, :] >= n[:, None]) | (cand < 0) | (cand == rec_rows[at][:, None])] = -np.inf
+        score[(cand < 0) | (cand == rec_col[at][:, None])] = -np.inf
         best = score.argmax(axis=1)
-        found = np.isfinite(score[np.arange(len(users)), best])
-        out[s + np.flatnonzero(found)] = factors.movie_ids[cand[np.arange(len(users)), best][found]]
+        every = np.arange(len(u))
+        found = np.isfinite(score[every, best])
+        out[s + np.flatnonzero(found)] = factors.movie_ids[cols[cand[every, best][found]]]
+
+    starts = range(0, len(users), MAX_ROWS)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(default_workers()) as pool:
+        list(pool.map(chunk, starts))
     return out
