@@ -341,8 +341,8 @@ def _view_files(con: duckdb.DuckDBPyConnection, temp: bool) -> list[str] | None:
         ["temp" if temp else con.execute("SELECT current_database()").fetchone()[0]],
     ).fetchall()
     views = dict(rows)
-    if len(views) < 2:
-        return None
+    if len(views) < 2 or "because_title" not in views["latest_recommendations"]:
+        return None  # missing, or written before the views had `because_movie_id`: recreate them
     quoted = _QUOTED_PATH.findall(views["recommendations"])
     return [m.replace("''", "'") for m in quoted if m.endswith(".parquet")]  # files and parts globs
 
