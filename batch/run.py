@@ -43,9 +43,9 @@ from movierec.batch.publish import (
 from movierec.batch.queries import SavedQuery, list_queries
 from movierec.cf import (
     CF_FORMULA,
+    Because,
     Candidates,
     Recommender,
-    because,
     cap_liked,
     cold_formula,
     load_current_model,
@@ -197,9 +197,10 @@ def _compute_and_publish(
         seen = catalog.Seen.load(con, all_movies)
         lap("read users and candidates' ratings")
         liked = cap_liked(*catalog.liked(con))
-    lap("because you liked: read liked films")
     model, folded = with_fresh_users(settings, model, everyone)
     lap(f"fold in {len(folded):,} users newer than the model")
+    explain = Because.prepare(model, *liked)
+    lap("because you liked: read and index liked films")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     stats: list[QueryStats] = []
@@ -220,7 +221,7 @@ def _compute_and_publish(
                 stats,
                 progress,
                 folded,
-                liked,
+                explain,
             )
             out.finish()
         except BaseException:
@@ -291,7 +292,7 @@ def _score_all(
     stats: list[QueryStats],
     progress: bool,
     folded: np.ndarray | None = None,
-    liked: tuple[np.ndarray, np.ndarray] | None = None,
+    explain: Because | None = None,
 ) -> float:
     """Rank, explain and write every query's lists; returns the seconds spent explaining (`because`)."""
     explain_s = 0.0
@@ -312,9 +313,9 @@ def _score_all(
                 progress=pbar,
             )
             mark_folded(ranked, folded)
-            if liked is not None:
+            if explain is not None:
                 t1 = time.perf_counter()
-                ranked.because = because(model, ranked.user_id, ranked.movie_id, *liked)
+                ranked.because = explain.nearest(ranked.user_id, ranked.movie_id)
                 ranked.because[ranked.cold] = -1  # a cold-start row comes from the query, not from taste
                 explain_s += time.perf_counter() - t1
             seconds = time.perf_counter() - t0

@@ -9,7 +9,7 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
 """
 
 from movierec.cf.data import Ratings, load_ratings
-from movierec.cf.explore import because, cap_liked
+from movierec.cf.explore import Because, because, cap_liked
 from movierec.cf.factors import Factors
 from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.cf.guard import check_model
@@ -42,6 +42,7 @@ __all__ = [
     "SOURCE_CF",
     "SOURCE_COLD",
     "SOURCE_FOLD",
+    "Because",
     "BiasOnly",
     "Candidates",
     "Factors",
