@@ -197,10 +197,11 @@ def _compute_and_publish(
         seen = catalog.Seen.load(con, all_movies)
         lap("read users and candidates' ratings")
         liked = cap_liked(*catalog.liked(con))
+    lap("because you liked: read liked films")
     model, folded = with_fresh_users(settings, model, everyone)
     lap(f"fold in {len(folded):,} users newer than the model")
     explain = Because.prepare(model, *liked)
-    lap("because you liked: read and index liked films")
+    lap("because you liked: index liked films")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     stats: list[QueryStats] = []
