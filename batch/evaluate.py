@@ -383,14 +383,16 @@ def _relevant_movies(q: EvalQuery, cands: Any, near: Any, movies: _Movies) -> np
     return np.asarray(near.movie_ids, dtype=np.int64)
 
 
-def _topical(terms: tuple[str, ...], movie_ids: np.ndarray, movies: _Movies) -> dict[int, bool | None]:
-    """On topic (True/False) per candidate, None where nothing can judge it (no tags, no title match)."""
-    out: dict[int, bool | None] = {}
+def _topical(terms: tuple[str, ...], movie_ids: np.ndarray, movies: _Movies) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted candidate ids, label per id): 1 on topic, 0 off topic, -1 where nothing can judge it (no
+    tags, no title match)."""
     pats = [re.compile(r"\b" + re.escape(t[:-1] if len(t) > 4 and t.endswith("s") else t)) for t in terms]
-    for mid, pos in zip(movie_ids, movies.at(movie_ids), strict=True):
+    ids = np.unique(np.asarray(movie_ids, dtype=np.int64))
+    label = np.empty(len(ids), dtype=np.int8)
+    for i, pos in enumerate(movies.at(ids)):
         hit = any(p.search(movies.text[pos]) for p in pats)
-        out[int(mid)] = True if hit else (False if movies.tagged[pos] else None)
-    return out
+        label[i] = 1 if hit else (0 if movies.tagged[pos] else -1)
+    return ids, label
 
 
 def _judge(
@@ -398,7 +400,7 @@ def _judge(
     users: np.ndarray,
     rel_keys: np.ndarray,
     n_rel: np.ndarray,
-    topical: dict[int, bool | None],
+    topical: tuple[np.ndarray, np.ndarray],
     movies: _Movies,
     pop_rank: np.ndarray,
 ) -> dict[str, np.ndarray]:
@@ -410,11 +412,13 @@ def _judge(
     disc = 1.0 / np.log2(np.arange(2, K + 2))
     idcg = np.concatenate(([0.0], np.cumsum(disc)))[np.minimum(n_rel, K)]
     dcg = (hits * disc).sum(axis=1)
-    judged = np.zeros(top.shape, bool)
-    on = np.zeros(top.shape, bool)
-    for (i, j), m in np.ndenumerate(top):
-        t = topical.get(int(m)) if m >= 0 else None
-        judged[i, j], on[i, j] = t is not None, bool(t)
+    ids, label = topical
+    if len(ids):
+        at = np.searchsorted(ids, top).clip(0, len(ids) - 1)
+        t = np.where(valid & (ids[at] == top), label[at], -1)  # every listed film is a candidate
+    else:
+        t = np.full(top.shape, -1)
+    judged, on = t >= 0, t == 1
     return {
         "top": top,
         "n_rel": n_rel,
