@@ -42,11 +42,11 @@ from movierec.batch.publish import (
 )
 from movierec.batch.queries import SavedQuery, list_queries
 from movierec.cf import (
+    BECAUSE_LIKED,
     CF_FORMULA,
     Because,
     Candidates,
     Recommender,
-    cap_liked,
     cold_formula,
     load_current_model,
     mark_folded,
@@ -196,7 +196,7 @@ def _compute_and_publish(
         everyone = catalog.user_ids(con)
         seen = catalog.Seen.load(con, all_movies)
         lap("read users and candidates' ratings")
-        liked = cap_liked(*catalog.liked(con))
+        liked = catalog.liked(con, BECAUSE_LIKED)
     lap("because you liked: read liked films")
     model, folded = with_fresh_users(settings, model, everyone)
     lap(f"fold in {len(folded):,} users newer than the model")

@@ -9,7 +9,7 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
 """
 
 from movierec.cf.data import Ratings, load_ratings
-from movierec.cf.explore import Because, because, cap_liked
+from movierec.cf.explore import BECAUSE_LIKED, Because, because, cap_liked
 from movierec.cf.factors import Factors
 from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.cf.guard import check_model
@@ -38,6 +38,7 @@ from movierec.cf.registry import (
 from movierec.cf.train import HyperParams
 
 __all__ = [
+    "BECAUSE_LIKED",
     "CF_FORMULA",
     "SOURCE_CF",
     "SOURCE_COLD",
