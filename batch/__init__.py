@@ -2,11 +2,14 @@
 
 - saved queries: `SavedQuery`, `add_query`, `update_query`, `remove_query`, `get_query`, `list_queries`
 - `run_batch(settings, alpha=0.0, progress=False) -> RunSummary`: score and publish one run
+- `evaluate_lists(settings, query_file=None, cutoff=None, ...)`: the lists judged by what users did next
+  (time split, baselines and blends; `movierec evaluate --lists`)
 - `recommend(settings, user_id, text, ...)`: one user's list computed live, as the batch would;
   `show(settings, user_id, query=None)`: what the last run published; `report(settings, run_id=None)`
 Ranking itself is the model contract's (`movierec.cf.Recommender.recommend`).
 """
 
+from movierec.batch.evaluate import evaluate_lists
 from movierec.batch.queries import (
     SavedQuery,
     add_query,
@@ -23,6 +26,7 @@ __all__ = [
     "RunSummary",
     "SavedQuery",
     "add_query",
+    "evaluate_lists",
     "get_query",
     "list_queries",
     "recommend",

@@ -19,7 +19,7 @@ import numpy as np
 
 from movierec import runs
 from movierec.catalog import Seen
-from movierec.cf import Candidates, mark_folded
+from movierec.cf import Because, Candidates, mark_folded
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class ShardStats:
     flops: float = 0.0  # of the CF matrix products
     matmul_seconds: float = 0.0  # time in those products
     write_seconds: float = 0.0  # converting the lists to Arrow and writing the part
+    explain_seconds: float = 0.0  # finding each row's "because you liked" film (part of `seconds`)
 
     def add(self, other: ShardStats) -> None:
         for f in fields(self):
@@ -89,6 +90,7 @@ def score_shard(
     shard: Shard,
     params: RunParams,
     folded: np.ndarray | None,
+    explain: Because | None = None,
     workers: int | None = None,
     progress: Any = None,
 ) -> tuple[Any, ShardStats]:
@@ -108,10 +110,14 @@ def score_shard(
         progress=progress,
     )
     mark_folded(ranked, folded)  # users folded in after training score as 'fold_in'
+    te = time.perf_counter()
+    if explain is not None:
+        ranked.because = explain.nearest(ranked.user_id, ranked.movie_id)
+        ranked.because[ranked.cold] = -1  # a cold-start row comes from the query, not from taste
     t1 = time.perf_counter()
     table = ranked.to_arrow(params.run_id, shard.query_name)
     stats = ShardStats(int(len(np.unique(ranked.user_id))), len(ranked), t1 - t0, ranked.flops,
-                       ranked.matmul_seconds, time.perf_counter() - t1)  # fmt: skip
+                       ranked.matmul_seconds, time.perf_counter() - t1, t1 - te)  # fmt: skip
     return table, stats
 
 
@@ -122,11 +128,12 @@ def run_shard(
     shard: Shard,
     params: RunParams,
     folded: np.ndarray | None,
+    explain: Because | None = None,
     workers: int | None = None,
     progress: Any = None,
 ) -> ShardStats:
     """The unit both engines map: score one shard and write it as its part of the run."""
-    table, stats = score_shard(model, query, users, shard, params, folded, workers, progress)
+    table, stats = score_shard(model, query, users, shard, params, folded, explain, workers, progress)
     t0 = time.perf_counter()
     runs.write_part(params.run_dir, runs.part_name(shard.query_index, shard.shard_index), table)
     stats.write_seconds += time.perf_counter() - t0
@@ -140,6 +147,7 @@ def map_local(
     plan: list[Shard],
     params: RunParams,
     folded: np.ndarray | None,
+    explain: Because | None = None,
     pbar: Any = None,
 ) -> list[ShardStats]:
     """The local engine: every shard in this process, in order (the model ranks blocks on threads)."""
@@ -148,5 +156,5 @@ def map_local(
         if pbar is not None:
             pbar.set_description(f"query {shard.query_index + 1}/{len(queries)} {shard.query_name}")
         qi = shard.query_index
-        out.append(run_shard(model, queries[qi], targets[qi], shard, params, folded, progress=pbar))
+        out.append(run_shard(model, queries[qi], targets[qi], shard, params, folded, explain, progress=pbar))
     return out

@@ -136,6 +136,7 @@ def map_shards(
     plan: list[Shard],
     params: RunParams,
     folded: np.ndarray | None,
+    explain: Any = None,
     progress: bool = False,
 ) -> list[ShardStats]:
     """Map `engine.run_shard` over the shards in Ray tasks. The model is put once (read zero-copy by every
@@ -149,6 +150,7 @@ def map_shards(
         lean.seen = Seen(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
         model_ref = ray.put(lean)
         folded_ref = ray.put(np.zeros(0, np.int64) if folded is None else np.asarray(folded, np.int64))
+        explain_ref = ray.put(explain)
         query_refs = [ray.put(q) for q in queries]
         user_refs: dict[int, Any] = {}
         for users in targets:  # every all-users query shares one array
@@ -158,7 +160,7 @@ def map_shards(
             first = pause if (shard.query_index, shard.shard_index) == (0, 0) else None
             users = user_refs[id(targets[shard.query_index])]
             task = run.remote(
-                model_ref, query_refs[shard.query_index], users, shard, params, folded_ref, first
+                model_ref, query_refs[shard.query_index], users, shard, params, folded_ref, explain_ref, first
             )
             pending[task] = shard
         done_stats = _collect(ray, pending, progress)
@@ -207,14 +209,14 @@ def _collect(ray: Any, pending: dict[Any, Shard], progress: bool) -> list[ShardS
 
 
 def _task(model: Any, query: QueryData, users: np.ndarray, shard: Shard, params: RunParams,
-          folded: np.ndarray, pause: str | None) -> ShardStats:  # fmt: skip
+          folded: np.ndarray, explain: Any, pause: str | None) -> ShardStats:  # fmt: skip
     """One Ray task: `run_shard` on one CPU."""
     from threadpoolctl import threadpool_limits
 
     if pause:
         _wait_for_test(Path(pause))
     with threadpool_limits(limits=1, user_api="blas"):  # one task per CPU Ray gave us
-        return run_shard(model, query, users, shard, params, folded, workers=1)
+        return run_shard(model, query, users, shard, params, folded, explain, workers=1)
 
 
 def _wait_for_test(directory: Path) -> None:

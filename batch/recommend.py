@@ -109,7 +109,7 @@ def recommend(
 
 
 PUBLISHED_COLUMNS = ("query", "rank", "movie_id", "title", "year", "genres", "score", "similarity",
-                     "predicted_rating", "source", "run_id")  # fmt: skip
+                     "predicted_rating", "source", "because_movie_id", "because_title", "run_id")  # fmt: skip
 
 
 def published(
@@ -127,8 +127,9 @@ def published(
         params.append(query)
     sql = (
         "SELECT r.query_name AS query, r.rank, r.movie_id, m.title, m.year, m.genres, r.score, r.similarity, "
-        "r.predicted_rating, r.source, r.run_id, r.user_id "
+        "r.predicted_rating, r.source, r.because_movie_id, b.title AS because_title, r.run_id, r.user_id "
         "FROM recommendations r JOIN movies m USING (movie_id) "
+        "LEFT JOIN movies b ON b.movie_id = r.because_movie_id "
         f"WHERE {' AND '.join(where)} ORDER BY r.query_name, r.user_id, r.rank"
     )
     cur = con.execute(sql, params)

@@ -32,7 +32,7 @@ from movierec.batch import engine
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.lock import batch_lock
 from movierec.batch.queries import SavedQuery, list_queries
-from movierec.cf import CF_FORMULA, cold_formula, load_current_model, with_fresh_users
+from movierec.cf import BECAUSE_LIKED, CF_FORMULA, Because, cold_formula, load_current_model, with_fresh_users
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError, DamagedError, NotFoundError
@@ -158,9 +158,13 @@ def _compute_and_publish(
     with connect(settings, read_only=True) as con:
         everyone = catalog.user_ids(con)
         seen = catalog.Seen.load(con, all_movies)
-    lap("read users and candidates' ratings")
+        lap("read users and candidates' ratings")
+        liked = catalog.liked(con, BECAUSE_LIKED)
+    lap("because you liked: read liked films")
     model, folded = with_fresh_users(settings, model, everyone)
     lap(f"fold in {len(folded):,} users newer than the model")
+    explain = Because.prepare(model, *liked)
+    lap("because you liked: index liked films")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     plan = list(engine.shards([q.name for q in queries], [q.top_n for q in queries], targets,
@@ -173,15 +177,18 @@ def _compute_and_publish(
     try:
         if ray is None:
             with bar(total=int(sum(len(t) for t in targets)), unit="user", enabled=progress) as pbar:
-                done = engine.map_local(model, data, targets, plan, params, folded, pbar)
+                done = engine.map_local(model, data, targets, plan, params, folded, explain, pbar)
         else:
             from movierec.batch.ray_engine import map_shards
 
-            done = map_shards(ray, model, data, targets, plan, params, folded, progress)
+            done = map_shards(ray, model, data, targets, plan, params, folded, explain, progress)
     except BaseException:
         runs.discard(params.run_dir)
         raise
     lap("score and write Parquet" if ray is None else "ray: tasks (score, write parts)")
+    stages["because you liked: nearest liked film (part of scoring)"] = round(
+        sum(d.explain_seconds for d in done), 3
+    )
     per_query = [engine.ShardStats() for _ in queries]
     for shard, st in zip(plan, done, strict=True):
         per_query[shard.query_index].add(st)

@@ -246,6 +246,10 @@ def main() -> None:
         ("speed-up vs reference", f"{reference / wall:,.0f}x"),
     ]
     rows += [(f"step: {name} (s)", f"{sec:.1f}") for name, sec in s["stages"].items()]
+    # Issue 18's budget, measured inside the same run: reading liked films + finding the nearest one.
+    explain = sum(v for k, v in s["stages"].items() if k.startswith("because you liked"))
+    rows.append(("because you liked: added time (s; share of the run without it)",
+                 f"{explain:.1f} ({explain / max(s['seconds'] - explain, 1e-9):.0%})"))  # fmt: skip
     for name, value in rows:
         print(f"| {name} | {value} |")
 

@@ -9,6 +9,8 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
 - `check_model`: what a model must show before it becomes current (finite, not worse than popularity).
 """
 
+from movierec.cf.data import Ratings, load_ratings
+from movierec.cf.explore import BECAUSE_LIKED, Because, because, cap_liked
 from movierec.cf.factors import Factors
 from movierec.cf.foldin import mark_folded, with_fresh_users
 from movierec.cf.guard import check_model
@@ -37,10 +39,12 @@ from movierec.cf.train import HyperParams
 from movierec.cf.training import UpdateRefused, train_model
 
 __all__ = [
+    "BECAUSE_LIKED",
     "CF_FORMULA",
     "SOURCE_CF",
     "SOURCE_COLD",
     "SOURCE_FOLD",
+    "Because",
     "BiasOnly",
     "Candidates",
     "Factors",
@@ -49,12 +53,16 @@ __all__ = [
     "ModelRecord",
     "Popularity",
     "Ranked",
+    "Ratings",
     "Recommender",
     "UpdateRefused",
+    "because",
+    "cap_liked",
     "check_model",
     "cold_formula",
     "current_model",
     "list_models",
+    "load_ratings",
     "load_current_model",
     "load_model",
     "mark_folded",

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from movierec.cf.factors import Factors
+from movierec.cf.ranking import default_workers
 from movierec.cf.recommender import Recommender
 from movierec.errors import BadInputError, NotFoundError
 
@@ -52,3 +57,107 @@ def bias_extremes(
         return [(int(factors.movie_ids[i]), float(factors.movie_bias[i]), int(counts[i])) for i in idx]
 
     return rows(order[:n]), rows(order[::-1][:n])
+
+
+BECAUSE_LIKED = 8  # liked films per user compared (their best-rated, newest first): bounds the batch's cost
+MAX_ROWS = 200_000  # recommended rows compared at once: bounds memory (rows x BECAUSE_LIKED scores)
+
+
+def cap_liked(users: np.ndarray, movies: np.ndarray, n: int = BECAUSE_LIKED) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n` liked films of each user from pairs sorted by user (most telling first)."""
+    users = np.asarray(users, dtype=np.int64)
+    new = np.r_[True, users[1:] != users[:-1]] if len(users) else np.zeros(0, bool)
+    first = np.maximum.accumulate(np.where(new, np.arange(len(users)), 0))
+    keep = np.arange(len(users)) - first < n
+    return users[keep], np.asarray(movies, dtype=np.int64)[keep]
+
+
+@dataclass(frozen=True)
+class Because:
+    """Liked films indexed once per batch for `nearest`: the query-independent half of `because`."""
+
+    factors: Factors
+    liked_users: np.ndarray  # int64, sorted; at most BECAUSE_LIKED per user
+    liked_col: np.ndarray  # int32 column in `cols` of each liked pair's film, -1: the model lacks it
+    cols: np.ndarray  # model movie rows of every film someone liked, sorted
+    unit_cols: np.ndarray  # their unit vectors [len(cols), dim]
+    unit: np.ndarray  # every movie's unit vector
+
+    @classmethod
+    def prepare(cls, model: Recommender, liked_users: np.ndarray, liked_movies: np.ndarray) -> Because | None:
+        """None when nothing can be explained (a model without movie vectors, nobody liked a film)."""
+        factors = getattr(model, "factors", None)
+        if factors is None or not len(liked_users):
+            return None
+        vecs = factors.movie_vecs
+        unit = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        rows = factors.movie_index(np.asarray(liked_movies, dtype=np.int64))
+        cols = np.unique(rows[rows >= 0])
+        if not len(cols):
+            return None
+        liked_col = np.where(rows >= 0, np.searchsorted(cols, rows), -1).astype(np.int32)
+        lu = np.asarray(liked_users, dtype=np.int64)
+        return cls(factors, lu, liked_col, cols, unit[cols], unit)
+
+    def nearest(self, user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
+        """For each recommended (user, movie) row, the user's liked film nearest to it in the CF space
+        (cosine; never the film itself), -1 when the user has no liked film the model knows.
+
+        Rows of one user should be adjacent (as `Recommender.recommend` returns them). One product of the
+        recommended movies' unit vectors with the liked films' per call, then per row only a gather of its
+        user's few liked films and an argmax, over chunks on the ranking's worker threads."""
+        out = np.full(len(user_ids), -1, dtype=np.int64)
+        if not len(user_ids):
+            return out
+        f, lu, cols = self.factors, self.liked_users, self.cols
+        rec_movies, rec_at = np.unique(np.asarray(movie_ids, dtype=np.int64), return_inverse=True)
+        rec_rows = f.movie_index(rec_movies)
+        sims = self.unit[rec_rows.clip(0)] @ self.unit_cols.T  # [distinct recommended, liked films]
+        sims[rec_rows < 0] = -np.inf
+        rec_col = np.searchsorted(cols, rec_rows).clip(max=len(cols) - 1).astype(np.int32)
+        rec_col[(rec_rows < 0) | (cols[rec_col] != rec_rows)] = -2  # the film itself is no liked column
+        n_cols = sims.shape[1]
+        index_type = np.int32 if sims.size < 2**31 else np.int64  # flat positions into sims
+        flat_sims = sims.ravel()
+        width = int(np.diff(np.r_[0, np.flatnonzero(np.diff(lu)) + 1, len(lu)]).max())
+        offsets = np.arange(width)
+        users = np.asarray(user_ids, dtype=np.int64)
+
+        def chunk(s: int) -> None:
+            sl = slice(s, s + MAX_ROWS)
+            u, at = users[sl], rec_at[sl].astype(index_type)
+            # Per user, not per row: rows of one user are adjacent.
+            brk = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+            reps = np.diff(np.r_[brk, len(u)])
+            lo = np.searchsorted(lu, u[brk], side="left")
+            n = np.searchsorted(lu, u[brk], side="right") - lo
+            cand_u = self.liked_col[np.minimum(lo[:, None] + offsets[None, :], len(lu) - 1)]
+            cand_u[offsets[None, :] >= n[:, None]] = -1
+            cand = np.repeat(cand_u, reps, axis=0)  # [rows, width]
+            score = flat_sims[at[:, None] * n_cols + np.maximum(cand, 0)]
+            # padding, films the model lacks and the film itself never explain it
+            score[(cand < 0) | (cand == rec_col[at][:, None])] = -np.inf
+            best = score.argmax(axis=1)
+            every = np.arange(len(u))
+            found = np.isfinite(score[every, best])
+            out[s + np.flatnonzero(found)] = f.movie_ids[cols[cand[every, best][found]]]
+
+        starts = range(0, len(users), MAX_ROWS)
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(default_workers()) as pool:
+            list(pool.map(chunk, starts))
+        return out
+
+
+def because(
+    model: Recommender,
+    user_ids: np.ndarray,
+    movie_ids: np.ndarray,
+    liked_users: np.ndarray,
+    liked_movies: np.ndarray,
+) -> np.ndarray:
+    """`Because.prepare(...).nearest(...)` in one call: -1 everywhere when nothing can be explained.
+    `liked_users`/`liked_movies`: liked pairs sorted by user, at most `BECAUSE_LIKED` per user."""
+    index = Because.prepare(model, liked_users, liked_movies)
+    if index is None:
+        return np.full(len(user_ids), -1, dtype=np.int64)
+    return index.nearest(user_ids, movie_ids)

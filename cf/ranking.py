@@ -9,8 +9,11 @@ argmax, and the model's score map (the sigmoid) is applied only to the N survivo
 the model alone (it is monotonic, so ranking on raw scores gives the same order).
 
 Score formulas (stored with each run):
-- Users the model knows: `score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)`; with
-  alpha = 0 this is the model's prediction (the min-max scaled rating for the rating objective).
+- Users the model knows: `score = (1 - alpha) * minmax_user(cf_logit) + alpha * minmax(similarity)`,
+  both sides scaled to [0, 1] over the query's candidates (the CF side per user), so alpha weighs ranks
+  of comparable spread (the sigmoid of an implicit model's logits spans a few hundredths, so blending it
+  raw let any alpha >= 0.1 drown the CF signal: BENCHMARKS.md, list evaluation); with alpha = 0 the score
+  is the model's prediction (the min-max scaled rating for the rating objective).
 - Users the model does not know (cold start): `score = (1 - w) * minmax(similarity) + w * popularity`,
   popularity = log(1 + ratings) / log(1 + max ratings) over the candidates, w = `cold_weight`
   (`Settings.cold_start_weight`).
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
     from movierec.cf.recommender import Recommender
 
 COLD_POPULARITY_WEIGHT = 0.25  # default of Settings.cold_start_weight
-CF_FORMULA = "score = (1 - alpha) * sigmoid(cf_logit) + alpha * minmax(similarity)"
+CF_FORMULA = "score = (1 - alpha) * minmax_user(cf_logit) + alpha * minmax(similarity)"
 BLOCK_USERS = 4096  # default of Settings.block_users
 ARGMAX_TOP_N = 32
 
@@ -65,6 +68,7 @@ class Ranked:
     predicted_rating: np.ndarray  # NaN where the model does not predict ratings
     cold: np.ndarray  # bool: row comes from the cold-start ranking
     folded: np.ndarray | None = None  # bool: a CF row for a user folded in after training (cf.foldin)
+    because: np.ndarray | None = None  # int64: liked film nearest in CF space (cf.explore), -1: none
     flops: float = field(default=0.0)  # floating-point operations of the model's block products
     matmul_seconds: float = field(default=0.0)  # time spent scoring blocks (the products, biases added)
 
@@ -94,6 +98,10 @@ class Ranked:
                     self.predicted_rating.astype(np.float32), mask=np.isnan(self.predicted_rating)
                 ),
                 "source": source,
+                "because_movie_id": pa.array(
+                    np.zeros(n, np.int32) if self.because is None else self.because.astype(np.int32),
+                    mask=np.ones(n, bool) if self.because is None else self.because < 0,
+                ),
             }
         )
 
@@ -161,7 +169,7 @@ def rank(
         t0 = time.perf_counter()
         raw = model._block(urows[pos], items)
         seconds = time.perf_counter() - t0
-        rank_by = (1 - alpha) * model._to_score(raw) + alpha * sim_norm[None, :] if alpha > 0 else raw
+        rank_by = _blend(raw, sim_norm, alpha) if alpha > 0 else raw
         _mask_seen(rank_by, pos, seen_t, seen_j)
         out = _top_n(rank_by, raw, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, model)
         if progress is not None:
@@ -191,6 +199,17 @@ def rank(
     out.flops = 2.0 * len(known_pos) * k * model.flops_per_pair
     out.matmul_seconds = sum(m for _, m in done)
     return out
+
+
+def _blend(raw: np.ndarray, sim_norm: np.ndarray, alpha: float) -> np.ndarray:
+    """The calibrated blend: each user's CF scores min-max scaled over the candidates, then mixed with the
+    candidates' min-max similarity (a user whose scores are all equal gets 1 on the CF side)."""
+    lo = raw.min(axis=1, keepdims=True)
+    span = raw.max(axis=1, keepdims=True) - lo
+    cf = np.divide(raw - lo, span, out=np.ones_like(raw), where=span > 1e-12)
+    cf *= 1 - alpha
+    cf += alpha * sim_norm[None, :]
+    return cf
 
 
 def default_workers() -> int:

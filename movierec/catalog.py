@@ -109,6 +109,21 @@ def user_ids(con: duckdb.DuckDBPyConnection) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
+LIKED_RATING = 4.0  # a rating at or above it is a liked film (the "because you liked" explanations)
+
+
+def liked(con: duckdb.DuckDBPyConnection, per_user: int) -> tuple[np.ndarray, np.ndarray]:
+    """(users, movies) of each user's `per_user` best-rated liked films (newest first among equal ratings,
+    then the lower id), sorted by user. A top-n aggregate per user, not a sort of every liked rating (at
+    ml-25m size 3-7 s instead of 18 s under load)."""
+    cols = con.execute(
+        "SELECT user_id, unnest(max_by(movie_id, (rating, coalesce(rated_at, TIMESTAMP '1970-01-01'), "
+        "-movie_id), ?)) AS movie_id FROM ratings WHERE rating >= ? GROUP BY user_id ORDER BY user_id",
+        [per_user, LIKED_RATING],
+    ).fetchnumpy()
+    return np.asarray(cols["user_id"], dtype=np.int64), np.asarray(cols["movie_id"], dtype=np.int64)
+
+
 def history(con: duckdb.DuckDBPyConnection, user_id: int, n: int = 5) -> list[dict[str, Any]]:
     """A user's `n` highest-rated movies (newest first among equal ratings)."""
     rows = con.execute(

@@ -49,6 +49,7 @@ ROW_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("similarity", "float32", "FLOAT"),
     ("predicted_rating", "float32", "FLOAT"),
     ("source", "dict_string", "VARCHAR"),
+    ("because_movie_id", "int32", "INTEGER"),  # the user's liked film that explains the row (cf.explore)
 )
 _KEY = ("run_id", "query_name", "user_id", "rank", "movie_id")  # before the movie's title in the latest view
 
@@ -69,7 +70,8 @@ LATEST_RECOMMENDATIONS = (
     + ", ".join(f"r.{n}" for n in _KEY)
     + ", m.title, m.year, m.genres, "
     + ", ".join(f"r.{n}" for n, _, _ in ROW_COLUMNS if n not in _KEY)
-    + " FROM recommendations r JOIN movies m USING (movie_id) "
+    + ", b.title AS because_title FROM recommendations r JOIN movies m USING (movie_id) "
+    "LEFT JOIN movies b ON b.movie_id = r.because_movie_id "
     "WHERE r.run_id = (SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded')"
 )
 
@@ -418,8 +420,8 @@ def _view_files(con: duckdb.DuckDBPyConnection, temp: bool) -> list[str] | None:
         ["temp" if temp else con.execute("SELECT current_database()").fetchone()[0]],
     ).fetchall()
     views = dict(rows)
-    if len(views) < 2:
-        return None
+    if len(views) < 2 or "because_title" not in views["latest_recommendations"]:
+        return None  # missing, or made before the row had its newest column: recreate them
     quoted = _QUOTED.findall(views["recommendations"])
     return [m.replace("''", "'") for m in quoted if m.endswith(".parquet")]
 
@@ -438,7 +440,10 @@ def sync_views(con: duckdb.DuckDBPyConnection, db_path: Path, temp: bool = False
         return files  # the stored views are right
     if files:
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        body = f"SELECT {_SELECT} FROM read_parquet([{listing}], union_by_name = true)"
+        # Parts written before a column existed lack it: the union by name with the empty, fully typed
+        # relation gives them NULL there, even when no file has it yet.
+        files_sql = f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+        body = f"SELECT {_SELECT} FROM ({files_sql} UNION ALL BY NAME {EMPTY_RECOMMENDATIONS})"
     else:
         body = EMPTY_RECOMMENDATIONS
     kind = "TEMP VIEW" if temp else "VIEW"

@@ -80,7 +80,7 @@ def test_known_answer_seen_removed_cold_start_flagged(planted: Settings) -> None
         current,
         "offline-minilm",
     )
-    assert "sigmoid(cf_logit)" in formula and "cold start" in formula
+    assert "minmax_user(cf_logit)" in formula and "cold start" in formula
     assert n_rows == total == 7 * 2 + 7 * 3
     assert per_query == {"zombies": 4, "everything": 8}
 

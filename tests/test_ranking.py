@@ -100,6 +100,20 @@ def test_alpha_blends_similarity_in() -> None:
     assert by_sim[1] == [11, 10]
 
 
+def test_alpha_blends_calibrated_cf_not_raw_sigmoid() -> None:
+    """Regression (issue 18): an implicit model's logits span a few hundredths, so the raw sigmoid blend let
+    alpha 0.1 of similarity overturn the CF order. Scaled per user over the candidates, CF keeps 90%."""
+    users, movies = np.array([1]), np.array([1, 2, 3, 4])  # logits 0.02, 0, -0.02, 0.01 for user 1
+    mv = np.array([[2.0], [0.0], [-2.0], [1.0]], np.float32)
+    uv, zeros = np.array([[0.01]], np.float32), np.zeros(4, np.float32)
+    f = Factors(users, movies, uv, mv, zeros[:1], zeros)
+    cands = _cands([1, 2, 3, 4], sim=[0.5, 0.55, 0.0, 1.0])
+    r = rank_users(f, users, cands, np.array([]), np.array([]), 4, alpha=0.1)
+    # cf scaled: 1, .5, 0, .75; similarity scaled: .5, .55, 0, 1 -> .95, .505, 0, .775
+    assert _lists(r)[1] == [1, 4, 2, 3]
+    assert np.allclose(r.score, [0.95, 0.775, 0.505, 0.0], atol=1e-6)  # float32 arithmetic
+
+
 def test_movie_unknown_to_model_gets_neutral_score() -> None:
     f = _factors()
     r = rank_users(f, np.array([1]), _cands([10, 555, 20]), np.array([]), np.array([]), 3)

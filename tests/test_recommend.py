@@ -56,7 +56,7 @@ def test_recommend_json_matches_the_batch_for_the_same_query(planted: Settings) 
 
     code, out, _ = invoke(planted, "show", "2", "--query", "zombies", "--json")
     shown = json.loads(out)
-    assert all(set(i) == KEYS | {"query"} for i in shown)
+    assert all(set(i) == KEYS | {"query", "because_movie_id", "because_title"} for i in shown)
     assert [i["movie_id"] for i in shown] == [i["movie_id"] for i in items]
     assert [i["score"] for i in shown] == pytest.approx([i["score"] for i in items], rel=1e-5)
 

@@ -36,7 +36,7 @@ def test_one_row_schema_for_arrow_and_sql(settings: Settings) -> None:
         latest = [d[0] for d in con.execute("SELECT * FROM latest_recommendations").description]
     names = [n for n, _, _ in runs.ROW_COLUMNS]
     assert runs.arrow_schema().names == names == empty
-    assert sorted(latest) == sorted([*names, "title", "year", "genres"])
+    assert sorted(latest) == sorted([*names, "title", "year", "genres", "because_title"])
 
 
 def test_a_new_database_records_the_latest_schema_version(settings: Settings) -> None:

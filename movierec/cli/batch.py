@@ -287,11 +287,14 @@ def show_cmd(settings: Settings, user_id: int, query: str | None, as_json: bool)
 
     items = show(settings, user_id, query)
     if as_json:
-        keys = ("query", "rank", "movie_id", "title", "genres", "score", "similarity", "source")
+        keys = ("query", "rank", "movie_id", "title", "genres", "score", "similarity", "source",
+                "because_movie_id", "because_title")  # fmt: skip
         echo_json([{k: item[k] for k in keys} for item in items])
         return
     click.echo(f"run {items[0]['run_id']}")
-    echo_table(items, ["query", "rank", "movie_id", "title", "genres", "score", "similarity", "source"])
+    for item in items:
+        item["because"] = f"because you liked {item['because_title']}" if item["because_title"] else ""
+    echo_table(items, ["query", "rank", "movie_id", "title", "genres", "score", "source", "because"])
 
 
 COMMANDS: list[click.Command] = [queries_group, batch_group, recommend_cmd, show_cmd]

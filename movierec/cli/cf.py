@@ -123,15 +123,48 @@ def train(settings, hyperparams: dict, update: bool, as_json: bool, quiet: bool)
 @click.option("--split", type=click.Choice(["random", "time"]), default="random", show_default=True,
               help="Ranking holdout: a random 25% of each user's ratings (as the published anchors), "
                    "or each user's latest 25%.")  # fmt: skip
+@click.option(
+    "--lists",
+    is_flag=True,
+    help="Judge the batch's lists per user and query against what users rated next (time split), "
+    "baselines and blends beside each other (see README).",
+)
+@click.option(
+    "--queries",
+    "query_file",
+    type=click.Path(dir_okay=False),
+    help="With --lists: a CSV name,text[,genres,topic] instead of the saved queries.",
+)
+@click.option(
+    "--cutoff",
+    help="With --lists: start of the test period, a share of ratings by time (default "
+    "0.9: the last 10%) or a date YYYY-MM-DD.",
+)
+@click.option(
+    "--validation",
+    type=FiniteFloat(min=0, max=1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="With --lists: share of ratings before the cut-off that forms the validation period the "
+    "blend is chosen on (0: none).",
+)
 @json_option
 @quiet_option
-def evaluate(settings, hyperparams: dict, split: str, as_json: bool, quiet: bool) -> None:
+def evaluate(settings, hyperparams: dict, split: str, lists: bool, query_file: str | None, cutoff: str | None,
+             validation: float, as_json: bool, quiet: bool) -> None:  # fmt: skip
     """Train on a holdout split and compare the CF model with popularity and bias-only baselines.
 
     RMSE/MAE on a random 90/10 split (rating models only); precision, recall, nDCG, MAP, hit rate @10 and
-    catalogue coverage on a per-user 75/25 split, scoring every unseen movie.
+    catalogue coverage on a per-user 75/25 split, scoring every unseen movie. With --lists: the published
+    lists (user x query) replayed on a time split and judged by later liked on-topic films.
     """
     from movierec.cf import HyperParams, KerasCF
+
+    if lists:
+        _evaluate_lists(settings, hyperparams, query_file, cutoff, validation, as_json, quiet)
+        return
+    if query_file or cutoff:
+        raise click.UsageError("--queries and --cutoff go with --lists")
     from movierec.cf.data import load_ratings
     from movierec.cf.evaluate import METRICS
     from movierec.cf.evaluate import evaluate as run
@@ -150,6 +183,43 @@ def evaluate(settings, hyperparams: dict, split: str, as_json: bool, quiet: bool
     s = report["split"]
     click.echo(f"ranking split: {split} 75/25 per user, {s['ranking_test']:,} held-out ratings; "
                f"rating split: random 90/10, {s['rating_test']:,} held-out ratings")  # fmt: skip
+
+
+LIST_COLUMNS = ("variant", "ndcg@10", "hit@10", "recall@10", "topical", "judged", "personal", "coverage",
+                "novelty", "fresh ndcg", "cold ndcg")  # fmt: skip
+
+
+def _evaluate_lists(settings, hyperparams: dict, query_file: str | None, cutoff: str | None,
+                    validation: float, as_json: bool, quiet: bool) -> None:  # fmt: skip
+    from movierec.batch.evaluate import evaluate_lists
+    from movierec.cf import HyperParams
+
+    HyperParams(**hyperparams)
+    report = evaluate_lists(settings, query_file, cutoff, validation, hyperparams=hyperparams,
+                            progress=not quiet)  # fmt: skip
+    if as_json:
+        echo_json(report)
+        return
+    for period in report["periods"]:
+        u = period["users"]
+        click.echo(
+            f"\n{period['name']} period {period['cutoff']} .. {period['end']} ({period['train_ratings']:,} "
+            f"training ratings; users: {u['known']:,} known, {u['cold_start']:,} cold-start, {u['fresh']:,} "
+            "fresh). nDCG/hit/recall: known users, later liked on-topic films"
+        )
+        rows = []
+        for name, m in period["variants"].items():
+            a, k = m["all"], m["known"]
+            rows.append(dict(zip(LIST_COLUMNS, (
+                name, k.get("ndcg@10"), k.get("hit@10"), k.get("recall@10"), a.get("topical_precision"),
+                a.get("topic_judged"), a.get("personalisation"), a.get("coverage"), a.get("novelty_pop_rank"),
+                m["fresh"].get("ndcg@10"), m["cold_start"].get("ndcg@10")), strict=True)))  # fmt: skip
+        echo_table(rows, list(LIST_COLUMNS))
+    chosen = report["chosen"]
+    if chosen:
+        click.echo(f"\nchosen on the {chosen['period']} period: {chosen['variant']} ({chosen['rule']})")
+    elif validation > 0:
+        click.echo("\nno blend met the rule on the validation period; keep the current default")
 
 
 @click.command()

@@ -1,0 +1,485 @@
+"""`movierec evaluate --lists`: judge the published lists by what users did next, baselines beside them.
+
+Why: the batch's blend (alpha, number of candidates) used to be set by proxies (genre precision, the CF
+model's catalogue-wide nDCG). This replays a nightly on the past and asks whether a (user, query) list holds
+the films that user went on to rate and like.
+
+Protocol (one period = one cut-off):
+- ratings before the cut-off train a fresh CF model (the product's `KerasCF`, default hyperparameters) and
+  the popularity baseline; the movie vectors are content, so the store's candidates are reused as they are;
+- every query's candidates come from the store through the batch's own search (`fetch_candidates`), at the
+  largest candidate count any variant asks for; a variant with fewer takes the best-similarity prefix;
+- each variant ranks top-10 lists through the model contract (`Recommender.recommend`, as the batch does)
+  for every user who rates anything in the period, films rated before the cut-off left out;
+- relevant = films the user rated >= `LIKE` in the period that are *on the query's topic*: carrying one of
+  the query's genres when it has genre filters, else among its `max(candidates)` most similar films over the
+  whole catalogue. Only pairs with at least one relevant film count for hit rate, nDCG@10 and recall@10.
+- topical precision = share of list films whose title or user tags contain one of the query's topic terms
+  (`topic` column of a query file; for saved queries the content words of their text), among the list
+  films that can be judged (a tag, or a title match); `topic_judged` says how many could be.
+- personalisation (1 - mean pairwise Jaccard of lists, up to `PERSONALISATION_SAMPLE` users per query),
+  coverage (distinct listed films / catalogue) and novelty (mean popularity rank of listed films in the
+  training ratings, 1 = most rated) over every list of the period.
+Users are reported in groups: `known` (>= `COLD_RATINGS` ratings before the cut-off), `cold_start` (fewer)
+and `fresh` (first rating after the cut-off: they get the cold-start list, the same for every CF variant).
+
+Choosing the default (`choose`) happens on a validation period that ends where the test period starts, so
+the test period never steers the choice.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from movierec.batch.candidates import encode_texts, fetch_candidates
+from movierec.batch.queries import DEFAULT_CANDIDATES, SavedQuery, list_queries, validate
+from movierec.cf import KerasCF, Popularity, Ratings, Recommender, load_ratings
+from movierec.config import Settings
+from movierec.db import connect
+from movierec.errors import BadInputError, NotFoundError
+from movierec.progress import bar, say
+
+K = 10  # list length judged (the saved queries' default top-N)
+LIKE = 4.0  # a later rating at or above this is a "liked" film
+COLD_RATINGS = 5  # users with fewer training ratings are reported as cold-start
+PERSONALISATION_SAMPLE = 400
+DEFAULT_CUTOFF = 0.9  # test period: the last 10% of ratings by time
+DEFAULT_VALIDATION = 0.1  # validation period: the 10% of ratings before the test period
+TOPICAL_TARGET = 0.9
+OLD_CANDIDATES = 250  # the candidates of the baselines: the default before this evaluation chose one
+_STOP = {"films", "film", "movies", "movie", "with", "about", "from", "that", "this", "where", "into",
+         "their", "them", "they", "have", "some", "kids", "like", "good"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to rank a query's candidates: a baseline or a blend.
+
+    kind: `similarity` (the reference design: candidates by similarity, no CF), `popularity` (most-rated
+    candidates), `cf` (the product's ranking: `(1 - alpha) * sigmoid(cf) + alpha * minmax(similarity)`)."""
+
+    name: str
+    kind: str
+    candidates: int = DEFAULT_CANDIDATES
+    alpha: float = 0.0
+
+
+def default_variants() -> list[Variant]:
+    """The baselines, today's default and a grid of blends (alpha x number of candidates)."""
+    out = [
+        Variant("reference: similarity", "similarity", OLD_CANDIDATES, 1.0),
+        Variant("popularity", "popularity", OLD_CANDIDATES),
+        Variant("cf a0 k250 (old default)", "cf", OLD_CANDIDATES, 0.0),
+    ]
+    for k in (50, 100, 250):
+        for a in (0.0, 0.1, 0.2, 0.3, 0.5, 0.7):
+            if (k, a) != (250, 0.0):
+                out.append(Variant(f"cf a{a:g} k{k}", "cf", k, a))
+    return out
+
+
+BASELINES = ("reference: similarity", "popularity", "cf a0 k250 (old default)")
+
+
+@dataclass(frozen=True)
+class EvalQuery:
+    """A saved query plus the words that say what its topic is (for topical precision)."""
+
+    query: SavedQuery
+    topic: tuple[str, ...]
+
+
+@dataclass
+class PeriodResult:
+    name: str
+    cutoff: str
+    end: str
+    train_ratings: int
+    users: dict[str, int]
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> metrics (+ per group)
+
+
+def read_query_file(path: str | os.PathLike[str]) -> list[tuple[SavedQuery, tuple[str, ...]]]:
+    """A CSV with columns name, text and optionally genres and topic (both `|`-separated)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise BadInputError(f"cannot read query file {path}: {exc.strerror or exc}") from None
+    if not rows or not {"name", "text"} <= set(rows[0]):
+        raise BadInputError(f"query file {path} needs a header with at least the columns name,text")
+    out = []
+    for row in rows:
+        genres = tuple(g.strip() for g in (row.get("genres") or "").split("|") if g.strip())
+        topic = tuple(t.strip().lower() for t in (row.get("topic") or "").split("|") if t.strip())
+        out.append((SavedQuery(row["name"] or "", row["text"] or "", genres), topic))
+    return out
+
+
+def topic_terms(text: str) -> tuple[str, ...]:
+    """Content words of a query text, the fallback topic of saved queries ('zombies' from its text)."""
+    return tuple(w for w in re.findall(r"[a-z][a-z-]+", text.lower()) if len(w) >= 4 and w not in _STOP)
+
+
+def resolve_cutoff(value: str | float | None, rated_at: np.ndarray, default: float = DEFAULT_CUTOFF) -> int:
+    """Epoch seconds of a cut-off given as a share of ratings (0.9: the time by which 90% happened) or a
+    date (YYYY-MM-DD)."""
+    if value is None or value == "":
+        value = default
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        try:
+            return int(datetime.fromisoformat(str(value)).replace(tzinfo=UTC).timestamp())
+        except ValueError:
+            raise BadInputError(
+                f"--cutoff {value!r}: give a share of ratings (e.g. 0.9) or a date (YYYY-MM-DD)"
+            ) from None
+    if not 0 < share < 1:
+        raise BadInputError(f"--cutoff {value}: a share of ratings must be between 0 and 1")
+    return int(np.quantile(rated_at, share))
+
+
+def evaluate_lists(
+    settings: Settings,
+    query_file: str | os.PathLike[str] | None = None,
+    cutoff: str | float | None = None,
+    validation: float = DEFAULT_VALIDATION,
+    variants: list[Variant] | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Validation period, choice of the blend on it, then the test period; a JSON-ready report."""
+    variants = variants or default_variants()
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise BadInputError("variant names must be unique")
+    if not 0 <= validation < 1:
+        raise BadInputError(f"--validation must be in [0, 1), got {validation}")
+    data = load_ratings(settings)
+    if not data.rated_at.any():
+        raise BadInputError("the ratings carry no timestamps: a time split needs them")
+    test_cut = resolve_cutoff(cutoff, data.rated_at)
+    queries = _queries(settings, query_file)
+    kmax = max(v.candidates for v in variants)
+    vectors = encode_texts(settings, [q.query.text for q in queries])
+    wide = [SavedQuery(q.query.name, q.query.text, q.query.genres, candidates=kmax) for q in queries]
+    cands = fetch_candidates(settings, vectors, wide)
+    # Topic without genre filters: the query's top candidates over the whole catalogue.
+    plain = [SavedQuery(q.query.name, q.query.text, candidates=kmax) for q in queries]
+    nearest = fetch_candidates(settings, vectors, plain)
+    movies = _movies(settings)
+
+    periods = []
+    if validation > 0:
+        share_before = float((data.rated_at < test_cut).mean())
+        val_cut = int(np.quantile(data.rated_at, max(share_before - validation, 0.01)))
+        periods.append(("validation", val_cut, test_cut))
+    periods.append(("test", test_cut, None))
+    results = []
+    for name, start, end in periods:
+        say(f"{name} period: training on ratings before {_date(start)}", enabled=progress)
+        results.append(
+            _period(
+                settings,
+                name,
+                data,
+                start,
+                end,
+                queries,
+                cands,
+                nearest,
+                movies,
+                variants,
+                hyperparams or {},
+                progress,
+            )  # fmt: skip
+        )
+    chosen = choose(results[0]) if validation > 0 else None
+    return {
+        "protocol": {
+            "k": K,
+            "like": LIKE,
+            "cold_start_ratings": COLD_RATINGS,
+            "relevant": "later ratings >= like of films on the query's topic (a query genre when it has "
+            "genre filters, else among its top candidates by similarity over the whole catalogue)",
+            "topical": "title or user tags contain a topic term, among list films that can be judged",
+            "max_candidates": kmax,
+        },
+        "queries": [
+            {
+                "name": q.query.name,
+                "text": q.query.text,
+                "genres": list(q.query.genres),
+                "topic": list(q.topic),
+            }
+            for q in queries
+        ],
+        "periods": [asdict(r) for r in results],
+        "chosen": chosen,
+    }
+
+
+def choose(period: PeriodResult) -> dict[str, Any] | None:
+    """The blend with the best later-liked nDCG@10 (known users) among those keeping topical precision
+    >= TOPICAL_TARGET (or the reference list's own, when even pure similarity falls short of it: then the
+    topic measure, not the ranking, is the limit) and personalisation at least the old default's; None if
+    no blend qualifies."""
+    base = period.variants.get(BASELINES[2], {}).get("all", {})
+    floor = base.get("personalisation") or 0.0
+    ref = period.variants.get(BASELINES[0], {}).get("all", {}).get("topical_precision")
+    topical_floor = TOPICAL_TARGET if ref is None else min(TOPICAL_TARGET, ref)
+    best = None
+    for name, m in period.variants.items():
+        if name in BASELINES[:2]:
+            continue
+        a = m["all"]
+        topical = a.get("topical_precision")
+        if topical is not None and topical < topical_floor:
+            continue
+        if (a.get("personalisation") or 0.0) < floor:
+            continue
+        score = m["known"].get("ndcg@10") or 0.0
+        if best is None or score > best[1]:
+            best = (name, score)
+    if best is None:
+        return None
+    return {"variant": best[0], "period": period.name, "known_ndcg@10": best[1],
+            "rule": f"max known-user nDCG@10 with topical precision >= {topical_floor} and personalisation "
+                    f">= the old default's ({floor})"}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ internals
+
+
+def _date(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def _queries(settings: Settings, query_file: str | os.PathLike[str] | None) -> list[EvalQuery]:
+    with connect(settings, read_only=True) as con:
+        if query_file is not None:
+            read = read_query_file(query_file)
+            out = [EvalQuery(validate(con, q), t or topic_terms(q.text)) for q, t in read]
+        else:
+            out = [EvalQuery(q, topic_terms(q.text)) for q in list_queries(con, enabled_only=True)]
+    if not out:
+        raise NotFoundError(
+            "no queries to evaluate: save some (`movierec queries add`) or pass --queries FILE.csv"
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class _Movies:
+    ids: np.ndarray  # sorted
+    genres: list[set[str]]
+    text: list[str]  # lower-cased title and user tags
+    tagged: np.ndarray  # bool: has at least one user tag
+
+    def at(self, movie_ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.ids, movie_ids)
+
+
+def _movies(settings: Settings) -> _Movies:
+    with connect(settings, read_only=True) as con:
+        rows = con.execute(
+            "SELECT m.movie_id, m.title, m.genres, t.tags FROM movies m LEFT JOIN "
+            "(SELECT movie_id, string_agg(DISTINCT lower(tag), ' | ') AS tags FROM tags GROUP BY movie_id) t "
+            "USING (movie_id) ORDER BY m.movie_id"
+        ).fetchall()
+    return _Movies(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        [set(r[2] or ()) for r in rows],
+        [f"{(r[1] or '').lower()} | {r[3] or ''}" for r in rows],
+        np.array([r[3] is not None for r in rows], dtype=bool),
+    )
+
+
+def _period(
+    settings: Settings,
+    name: str,
+    data: Ratings,
+    start: int,
+    end: int | None,
+    queries: list[EvalQuery],
+    cands: list[Any],
+    nearest: list[Any],
+    movies: _Movies,
+    variants: list[Variant],
+    hyperparams: dict[str, Any],
+    progress: bool,
+) -> PeriodResult:
+    before = data.rated_at < start
+    during = ~before if end is None else ~before & (data.rated_at < end)
+    train = data.take(before)
+    if len(train) == 0:
+        raise BadInputError(f"no ratings before {_date(start)}: choose a later --cutoff")
+    later = data.take(during)
+    users = np.unique(later.user_ids)
+    if len(users) == 0:
+        raise BadInputError(f"no ratings after {_date(start)}: choose an earlier --cutoff")
+    cf = KerasCF(**hyperparams).fit(train, progress=progress)
+    pop = Popularity().fit(train)
+    seen = cf.seen
+    n_train = np.bincount(np.searchsorted(users, train.user_ids[np.isin(train.user_ids, users)]),
+                          minlength=len(users))  # fmt: skip
+    group = np.where(n_train == 0, "fresh", np.where(n_train < COLD_RATINGS, "cold_start", "known"))
+    counts = np.bincount(np.searchsorted(movies.ids, train.movie_ids), minlength=len(movies.ids))
+    pop_rank = np.empty(len(counts), dtype=np.int64)
+    pop_rank[np.argsort(-counts, kind="stable")] = np.arange(1, len(counts) + 1)
+    liked = later.take(later.ratings >= LIKE)
+    liked_keys = (liked.user_ids << 32) | liked.movie_ids
+
+    result = PeriodResult(
+        name, _date(start), _date(end) if end else "end of data", int(len(train)),
+        {g: int((group == g).sum()) for g in ("known", "cold_start", "fresh")},
+    )  # fmt: skip
+    acc: dict[str, list[dict[str, np.ndarray]]] = {v.name: [] for v in variants}
+    with bar(total=len(queries) * len(variants), unit="list set", enabled=progress) as pbar:
+        for q, c, near in zip(queries, cands, nearest, strict=True):
+            on_topic = _relevant_movies(q, c, near, movies)
+            is_rel = np.isin(liked.movie_ids, on_topic)
+            rel_keys = np.sort(liked_keys[is_rel])
+            n_rel = np.bincount(np.searchsorted(users, liked.user_ids[is_rel]), minlength=len(users))
+            topical = _topical(q.topic, c.movie_ids, movies)
+            for v in variants:
+                pbar.set_description(f"{name}: {q.query.name}")
+                k = min(v.candidates, len(c))
+                model: Recommender = pop if v.kind == "popularity" else cf
+                alpha = 1.0 if v.kind == "similarity" else v.alpha
+                ranked = model.recommend(
+                    users, K, items=c.movie_ids[:k], similarity=c.similarity[:k],
+                    popularity=seen.counts(c.movie_ids[:k]), seen=seen, alpha=alpha,
+                    cold_weight=settings.cold_start_weight,
+                )  # fmt: skip
+                top = np.full((len(users), K), -1, dtype=np.int64)
+                top[np.searchsorted(users, ranked.user_id), ranked.rank - 1] = ranked.movie_id
+                acc[v.name].append(_judge(top, users, rel_keys, n_rel, topical, movies, pop_rank))
+                pbar.update(1)
+    for v in variants:
+        parts = acc[v.name]
+        result.variants[v.name] = {
+            "kind": v.kind,
+            "alpha": v.alpha,
+            "candidates": v.candidates,
+            "all": _summary(parts, np.ones(len(users), bool), len(movies.ids)),
+            **{g: _summary(parts, group == g, len(movies.ids)) for g in ("known", "cold_start", "fresh")},
+        }
+    return result
+
+
+def _relevant_movies(q: EvalQuery, cands: Any, near: Any, movies: _Movies) -> np.ndarray:
+    if q.query.genres:
+        want = set(q.query.genres)
+        return movies.ids[[bool(g & want) for g in movies.genres]]
+    return np.asarray(near.movie_ids, dtype=np.int64)
+
+
+def _topical(terms: tuple[str, ...], movie_ids: np.ndarray, movies: _Movies) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted candidate ids, label per id): 1 on topic, 0 off topic, -1 where nothing can judge it (no
+    tags, no title match)."""
+    pats = [re.compile(r"\b" + re.escape(t[:-1] if len(t) > 4 and t.endswith("s") else t)) for t in terms]
+    ids = np.unique(np.asarray(movie_ids, dtype=np.int64))
+    label = np.empty(len(ids), dtype=np.int8)
+    for i, pos in enumerate(movies.at(ids)):
+        hit = any(p.search(movies.text[pos]) for p in pats)
+        label[i] = 1 if hit else (0 if movies.tagged[pos] else -1)
+    return ids, label
+
+
+def _judge(
+    top: np.ndarray,
+    users: np.ndarray,
+    rel_keys: np.ndarray,
+    n_rel: np.ndarray,
+    topical: tuple[np.ndarray, np.ndarray],
+    movies: _Movies,
+    pop_rank: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-user arrays for one query's lists (summed or averaged over users later)."""
+    valid = top >= 0
+    keys = (users[:, None] << 32) | np.where(valid, top, 0)
+    pos = np.searchsorted(rel_keys, keys).clip(0, max(len(rel_keys) - 1, 0))
+    hits = valid & (rel_keys[pos] == keys) if len(rel_keys) else np.zeros_like(valid)
+    disc = 1.0 / np.log2(np.arange(2, K + 2))
+    idcg = np.concatenate(([0.0], np.cumsum(disc)))[np.minimum(n_rel, K)]
+    dcg = (hits * disc).sum(axis=1)
+    ids, label = topical
+    if len(ids):
+        at = np.searchsorted(ids, top).clip(0, len(ids) - 1)
+        t = np.where(valid & (ids[at] == top), label[at], -1)  # every listed film is a candidate
+    else:
+        t = np.full(top.shape, -1)
+    judged, on = t >= 0, t == 1
+    return {
+        "top": top,
+        "n_rel": n_rel,
+        "hit": hits.any(axis=1),
+        "ndcg": np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1), 0.0),
+        "recall": hits.sum(axis=1) / np.maximum(n_rel, 1),
+        "judged": judged.sum(axis=1),
+        "on": on.sum(axis=1),
+        "listed": valid.sum(axis=1),
+        "poprank": np.where(valid, pop_rank[movies.at(np.where(valid, top, movies.ids[0]))], 0).sum(axis=1),
+    }
+
+
+def _summary(parts: list[dict[str, np.ndarray]], mask: np.ndarray, n_movies: int) -> dict[str, Any]:
+    if not mask.any():
+        return {"pairs_judged": 0}
+    judged = [p["n_rel"][mask] > 0 for p in parts]
+    n = int(sum(j.sum() for j in judged))
+
+    def mean(key: str) -> float | None:
+        return round(float(sum(p[key][mask][j].sum() for p, j in zip(parts, judged, strict=True)) / n), 4) \
+            if n else None  # fmt: skip
+
+    per_pair = np.concatenate([p["ndcg"][mask][j] for p, j in zip(parts, judged, strict=True)])
+    listed = sum(int(p["listed"][mask].sum()) for p in parts)
+    judged_items = sum(int(p["judged"][mask].sum()) for p in parts)
+    shown = np.unique(np.concatenate([p["top"][mask].ravel() for p in parts]))
+    pers = [x for p in parts if (x := personalisation(p["top"][mask])) is not None]
+    return {
+        "pairs_judged": n,
+        "hit@10": mean("hit"),
+        "ndcg@10": mean("ndcg"),
+        # standard error of that mean: differences smaller than about twice it are noise
+        "ndcg@10_se": round(float(per_pair.std(ddof=1) / np.sqrt(n)), 4) if n > 1 else None,
+        "recall@10": mean("recall"),
+        "topical_precision": round(sum(int(p["on"][mask].sum()) for p in parts) / judged_items, 4)
+        if judged_items
+        else None,
+        "topic_judged": round(judged_items / listed, 4) if listed else None,
+        "personalisation": round(float(np.mean(pers)), 4) if pers else None,
+        "coverage": round(float((shown >= 0).sum() / n_movies), 5),
+        "novelty_pop_rank": round(sum(float(p["poprank"][mask].sum()) for p in parts) / listed, 1)
+        if listed
+        else None,
+    }
+
+
+def personalisation(top: np.ndarray, sample: int = PERSONALISATION_SAMPLE) -> float | None:
+    """1 - mean pairwise Jaccard overlap of lists (rows of movie ids, -1 = empty slot), over an evenly
+    spaced sample of up to `sample` users (deterministic, so reruns agree)."""
+    rows = top[np.any(top >= 0, axis=1)]
+    if len(rows) < 2:
+        return None
+    rows = rows[np.linspace(0, len(rows) - 1, min(sample, len(rows))).astype(int)]
+    ids, inv = np.unique(rows, return_inverse=True)
+    x = np.zeros((len(rows), len(ids)), dtype=np.float32)
+    x[np.repeat(np.arange(len(rows)), rows.shape[1]), inv.ravel()] = 1.0
+    x[:, ids == -1] = 0.0
+    inter = x @ x.T
+    size = x.sum(axis=1)
+    union = size[:, None] + size[None, :] - inter
+    iu = np.triu_indices(len(rows), k=1)
+    jac = np.divide(inter[iu], union[iu], out=np.zeros(len(iu[0]), np.float32), where=union[iu] > 0)
+    return float(1.0 - jac.mean())
