@@ -661,7 +661,10 @@ def test_sigkill_during_train_then_the_next_train_just_works(settings: Settings,
     assert _movierec("ingest", "-q", str(tmp_path / "syn")).returncode == 0
     exe = Path(sys.executable).with_name("movierec")
     proc = subprocess.Popen(
-        [str(exe), "train", "--epochs", "200", "--dim", "8"], stderr=subprocess.PIPE, text=True
+        # The rating objective: a long fit (the implicit one finishes before the kill at this size).
+        [str(exe), "train", "--objective", "rating", "--epochs", "200", "--dim", "8"],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     for line in proc.stderr:  # progress on stderr: kill once fitting has begun
         if "training" in line:
@@ -758,7 +761,7 @@ def test_sigkill_during_nightly_keeps_the_published_lists(
             reached = True
             break
     assert reached, f"the nightly ended before its {stage} stage"
-    time.sleep(0.5)
+    time.sleep(0.1)  # inside the stage: a batch of this size is done in well under a second
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     with connect(settings, read_only=True) as con:

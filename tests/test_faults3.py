@@ -92,7 +92,12 @@ def test_sql_interrupted_by_ctrl_c_is_one_line(settings: Settings) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)  # started and inside the query (the import takes ~1 s)
+    # Inside the query, whatever the load: start-up costs about 1 CPU-second, the query all cores at once.
+    import psutil
+
+    child, deadline = psutil.Process(proc.pid), time.monotonic() + 60
+    while sum(child.cpu_times()[:2]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
