@@ -67,6 +67,7 @@ def _json(args: list[str]) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.elsewhere  # float scores across processors (issue 14)
 def test_a_v01_home_reads_ranks_and_republishes_the_same_lists(old_home: Path) -> None:
     shown = _json(["show", "7", "--json"])
     # A run published before `because_movie_id` existed reads with it NULL (issue 18); the rest is as it was.
