@@ -2,7 +2,8 @@
 
 Night 1: a fresh home, 20 saved queries (the texts of `bench_batch.py`, without genre filters: a genre
 cannot be validated before the first ingest), then `movierec nightly BASE`:
-ingest, embed every movie with the offline model, a full CF fit, a 20-query batch. Night 2:
+ingest, embed every movie with the default model (`--model` to choose one), a tuned full CF fit, a
+20-query batch. Night 2:
 `movierec nightly FULL` where FULL is BASE plus ~1% more ratings, new users and new movies
 (`benchmarks/snapshots.py`): ingest, embed the new movies, an incremental CF update, the batch (users new
 since the model folded in). Each night is one `movierec` process: wall time, peak RSS from
@@ -26,9 +27,17 @@ from bench_batch import TEXTS
 from snapshots import make_base
 
 
-def night(home: Path, data: Path, label: str) -> dict:
-    env = {**os.environ, "MOVIEREC_HOME": str(home), "MOVIEREC_MODEL": "offline-minilm"}
-    env["HF_HUB_OFFLINE"] = "1"
+def _env(home: Path, model: str | None) -> dict[str, str]:
+    """The product's defaults (the shipped multilingual model, tags, tuning) unless --model names one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
+    env.update(MOVIEREC_HOME=str(home), HF_HUB_OFFLINE="1")
+    if model:
+        env["MOVIEREC_MODEL"] = model
+    return env
+
+
+def night(home: Path, data: Path, label: str, model: str | None) -> dict:
+    env = _env(home, model)
     rss = home.with_name(home.name + "-rss.txt")
     load = os.getloadavg()
     t = time.perf_counter()
@@ -60,18 +69,22 @@ def main() -> None:
     ap.add_argument("--full", type=Path, required=True, help="movierec data synth output, ml-25m size")
     ap.add_argument("--base", type=Path, help="default: FULL-base (made from FULL when missing)")
     ap.add_argument("--home", type=Path, default=Path("/tmp/movierec-bench-nightly"))
+    ap.add_argument("--model", help="embedding model (default: the product's own default)")
     args = ap.parse_args()
     base = args.base or args.full.with_name(args.full.name + "-base")
     print(make_base(args.full, base), flush=True)
 
     shutil.rmtree(args.home, ignore_errors=True)
-    env = {**os.environ, "MOVIEREC_HOME": str(args.home), "MOVIEREC_MODEL": "offline-minilm"}
+    env = _env(args.home, args.model)
     for i, text in enumerate(TEXTS):
         # No genre filters: a genre cannot be validated before the first ingest has filled the catalogue.
         cmd = [sys.executable, "-m", "movierec.cli", "queries", "add", f"q{i:02d}", text]
         subprocess.run(cmd, env=env, check=True, capture_output=True)
 
-    rows = [night(args.home, base, "1: fresh home"), night(args.home, args.full, "2: +1% ratings")]
+    rows = [
+        night(args.home, base, "1: fresh home", args.model),
+        night(args.home, args.full, "2: +1% ratings", args.model),
+    ]
     print("\n| night | wall | peak RSS | load avg at start | " + " | ".join(
         s["stage"] for s in rows[0]["stages"]) + " |")  # fmt: skip
     print("| --- | ---: | ---: | --- |" + " ---: |" * len(rows[0]["stages"]))
