@@ -32,12 +32,9 @@ QUERY = "SELECT count(*) FROM latest_recommendations"
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MOVIEREC_HOME": str(home),
-        "MOVIEREC_MODEL": "offline-minilm",
-        "HF_HUB_OFFLINE": "1",
-    }
+    """The product's defaults (the shipped multilingual model, tags, tuning): what a night really does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
+    return {**env, "MOVIEREC_HOME": str(home), "HF_HUB_OFFLINE": "1"}
 
 
 def read_once(home: Path) -> tuple[float, float, int, str]:
