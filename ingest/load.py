@@ -8,6 +8,11 @@
 3. Upsert by key: only new or changed rows are written, so re-ingesting the same snapshot writes nothing
    and a newer snapshot updates changed ratings in place of duplicating them. Rows absent from the newer
    snapshot are kept (MovieLens snapshots only grow).
+
+Readers are locked out only while rows are written: the big files (ratings, tags) are parsed, checked and
+compared with the stored rows (which of them are new or changed) before the database is opened for
+writing, on a read-only connection that readers share; the ingest lock keeps another ingest from writing
+in between. At ml-25m size the comparison is the long part (a join of 25M rows with 25M).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from movierec.config import Settings
-from movierec.db import connect, transaction
+from movierec.db import connect, has_table, transaction
 from movierec.errors import BadInputError
 from movierec.ingest.formats import (
     MAX_LINE,
@@ -35,6 +40,7 @@ from movierec.ingest.formats import (
     read_arrow,
     select_sql,
 )
+from movierec.locks import file_lock
 from movierec.progress import bar
 
 # Key columns and compared value columns of each table.
@@ -93,12 +99,42 @@ def ingest_dir(
 ) -> IngestReport:
     """Load `directory` into the project database (`settings.db_path`) in one transaction.
 
-    The big files are parsed and checked before the database is opened for writing: readers are locked
-    out only while the rows are written (at ml-25m size, parsing ratings.csv alone takes ~10 s)."""
+    The big files are parsed, checked and compared with the stored rows before the database is opened for
+    writing: readers are locked out only while the changes are written (at ml-25m size, parsing
+    ratings.csv takes ~10 s and comparing it with the stored ratings a few more)."""
     source = detect(directory, fmt)
-    parsed = {table: prepare_fast(source, table) for table in _FAST if table in source.files}
-    with connect(settings) as con:
-        return load(con, source, skip_bad_rows=skip_bad_rows, progress=progress, parsed=parsed)
+    with file_lock(ingest_lock_path(settings.db_path), "the database's ingest", wait=settings.write_wait):
+        parsed = {table: prepare_fast(source, table) for table in _FAST if table in source.files}
+        changed = _compare(settings, parsed)
+        with connect(settings) as con:
+            return load(
+                con, source, skip_bad_rows=skip_bad_rows, progress=progress, parsed=parsed, changed=changed
+            )
+
+
+def ingest_lock_path(db_path: Path) -> Path:
+    """Held by an ingest from its comparison with the stored rows until its commit: the comparison stays
+    true while the database is open to readers in between."""
+    return db_path.with_name(db_path.name + ".ingest.lock")
+
+
+def _compare(settings: Settings, parsed: dict[str, pa.Table | None]) -> dict[str, pa.Table]:
+    """For each prepared table with stored rows: its new and changed rows (`_changed_sql`), computed on a
+    read-only connection (readers are not locked out). Nothing for a fresh database or table: the write
+    is then a plain insert."""
+    todo = [table for table, data in parsed.items() if data is not None]
+    if not todo or not settings.db_path.exists():
+        return {}
+    out: dict[str, pa.Table] = {}
+    with connect(settings, read_only=True) as con:
+        for table in todo:
+            if not has_table(con, table) or not _count(con, f"SELECT count(*) FROM (FROM {table} LIMIT 1)"):
+                continue
+            stage = _ARROW_PREFIX + table
+            con.register(stage, parsed[table])
+            out[table] = con.sql(_changed_sql(table, stage)).to_arrow_table()
+            con.unregister(stage)
+    return out
 
 
 def load(
@@ -109,9 +145,12 @@ def load(
     skip_bad_rows: bool = False,
     progress: bool = False,
     parsed: dict[str, pa.Table | None] | None = None,
+    changed: dict[str, pa.Table] | None = None,
 ) -> IngestReport:
     """Ingest `directory` through connection `con` (schema already present). All or nothing. `parsed`:
-    `prepare_fast` of the files, done before `con` was opened (else done here)."""
+    `prepare_fast` of the files, done before `con` was opened (else done here); `changed`: their new and
+    changed rows against the stored ones, computed then too (`_compare`), used when that file is staged
+    from `parsed`."""
     started = time.perf_counter()
     source = directory if isinstance(directory, Source) else detect(directory, fmt)
     parsed = {} if parsed is None else parsed  # popped as used: each table freed once written
@@ -129,6 +168,7 @@ def load(
             pbar.set_postfix_str(f"reading {source.files[table].name}")
             data = parsed.pop(table) if table in parsed else prepare_fast(source, table)
             stage = _fast_stage(con, table, data)
+            diff = (changed or {}).get(table) if stage is not None else None
             problems: list[_Problem] = []
             if stage is None:  # the DuckDB reader: slower, but it finds every bad line
                 stage = _stage(con, source, table)
@@ -143,7 +183,7 @@ def load(
                     "(fix the file, or pass --skip-bad-rows to load the rest)"
                 )
             pbar.set_postfix_str(f"writing {table}")
-            report.new[table], report.updated[table] = _upsert(con, table, stage)
+            report.new[table], report.updated[table] = _upsert(con, table, stage, diff)
             if stage.startswith(_ARROW_PREFIX):
                 con.unregister(stage)
             else:
@@ -346,21 +386,38 @@ def _blank_lines(path: Path) -> np.ndarray:
     return np.flatnonzero(blank) + 1
 
 
-def _upsert(con: duckdb.DuckDBPyConnection, table: str, stage: str) -> tuple[int, int]:
-    """Write new and changed rows of `stage` into `table`; return (new, updated)."""
+def _source(table: str, stage: str) -> str:
+    """The rows of `stage` to store: for tags, the latest of repeated (user, movie, tag)."""
+    if table == "tags":
+        return f"(SELECT {', '.join(_KEYS[table][0])}, max(tagged_at) AS tagged_at FROM {stage} GROUP BY ALL)"
+    return stage
+
+
+def _changed_sql(table: str, stage: str) -> str:
+    """The rows of `stage` that are new to `table` or differ from the stored row, with `existed`."""
     keys, values = _KEYS[table]
-    cols = ", ".join(keys + values)
-    if table == "tags":  # keep the latest of repeated (user, movie, tag)
-        stage = f"(SELECT {', '.join(keys)}, max(tagged_at) AS tagged_at FROM {stage} GROUP BY ALL)"
-    if _count(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)") == 0:
-        # Fresh table: everything is new, no join needed (the fast path at ml-25m scale).
-        return _count(con, f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}"), 0  # rows inserted
     on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
     differs = " OR ".join(f"t.{v} IS DISTINCT FROM s.{v}" for v in values)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _changed AS SELECT s.*, t.{keys[0]} IS NOT NULL AS existed "
-        f"FROM {stage} s LEFT JOIN {table} t ON {on} WHERE t.{keys[0]} IS NULL OR {differs}"
+    return (
+        f"SELECT s.*, t.{keys[0]} IS NOT NULL AS existed FROM {_source(table, stage)} s "
+        f"LEFT JOIN {table} t ON {on} WHERE t.{keys[0]} IS NULL OR {differs}"
     )
+
+
+def _upsert(
+    con: duckdb.DuckDBPyConnection, table: str, stage: str, diff: pa.Table | None = None
+) -> tuple[int, int]:
+    """Write new and changed rows of `stage` into `table`; return (new, updated). `diff`: those rows, when
+    they were found before the database was opened for writing (`_compare`)."""
+    keys, values = _KEYS[table]
+    cols = ", ".join(keys + values)
+    if _count(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)") == 0:
+        # Fresh table: everything is new, no join needed (the fast path at ml-25m scale).
+        return _count(con, f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_source(table, stage)}"), 0
+    if diff is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _changed AS {_changed_sql(table, stage)}")
+    else:
+        con.register("_changed", diff)
     new, updated = con.execute(
         "SELECT count(*) FILTER (NOT existed), count(*) FILTER (existed) FROM _changed"
     ).fetchall()[0]
@@ -371,5 +428,8 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, stage: str) -> tuple[int
             match = " AND ".join(f"t.{k} = c.{k}" for k in keys)
             con.execute(f"DELETE FROM {table} t USING _changed c WHERE c.existed AND {match}")
         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _changed")
-    con.execute("DROP TABLE _changed")
+    if diff is None:
+        con.execute("DROP TABLE _changed")
+    else:
+        con.unregister("_changed")
     return int(new), int(updated)

@@ -161,7 +161,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     runs.mark_dead_runs(con, db_path)
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
         con.execute(
             "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
@@ -211,15 +211,21 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
             raise _busy(path, exc) from exc
         raise _damaged(path, exc) from exc
     except duckdb.Error as exc:  # "Corrupt database file", a bad header or block, a foreign file
+        if "in-memory database in read-only mode" in str(exc):  # a data file, opened read-only
+            raise _not_duckdb(path) from exc
         raise _damaged(path, exc) from exc
     # DuckDB opens a .parquet (or .csv) path as an in-memory database over that file: writes would vanish
     row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()")
     if row.fetchone()[0] is None:
         con.close()
-        raise BadInputError(
-            f"{path} is not a DuckDB database (DuckDB reads it as a data file): check --db / MOVIEREC_DB"
-        )
+        raise _not_duckdb(path)
     return con
+
+
+def _not_duckdb(path: Path) -> BadInputError:
+    return BadInputError(
+        f"{path} is not a DuckDB database (DuckDB reads it as a data file): check --db / MOVIEREC_DB"
+    )
 
 
 def _damaged(path: Path, exc: BaseException) -> MovierecError:
@@ -265,7 +271,7 @@ def connect(
     try:
         if not read_only:
             ensure_schema(con, path)
-        elif _has_table(con, "batch_runs"):
+        elif has_table(con, "batch_runs"):
             from movierec import runs
 
             runs.sync_views(con, path, temp=True)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from movierec.config import Settings
+from movierec.db import has_table
 from movierec.errors import BadInputError, DamagedError, NotFoundError
 
 if TYPE_CHECKING:
@@ -190,13 +191,6 @@ def _relative(run_id: int, output: str | None, runs_uri: str | None, db_path: Pa
 
 
 # --------------------------------------------------------------------------- the ledger
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT 1 FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
-            [name],
-        ).fetchall()
-    )
 
 
 def _columns(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -212,7 +206,7 @@ def refs(
 ) -> list[RunRef]:
     """Runs of one status (or `run_ids` among them), oldest first. A database no writer has opened since an
     upgrade may lack the newer columns; it is read as its version wrote it."""
-    if not _has_table(con, "batch_runs"):
+    if not has_table(con, "batch_runs"):
         return []
     cols = _columns(con)
     output = "output" if "output" in cols else "NULL"
@@ -225,7 +219,7 @@ def refs(
 
 
 def succeeded_runs(con: duckdb.DuckDBPyConnection) -> list[int]:
-    if not _has_table(con, "batch_runs"):
+    if not has_table(con, "batch_runs"):
         return []
     return [r[0] for r in con.execute(
         "SELECT run_id FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id").fetchall()]  # fmt: skip

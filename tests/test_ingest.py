@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -358,6 +362,39 @@ def test_newer_snapshot_upserts_by_key(settings: Settings, tmp_path: Path) -> No
             "SELECT count(*), count(DISTINCT (user_id, movie_id)) FROM ratings"
         ).fetchall() == [(9, 9)]
     assert (report.movies, report.ratings, report.users) == (9, 9, 4)
+
+
+def test_readers_read_while_a_newer_snapshot_is_compared(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: the comparison of ratings and tags with the stored rows (a 25M x 25M join at ml-25m size)
+    runs before the database is opened for writing, so a reader started meanwhile gets in at once (no lock
+    wait allowed). The small movies and links files are still compared inside the write."""
+    load = importlib.import_module("movierec.ingest.load")  # the module; the package exports a function
+    ingest_dir(settings, csv_dir(tmp_path, "v1"))
+    calls: list[str] = []
+    reads: list[subprocess.CompletedProcess] = []
+    compare = load._changed_sql
+
+    def compare_beside_a_reader(table: str, stage: str) -> str:
+        calls.append(table)
+        if table in ("ratings", "tags"):
+            exe = Path(sys.executable).with_name("movierec")
+            env = {**os.environ, "MOVIEREC_HOME": str(settings.home), "MOVIEREC_LOCK_TIMEOUT": "0"}
+            reads.append(subprocess.run([str(exe), "sql", "SELECT count(*) AS n FROM ratings", "--json"],
+                                        capture_output=True, text=True, env=env, timeout=120))  # fmt: skip
+        return compare(table, stage)
+
+    monkeypatch.setattr(load, "_changed_sql", compare_beside_a_reader)
+    changed = RATINGS_CSV.replace("1,1,4.0,964982703", "1,1,2.5,1500000000")
+    report = ingest_dir(settings, csv_dir(tmp_path, "v2", ratings_csv=changed))
+    assert sorted(calls[:2]) == ["ratings", "tags"] and sorted(calls[2:]) == ["links", "movies"]
+    assert [r.returncode for r in reads] == [0, 0], [r.stderr for r in reads]
+    assert json.loads(reads[0].stdout) == [{"n": 8}]
+    assert report.updated["ratings"] == 1 and report.new["ratings"] == 0
+    with connect(settings, read_only=True) as con:
+        rating = con.execute("SELECT rating FROM ratings WHERE user_id = 1 AND movie_id = 1").fetchall()
+    assert rating == [(2.5,)]
 
 
 def test_changed_movie_title_and_genres_are_updated(settings: Settings, tmp_path: Path) -> None:
