@@ -15,10 +15,8 @@ import copy
 import logging
 import os
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,9 +31,6 @@ from movierec.progress import bar
 INSTALL = "pip install 'movierec[ray]' (or `make install`)"
 CONNECT_TIMEOUT_S = 5.0  # probing the cluster's address; ray.init itself may wait minutes for a dead one
 MAX_RETRIES = 3  # Ray re-runs a task whose worker or node died this often before the run fails
-# Test hook, never set in production: the first task waits for a file named "go" in this directory after
-# writing its PID there, so a test can kill its worker (or the driver) mid-run deterministically.
-PAUSE_ENV = "MOVIEREC_TEST_PAUSE_FIRST_TASK"
 
 
 def import_ray() -> Any:
@@ -155,12 +150,10 @@ def map_shards(
         user_refs: dict[int, Any] = {}
         for users in targets:  # every all-users query shares one array
             user_refs.setdefault(id(users), ray.put(np.asarray(users, dtype=np.int64)))
-        pause = os.environ.get(PAUSE_ENV)
         for shard in plan:
-            first = pause if (shard.query_index, shard.shard_index) == (0, 0) else None
             users = user_refs[id(targets[shard.query_index])]
             task = run.remote(
-                model_ref, query_refs[shard.query_index], users, shard, params, folded_ref, explain_ref, first
+                model_ref, query_refs[shard.query_index], users, shard, params, folded_ref, explain_ref
             )
             pending[task] = shard
         done_stats = _collect(ray, pending, progress)
@@ -209,24 +202,12 @@ def _collect(ray: Any, pending: dict[Any, Shard], progress: bool) -> list[ShardS
 
 
 def _task(model: Any, query: QueryData, users: np.ndarray, shard: Shard, params: RunParams,
-          folded: np.ndarray, explain: Any, pause: str | None) -> ShardStats:  # fmt: skip
+          folded: np.ndarray, explain: Any) -> ShardStats:  # fmt: skip
     """One Ray task: `run_shard` on one CPU."""
     from threadpoolctl import threadpool_limits
 
-    if pause:
-        _wait_for_test(Path(pause))
     with threadpool_limits(limits=1, user_api="blas"):  # one task per CPU Ray gave us
         return run_shard(model, query, users, shard, params, folded, explain, workers=1)
-
-
-def _wait_for_test(directory: Path) -> None:
-    go = directory / "go"
-    if go.exists():
-        return
-    (directory / f"{os.getpid()}.pid").write_text(str(os.getpid()))
-    deadline = time.monotonic() + 300
-    while not go.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 import batch_world as world
 import numpy as np
 import pytest
+import ray_pause
 from click.testing import CliRunner
 
 from movierec.batch.queries import SavedQuery, add_query
@@ -253,12 +254,18 @@ def test_ray_engine_congruent_on_a_random_world_with_cold_users_and_new_movies(
         assert remote.n_rows == local.n_rows and remote.n_users == local.n_users
 
 
-def _pause_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from movierec.batch.ray_engine import PAUSE_ENV
-
+def _pause_dir(tmp_path: Path) -> Path:
     pause = tmp_path / "pause"
     pause.mkdir()
-    monkeypatch.setenv(PAUSE_ENV, str(pause))
+    return pause
+
+
+def _pause_first_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process's runs pause their first task until `go` is in the directory returned (ray_pause)."""
+    from movierec.batch import ray_engine
+
+    pause = _pause_dir(tmp_path)
+    monkeypatch.setattr(ray_engine, "_task", ray_pause.paused_task(pause))
     return pause
 
 
@@ -293,7 +300,7 @@ def test_worker_killed_mid_run_is_retried_and_the_lists_are_the_same(
     planted: Settings, cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reference = _rows(planted, run_batch(planted.replace(engine="local")).run_id)
-    pause = _pause_dir(tmp_path, monkeypatch)
+    pause = _pause_first_task(tmp_path, monkeypatch)
     thread, outcome = _run_in_thread(planted)
     pid = _paused_pid(pause)
     parts = runs_dir(planted.db_path) / "run-000002"
@@ -316,7 +323,7 @@ def test_worker_killed_without_retries_fails_the_run_and_publishes_nothing(
     run_batch(planted)
     before = _rows(planted, 1)
     monkeypatch.setattr(ray_engine, "MAX_RETRIES", 0)
-    pause = _pause_dir(tmp_path, monkeypatch)
+    pause = _pause_first_task(tmp_path, monkeypatch)
     thread, outcome = _run_in_thread(planted)
     pid = _paused_pid(pause)
     _wait_for(
@@ -337,17 +344,18 @@ def test_worker_killed_without_retries_fails_the_run_and_publishes_nothing(
 
 @pytest.mark.slow
 def test_driver_killed_publishes_nothing_and_the_next_run_marks_it_abandoned(
-    planted: Settings, cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    planted: Settings, cluster: object, tmp_path: Path
 ) -> None:
-    """The driver is a `movierec batch run --engine ray` process with its own local cluster; SIGKILL it
-    while its tasks run. Its cluster goes down with it; readers see the run abandoned at once, and the next
-    run (here through the module's cluster) records it so and deletes the parts it had written."""
+    """The driver is a `movierec batch run --engine ray` process with its own local cluster (started by
+    ray_pause.driver, which pauses its first task); SIGKILL it while its tasks run. Its cluster goes down
+    with it; readers see the run abandoned at once, and the next run (here through the module's cluster)
+    records it so and deletes the parts it had written."""
     run_batch(planted)
     before = _rows(planted, 1)
-    pause = _pause_dir(tmp_path, monkeypatch)
+    pause = _pause_dir(tmp_path)
     env = {**os.environ, "MOVIEREC_HOME": str(planted.home), "MOVIEREC_RAY_SHARD_USERS": "2"}
     driver = subprocess.Popen(
-        [sys.executable, "-m", "movierec.cli", "batch", "run", "--engine", "ray", "--quiet"],
+        ray_pause.driver(pause, "batch", "run", "--engine", "ray", "--quiet"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -366,7 +374,6 @@ def test_driver_killed_publishes_nothing_and_the_next_run_marks_it_abandoned(
     assert _rows(planted, 1) == before
     # Its process is gone, so readers already see the run as abandoned (no process holds the batch lock).
     assert [(r, s) for r, s, _ in _runs(planted)] == [(1, "succeeded"), (2, "abandoned")]
-    monkeypatch.delenv("MOVIEREC_TEST_PAUSE_FIRST_TASK")
     run_batch(planted)
     runs = _runs(planted)
     assert [(r, s) for r, s, _ in runs] == [(1, "succeeded"), (2, "abandoned"), (3, "succeeded")]
