@@ -118,21 +118,32 @@ def ingest_lock_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".ingest.lock")
 
 
-def _compare(settings: Settings, parsed: dict[str, pa.Table | None]) -> dict[str, pa.Table]:
-    """For each prepared table with stored rows: its new and changed rows (`_changed_sql`), computed on a
-    read-only connection (readers are not locked out). Nothing for a fresh database or table: the write
-    is then a plain insert."""
+@dataclass(frozen=True)
+class Diff:
+    """A file's new and changed rows (`_changed_sql`), found before the write, and the stored row count
+    they were found against: the write uses them only if the table still has that many rows (a writer
+    that bypassed the ingest lock, e.g. `load()` from another process, would otherwise get rows twice)."""
+
+    rows: pa.Table
+    stored: int
+
+
+def _compare(settings: Settings, parsed: dict[str, pa.Table | None]) -> dict[str, Diff]:
+    """For each prepared table with stored rows: its `Diff`, computed on a read-only connection (readers
+    are not locked out). Nothing for a fresh database or table: the write is then a plain insert."""
     todo = [table for table, data in parsed.items() if data is not None]
     if not todo or not settings.db_path.exists():
         return {}
-    out: dict[str, pa.Table] = {}
-    with connect(settings, read_only=True) as con:
+    out: dict[str, Diff] = {}
+    # An ingest is a writer: it waits for another writer as long as writers wait (not a reader's timeout).
+    with connect(settings, read_only=True, wait=settings.write_wait) as con:
         for table in todo:
-            if not has_table(con, table) or not _count(con, f"SELECT count(*) FROM (FROM {table} LIMIT 1)"):
+            stored = _count(con, f"SELECT count(*) FROM {table}") if has_table(con, table) else 0
+            if not stored:
                 continue
             stage = _ARROW_PREFIX + table
             con.register(stage, parsed[table])
-            out[table] = con.sql(_changed_sql(table, stage)).to_arrow_table()
+            out[table] = Diff(con.sql(_changed_sql(table, stage)).to_arrow_table(), stored)
             con.unregister(stage)
     return out
 
@@ -145,7 +156,7 @@ def load(
     skip_bad_rows: bool = False,
     progress: bool = False,
     parsed: dict[str, pa.Table | None] | None = None,
-    changed: dict[str, pa.Table] | None = None,
+    changed: dict[str, Diff] | None = None,
 ) -> IngestReport:
     """Ingest `directory` through connection `con` (schema already present). All or nothing. `parsed`:
     `prepare_fast` of the files, done before `con` was opened (else done here); `changed`: their new and
@@ -154,6 +165,7 @@ def load(
     started = time.perf_counter()
     source = directory if isinstance(directory, Source) else detect(directory, fmt)
     parsed = {} if parsed is None else parsed  # popped as used: each table freed once written
+    changed = {} if changed is None else changed  # the same
     report = IngestReport(source=str(source.directory), format=source.format)
     reasons: Counter[str] = Counter()
     total_bytes = sum(p.stat().st_size for p in source.files.values())
@@ -168,7 +180,7 @@ def load(
             pbar.set_postfix_str(f"reading {source.files[table].name}")
             data = parsed.pop(table) if table in parsed else prepare_fast(source, table)
             stage = _fast_stage(con, table, data)
-            diff = (changed or {}).get(table) if stage is not None else None
+            diff = changed.pop(table, None) if stage is not None else None
             problems: list[_Problem] = []
             if stage is None:  # the DuckDB reader: slower, but it finds every bad line
                 stage = _stage(con, source, table)
@@ -405,19 +417,23 @@ def _changed_sql(table: str, stage: str) -> str:
 
 
 def _upsert(
-    con: duckdb.DuckDBPyConnection, table: str, stage: str, diff: pa.Table | None = None
+    con: duckdb.DuckDBPyConnection, table: str, stage: str, diff: Diff | None = None
 ) -> tuple[int, int]:
     """Write new and changed rows of `stage` into `table`; return (new, updated). `diff`: those rows, when
-    they were found before the database was opened for writing (`_compare`)."""
+    they were found before the database was opened for writing (`_compare`) and the table is unchanged
+    since (same row count; else they are found again here)."""
     keys, values = _KEYS[table]
     cols = ", ".join(keys + values)
-    if _count(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)") == 0:
+    stored = _count(con, f"SELECT count(*) FROM {table}")
+    if stored == 0:
         # Fresh table: everything is new, no join needed (the fast path at ml-25m scale).
         return _count(con, f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_source(table, stage)}"), 0
+    if diff is not None and diff.stored != stored:
+        diff = None
     if diff is None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _changed AS {_changed_sql(table, stage)}")
     else:
-        con.register("_changed", diff)
+        con.register("_changed", diff.rows)
     new, updated = con.execute(
         "SELECT count(*) FILTER (NOT existed), count(*) FILTER (existed) FROM _changed"
     ).fetchall()[0]

@@ -379,10 +379,9 @@ def test_readers_read_while_a_newer_snapshot_is_compared(
     def compare_beside_a_reader(table: str, stage: str) -> str:
         calls.append(table)
         if table in ("ratings", "tags"):
-            exe = Path(sys.executable).with_name("movierec")
             env = {**os.environ, "MOVIEREC_HOME": str(settings.home), "MOVIEREC_LOCK_TIMEOUT": "0"}
-            reads.append(subprocess.run([str(exe), "sql", "SELECT count(*) AS n FROM ratings", "--json"],
-                                        capture_output=True, text=True, env=env, timeout=120))  # fmt: skip
+            sql = [sys.executable, "-m", "movierec.cli", "sql", "SELECT count(*) AS n FROM ratings", "--json"]
+            reads.append(subprocess.run(sql, capture_output=True, text=True, env=env, timeout=120))
         return compare(table, stage)
 
     monkeypatch.setattr(load, "_changed_sql", compare_beside_a_reader)
@@ -395,6 +394,29 @@ def test_readers_read_while_a_newer_snapshot_is_compared(
     with connect(settings, read_only=True) as con:
         rating = con.execute("SELECT rating FROM ratings WHERE user_id = 1 AND movie_id = 1").fetchall()
     assert rating == [(2.5,)]
+
+
+def test_a_write_between_the_comparison_and_the_write_is_not_doubled(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that bypasses the ingest lock (`load()` on its own connection) adds rows after the
+    comparison: the comparison is stale, so the write compares again instead of inserting them twice."""
+    load = importlib.import_module("movierec.ingest.load")
+    ingest_dir(settings, csv_dir(tmp_path, "v1"))
+    newer = csv_dir(tmp_path, "v2", ratings_csv=RATINGS_CSV + "4,1,5.0,1500000001\n")
+    compare = load._compare
+
+    def compare_then_another_writer(*args: object) -> dict:
+        found = compare(*args)
+        with connect(settings) as con:
+            load.load(con, newer)
+        return found
+
+    monkeypatch.setattr(load, "_compare", compare_then_another_writer)
+    report = ingest_dir(settings, newer)
+    assert report.new["ratings"] == 0 and report.ratings == 9
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ratings WHERE user_id = 4").fetchall() == [(1,)]
 
 
 def test_changed_movie_title_and_genres_are_updated(settings: Settings, tmp_path: Path) -> None:
