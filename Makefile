@@ -20,9 +20,10 @@ test: lint
 test-fast:
 	$(PY) -m pytest -m "not slow"
 
-# The fast suite, plus the slow tests marked `elsewhere`, once more as other machines differ: oneDNN on (its default on AVX-512/AMX processors), one
-# BLAS/OpenMP thread, another time zone (with DST), the C locale. Catches exact floats, CPU-dependent log
-# lines and TZ/locale/thread-order assumptions before they reach a machine of another kind.
+# The fast suite, plus the slow tests marked `elsewhere`, once more as other machines differ: oneDNN on
+# (its default on AVX-512/AMX processors), one BLAS/OpenMP thread, another time zone (with DST), the C
+# locale. Catches exact floats, CPU-dependent log lines and TZ/locale/thread-order assumptions before they
+# reach a machine of another kind.
 ELSEWHERE := TF_ENABLE_ONEDNN_OPTS=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 TZ=America/Los_Angeles LC_ALL=C
 test-elsewhere:
 	$(ELSEWHERE) $(PY) -m pytest -m "not slow or elsewhere" -p no:cacheprovider

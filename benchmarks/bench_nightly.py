@@ -27,7 +27,7 @@ from bench_batch import TEXTS
 from snapshots import make_base
 
 
-def _env(home: Path, model: str | None) -> dict[str, str]:
+def product_env(home: Path, model: str | None = None) -> dict[str, str]:
     """The product's defaults (the shipped multilingual model, tags, tuning) unless --model names one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
     env.update(MOVIEREC_HOME=str(home), HF_HUB_OFFLINE="1")
@@ -37,7 +37,7 @@ def _env(home: Path, model: str | None) -> dict[str, str]:
 
 
 def night(home: Path, data: Path, label: str, model: str | None) -> dict:
-    env = _env(home, model)
+    env = product_env(home, model)
     rss = home.with_name(home.name + "-rss.txt")
     load = os.getloadavg()
     t = time.perf_counter()
@@ -75,7 +75,7 @@ def main() -> None:
     print(make_base(args.full, base), flush=True)
 
     shutil.rmtree(args.home, ignore_errors=True)
-    env = _env(args.home, args.model)
+    env = product_env(args.home, args.model)
     for i, text in enumerate(TEXTS):
         # No genre filters: a genre cannot be validated before the first ingest has filled the catalogue.
         cmd = [sys.executable, "-m", "movierec.cli", "queries", "add", f"q{i:02d}", text]

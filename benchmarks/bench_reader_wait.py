@@ -32,23 +32,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_batch import TEXTS
+from bench_nightly import product_env
 from snapshots import make_base
 
 QUERY = "SELECT count(*) FROM latest_recommendations"
 OPEN_EVERY = 0.05  # seconds between the in-process opens: any write-lock window longer than this is met
 
 
-def _env(home: Path) -> dict[str, str]:
-    """The product's defaults (the shipped multilingual model, tags, tuning): what a night really does."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
-    return {**env, "MOVIEREC_HOME": str(home), "HF_HUB_OFFLINE": "1"}
-
-
 def read_once(home: Path) -> tuple[float, float, int, str]:
     """(start, wall s, exit code, first line of stderr) of one `movierec sql` process."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "movierec.cli", "sql", QUERY, "--json"], env=_env(home),
-                          capture_output=True, text=True)  # fmt: skip
+    cmd = [sys.executable, "-m", "movierec.cli", "sql", QUERY, "--json"]
+    proc = subprocess.run(cmd, env=product_env(home), capture_output=True, text=True)
     err = (proc.stderr.strip().splitlines() or [""])[0][:200]
     return start, time.perf_counter() - start, proc.returncode, err
 
@@ -92,7 +87,7 @@ def night(home: Path, data: Path, label: str, interval: float | None) -> dict:
         reader.start()
         opener.start()
     proc = subprocess.run([sys.executable, "-m", "movierec.cli", "nightly", str(data), "--json", "--quiet"],
-                          env=_env(home), capture_output=True, text=True)  # fmt: skip
+                          env=product_env(home), capture_output=True, text=True)  # fmt: skip
     wall = time.perf_counter() - t0
     if reader and opener:
         for r in (reader, opener):
@@ -154,7 +149,7 @@ def main() -> None:
     for i, text in enumerate(TEXTS):
         # No genre filters: a genre cannot be validated before the first ingest has filled the catalogue.
         cmd = [sys.executable, "-m", "movierec.cli", "queries", "add", f"q{i:02d}", text]
-        subprocess.run(cmd, env=_env(args.home), check=True, capture_output=True)
+        subprocess.run(cmd, env=product_env(args.home), check=True, capture_output=True)
     night(args.home, base, "1: fresh home (prepares the home, no reader)", None)
     r = night(args.home, args.full, f"2: +1% ratings, reader every {args.interval:.1f} s", args.interval)
     print("\n| night 2 wall | reads | failed | idle read (median) | longest read | longest wait | during |")

@@ -191,8 +191,6 @@ def _relative(run_id: int, output: str | None, runs_uri: str | None, db_path: Pa
 
 
 # --------------------------------------------------------------------------- the ledger
-
-
 def _columns(con: duckdb.DuckDBPyConnection) -> set[str]:
     rows = con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
