@@ -1,7 +1,11 @@
 """Topical search quality that cannot be overfitted: relevance from user tags the movie texts never saw.
 
     .venv/bin/python benchmarks/search_topics.py [--models use-multilingual-v3,offline-minilm]
-        [--data ../shared/data/ml-latest-small] [--min-users 1] [--out topics.json]
+        [--data ../shared/data/ml-latest-small] [--min-users 1] [--swap] [--weights 0.5,0.8,1]
+        [--dense-weights 1,2,3] [--fusions 'dbsf(mix-0.8,kw);z-1'] [--out topics.json]
+
+`--data` is any directory with MovieLens `movies.csv` and `tags.csv`; `--swap` gives the two halves of the
+tagging users each other's role (the second fold of the split).
 
 How relevance is made (issue 16, item 3):
 - the users who tagged are split in two by a hash (`user_half`): the **text half**'s tags feed the movie
@@ -26,7 +30,12 @@ Systems, all in one run over the same texts (exact cosine in numpy, the store's 
   default before this benchmark);
 - `hybrid-w`: reciprocal-rank fusion (RRF, k = `RRF_K`, Qdrant's default) of `mix-w`'s dense ranking and
   the product's keyword ranking (movierec.embedder.keyword_vector over title + tags + genre labels, scored
-  with Qdrant's IDF formula): what the store does in one `query_points` call with two prefetches.
+  with Qdrant's IDF formula): what the store does in one `query_points` call with two prefetches;
+- `rrf(A,B,..)` / `dbsf(A,B,..)` (`--fusions`): Qdrant's fusions of prefetches of depth `PREFETCH`, each
+  a base ranking: `mix-w`, `ref`, `ref+tags`, `tt` (the title + tags vector alone), `kw` (the product's
+  keyword vectors); DBSF maps each list's scores from mean -/+ 3 sample std to 0..1 and sums them (what
+  the store does with `MOVIEREC_KEYWORD_FUSION=true`, prefetches of `PREFETCH` = the store's FUSION_DEPTH);
+- `z-w` (`--fusions`): `w * z(title + tags) + z(genre words)`, cosines standardised over the catalogue.
 
 Reported per system: topical precision@10 and recall@100 (mean over queries, per part, and per query),
 genre precision@10 on ../shared/eval/queries.csv and benchmarks/queries_heldout.csv, genre precision@10 on
@@ -58,6 +67,7 @@ ROOT = HERE.parent
 DATA = ROOT.parent / "shared" / "data" / "ml-latest-small"
 GENRE_SETS = {"dev": ROOT.parent / "shared" / "eval" / "queries.csv", "heldout": HERE / "queries_heldout.csv"}
 RRF_K = 2  # Qdrant's reciprocal-rank fusion constant
+PREFETCH = 250  # each prefetch's depth in the fusion systems (the batch's candidate count)
 CACHE = Path(os.environ.get("TOPIC_CACHE", "/tmp/movierec-topic-cache"))
 
 
@@ -83,7 +93,9 @@ def matches(tag: str, term: str) -> bool:
     return bool(q) and any(t[i : i + len(q)] == q for i in range(len(t) - len(q) + 1))
 
 
-def load(data: Path) -> tuple[list[dict], dict[int, list[str]], list[tuple[int, int, str]]]:
+def load(
+    data: Path, text_half: int = 0, per_movie: int = TAGS_PER_MOVIE
+) -> tuple[list[dict], dict[int, list[str]], list[tuple[int, int, str]]]:
     """Movies, the text half's top tags per movie, and the relevance half's (user, movie, tag) rows."""
     with open(data / "movies.csv", newline="", encoding="utf-8") as fh:
         movies = [
@@ -101,12 +113,12 @@ def load(data: Path) -> tuple[list[dict], dict[int, list[str]], list[tuple[int, 
             user, movie, tag = int(r["userId"]), int(r["movieId"]), r["tag"].strip().lower()
             if not tag:
                 continue
-            if user_half(user) == 0:
+            if user_half(user) == text_half:
                 counts.setdefault(movie, {}).setdefault(tag, set()).add(user)
             else:
                 relevance.append((user, movie, tag))
     top = {
-        m: [t for t, _ in sorted(tags.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:TAGS_PER_MOVIE]]
+        m: [t for t, _ in sorted(tags.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:per_movie]]
         for m, tags in counts.items()
     }
     return movies, top, relevance
@@ -197,6 +209,29 @@ class Catalogue:
         return self._mixed[w]
 
     def rank(self, system: str, qvec: np.ndarray, qtext: str, depth: int = 100) -> list[int]:
+        if system.startswith(("rrf(", "dbsf(")):  # e.g. dbsf(mix-0.5,tt): Qdrant's fusion of prefetches
+            method, inner = system[:-1].split("(")
+            lists = [self._scored(s, qvec, qtext) for s in inner.split(",")]
+            fused: dict[int, float] = {}
+            for ids, scores in lists:
+                if not len(ids):
+                    continue
+                if method == "rrf":
+                    part = 1.0 / (RRF_K + np.arange(len(ids)))
+                else:  # DBSF as qdrant-client computes it: mean -/+ 3 sample std -> 0..1; one point or
+                    # equal scores: 0.5 each
+                    sd = float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0
+                    part = (scores - (np.mean(scores) - 3 * sd)) / (6 * sd) if sd > 0 else 0.5 + 0 * scores
+                for m, v in zip(ids.tolist(), part.tolist(), strict=True):
+                    fused[m] = fused.get(m, 0.0) + v
+            return sorted(fused, key=lambda m: (-fused[m], m))[:depth]
+        if system.startswith("z-"):  # w * z(title + tags) + z(genre words), z over the whole catalogue
+            t, g = self.title_tags @ qvec, self.genre @ qvec
+            has = np.any(self.genre != 0, axis=1)
+            zt = (t - t.mean()) / (t.std() or 1.0)
+            zg = np.where(has, (g - g[has].mean()) / (g[has].std() or 1.0), 0.0)
+            order = np.argsort(-(float(system[2:]) * zt + zg), kind="stable")[:depth]
+            return [int(self.ids[i]) for i in order]
         if system == "bm25":
             return self._keyword(qtext, depth)
         if system.startswith("mix-"):
@@ -212,6 +247,24 @@ class Catalogue:
                     score[m] = score.get(m, 0.0) + weight / (RRF_K + r)  # as Qdrant: ranks from 0
             return sorted(score, key=lambda m: (-score[m], m))[:depth]
         return self._dense(self.dense[system], qvec, depth)
+
+    def _scored(self, base: str, qvec: np.ndarray, qtext: str) -> tuple[np.ndarray, np.ndarray]:
+        """One prefetch: its top `PREFETCH` movie ids and their scores (`tt`: the title + tags vector
+        alone; `kw`: the product's keyword vectors; `mix-w`; `ref`...)."""
+        if base == "kw":
+            scores = np.zeros(len(self.sparse))
+            for i in keyword_vector(qtext, query=True)[0]:
+                for doc, value in self.postings.get(i, []):
+                    scores[doc] += self.idf[i] * value
+        else:
+            if base == "tt":
+                matrix = self.title_tags
+            else:
+                matrix = self.mix(float(base[4:])) if base.startswith("mix-") else self.dense[base]
+            scores = matrix @ qvec
+        order = np.argsort(-scores, kind="stable")[:PREFETCH]
+        order = order[scores[order] > 0] if base == "kw" else order
+        return self.ids[order], scores[order].astype(np.float64)
 
     def _dense(self, matrix: np.ndarray, qvec: np.ndarray, depth: int) -> list[int]:
         order = np.argsort(-(matrix @ qvec), kind="stable")[:depth]
@@ -243,10 +296,13 @@ def main() -> None:
     ap.add_argument("--min-users", type=int, default=1)
     ap.add_argument("--weights", default="0.5,1,2")
     ap.add_argument("--dense-weights", default="1,2,3", help="RRF weight of the dense side in hybridD-W")
+    ap.add_argument("--fusions", default="", help="extra systems, e.g. 'dbsf(mix-0.5,tt);rrf(mix-0.5,kw)'")
+    ap.add_argument("--tags-per-movie", type=int, default=TAGS_PER_MOVIE)
+    ap.add_argument("--swap", action="store_true", help="the halves change roles (the other fold)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    movies, tags, relevance = load(args.data)
+    movies, tags, relevance = load(args.data, text_half=int(args.swap), per_movie=args.tags_per_movie)
     topics = read_csv(HERE / "topic_queries.csv")
     relevant = relevant_sets(topics, relevance, args.min_users)
     used = [i for i, r in enumerate(relevant) if r]
@@ -258,7 +314,13 @@ def main() -> None:
     systems = (
         ["ref", "ref+tags", "bm25"]
         + [f"mix-{w:g}" for w in weights]
-        + [f"hybrid{d if d != '1' else ''}-{w:g}" for d in args.dense_weights.split(",") for w in weights]
+        + [
+            f"hybrid{d if d != '1' else ''}-{w:g}"
+            for d in args.dense_weights.split(",")
+            if d
+            for w in weights
+        ]
+        + [f for f in args.fusions.split(";") if f]
     )
 
     report: dict = {

@@ -81,8 +81,8 @@ class Settings(BaseSettings):
         f"name or path (default: {LABSE_MODEL} when cached locally, else {SHIPPED_MODEL}).",
     )
     models_dir: Path | None = Field(None, description="CF model versions (default: HOME/models).")
-    # Off by default: on ml-latest-small (few tags) fusing cost genre precision and gained no topic on the
-    # development queries (BENCHMARKS.md, benchmarks/search_topics.py); a catalogue with many tags may differ.
+    # Off by default: on real tags of two ml-latest-small releases fusing (DBSF) ranked topics higher but cost
+    # genre precision below its floors (BENCHMARKS.md, benchmarks/search_topics.py).
     keyword_fusion: bool = Field(
         False, description="Fuse the dense search with the keyword (sparse, IDF) search of the query's words."
     )
