@@ -159,12 +159,14 @@ def _compute_and_publish(
         everyone = catalog.user_ids(con)
         seen = catalog.Seen.load(con, all_movies)
         lap("read users and candidates' ratings")
-        liked = catalog.liked(con, BECAUSE_LIKED)
-    lap("because you liked: read liked films")
+        liked = catalog.liked(con, BECAUSE_LIKED) if settings.because else None
+    if liked is not None:
+        lap("because you liked: read liked films")
     model, folded = with_fresh_users(settings, model, everyone)
     lap(f"fold in {len(folded):,} users newer than the model")
-    explain = Because.prepare(model, *liked)
-    lap("because you liked: index liked films")
+    explain = Because.prepare(model, *liked) if liked is not None else None
+    if liked is not None:
+        lap("because you liked: index liked films")
 
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     plan = list(engine.shards([q.name for q in queries], [q.top_n for q in queries], targets,
@@ -186,9 +188,10 @@ def _compute_and_publish(
         runs.discard(params.run_dir)
         raise
     lap("score and write Parquet" if ray is None else "ray: tasks (score, write parts)")
-    stages["because you liked: nearest liked film (part of scoring)"] = round(
-        sum(d.explain_seconds for d in done), 3
-    )
+    if explain is not None:
+        stages["because you liked: nearest liked film (part of scoring)"] = round(
+            sum(d.explain_seconds for d in done), 3
+        )
     per_query = [engine.ShardStats() for _ in queries]
     for shard, st in zip(plan, done, strict=True):
         per_query[shard.query_index].add(st)

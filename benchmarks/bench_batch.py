@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_batch.py [--users 162541 --movies 62423 --ratings 25000095]
                                                [--queries 20 --candidates 250 --top-n 10 --sample 40]
                                                [--engine local|ray [--ray-address ADDR]] [--reuse]
-                                               [--before PYTHONPATH [--repeat 2]]
+                                               [--before PYTHONPATH [--repeat 2]] [--because-ab]
 
 Set-up (not timed, excluded by the issue): the synthetic MovieLens-shaped data set (cached under
 benchmarks/out/, shared with bench_ingest.py) is ingested into a fresh database; the vector store gets one
@@ -23,6 +23,9 @@ With `--before PYTHONPATH` (another version of movierec installed there, e.g.
 `pip install --no-deps --target DIR <wheel of the old commit>`), the same set-up is run alternately by that
 version and by this one (`--repeat` times each, interleaved so both see the same load): wall time, peak RSS
 (`/usr/bin/time -f %M`) and the scoring step of each.
+
+With `--because-ab`, the same code and set-up run alternately with `MOVIEREC_BECAUSE=false` and with the
+default (`--repeat` times each): what publishing "because you liked" costs the whole command, in one run.
 """
 
 from __future__ import annotations
@@ -179,7 +182,8 @@ def main() -> None:
     ap.add_argument("--shard-users", type=int, help="users per Ray task (MOVIEREC_RAY_SHARD_USERS)")
     ap.add_argument("--ray-address", help="join this running cluster instead of starting one per run")
     ap.add_argument("--before", help="PYTHONPATH of another movierec version to compare with, same set-up")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per version with --before")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per version with --before / --because-ab")
+    ap.add_argument("--because-ab", action="store_true", help="runs without and with 'because you liked'")
     args = ap.parse_args()
 
     home = OUT / "bench-batch-home"
@@ -203,6 +207,9 @@ def main() -> None:
         return
     if args.before:
         _before_after(env, args.before, args.repeat)
+        return
+    if args.because_ab:
+        _because_ab(env, args.repeat)
         return
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -298,6 +305,24 @@ def _before_after(env: dict[str, str], before: str, repeat: int) -> None:
             scoring, rows = s["scoring_seconds"], s["n_rows"]
             cells = [i + 1, name, f"{wall:.1f}", f"{rss:.2f}", f"{scoring:.1f}", f"{rows:,}", f"{load:.1f}"]
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+
+
+def _because_ab(env: dict[str, str], repeat: int) -> None:
+    """Whole `batch run` processes without and with the because column, interleaved (same load)."""
+    print(f"\n{dt.date.today()}, {os.cpu_count()} cores; same code, MOVIEREC_BECAUSE off/on\n")
+    print("| run | because | wall (s) | peak RSS (GB) | in run_batch (s) | because stages (s) | load avg |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    walls: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(repeat):
+        for name in walls:
+            wall, rss, load, s = _timed({**env, "MOVIEREC_BECAUSE": "false" if name == "off" else "true"})
+            walls[name].append(wall)
+            explain = sum(v for k, v in s["stages"].items() if k.startswith("because you liked"))
+            cells = [i + 1, name, f"{wall:.1f}", f"{rss:.2f}", f"{s['seconds']:.1f}", f"{explain:.1f}"]
+            cells.append(f"{load:.1f}")
+            print("| " + " | ".join(map(str, cells)) + " |", flush=True)
+    off, on = float(np.median(walls["off"])), float(np.median(walls["on"]))
+    print(f"\nmedian whole process: off {off:.1f} s, on {on:.1f} s: because adds {on / off - 1:+.0%}")
 
 
 def _compare_engines(env: dict[str, str]) -> None:

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
         description="Seconds a writer waits for readers to let go of the DuckDB file.",
     )  # fmt: skip
     block_users: int = Field(4096, ge=1, le=1_000_000, description="Users scored per block in the batch.")
+    because: bool = Field(
+        True, description="Publish each row's because_movie_id (its nearest liked film in the CF space)."
+    )
     cold_start_weight: float = Field(
         0.25, ge=0, le=1, allow_inf_nan=False,
         description="Weight of popularity (vs query similarity) in the cold-start ranking.",

@@ -84,3 +84,25 @@ def test_published_rows_and_show_say_because(settings: Settings) -> None:
     assert all(b is None for _, src, b, _ in by_user[world.COLD] if src == "cold_start")
     shown = CliRunner().invoke(main, ["show", "1", "--query", "zombies"])
     assert shown.exit_code == 0 and "because you liked Zombie Apocalypse (2004)" in shown.output
+
+
+@pytest.mark.slow  # loads the offline sentence-transformers model
+def test_because_can_be_turned_off(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MOVIEREC_BECAUSE=false: the same lists, every because_movie_id NULL, no explanation stages."""
+    import json
+
+    world.build(settings, (world.ZOMBIES,))
+    query = "SELECT user_id, rank, movie_id, because_movie_id FROM latest_recommendations ORDER BY ALL"
+    assert CliRunner().invoke(main, ["batch", "run", "--quiet"]).exit_code == 0
+    with connect(settings, read_only=True) as con:
+        on = con.execute(query).fetchall()
+    monkeypatch.setenv("MOVIEREC_BECAUSE", "false")
+    result = CliRunner().invoke(main, ["batch", "run", "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    assert not [k for k in json.loads(result.output)["stages"] if k.startswith("because")]
+    with connect(settings, read_only=True) as con:
+        off = con.execute(query).fetchall()
+    assert [r[:3] for r in off] == [r[:3] for r in on] and any(r[3] is not None for r in on)
+    assert all(r[3] is None for r in off)
+    shown = CliRunner().invoke(main, ["show", "1", "--query", "zombies"])
+    assert shown.exit_code == 0 and "because you liked" not in shown.output
