@@ -30,7 +30,8 @@ Systems, all in one run over the same texts (exact cosine in numpy, the store's 
   default before this benchmark);
 - `hybrid-w`: reciprocal-rank fusion (RRF, k = `RRF_K`, Qdrant's default) of `mix-w`'s dense ranking and
   the product's keyword ranking (movierec.embedder.keyword_vector over title + tags + genre labels, scored
-  with Qdrant's IDF formula): what the store does in one `query_points` call with two prefetches;
+  with Qdrant's IDF formula): what the store did in one `query_points` call with two prefetches before it
+  moved to DBSF (`dbsf(mix-w,kw)` below);
 - `rrf(A,B,..)` / `dbsf(A,B,..)` (`--fusions`): Qdrant's fusions of prefetches of depth `PREFETCH`, each
   a base ranking: `mix-w`, `ref`, `ref+tags`, `tt` (the title + tags vector alone), `kw` (the product's
   keyword vectors); DBSF maps each list's scores from mean -/+ 3 sample std to 0..1 and sums them (what

@@ -12,9 +12,9 @@ year, genres` (+ `text_hash`, which makes embedding incremental); payload indexe
 of `FUSION_DEPTH` points, the dense neighbours and the keyword matches, fused by Qdrant's
 distribution-based score fusion (DBSF: each list's scores mapped from mean -/+ 3 std to 0..1, then
 summed): the topic's words count even when the dense vector leans on the genre. DBSF, not RRF, because at
-about the same topical precision it kept 6-10 points more genre precision (BENCHMARKS.md); the fixed depth
-keeps a point's fused rank the same whatever `limit` asks for. Hits carry the cosine similarity either
-way (the batch blends it).
+about the same topical precision it kept 5-10 points more genre precision (BENCHMARKS.md); the fixed depth
+keeps a point's fused rank the same for any `limit` up to FUSION_DEPTH. Hits carry the cosine similarity
+either way (the batch blends it).
 The store records the model (name, dimension) that built it; `reset` is the only way to change it, so
 vectors of two models never mix.
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from movierec.catalog import Seen
-from movierec.cf import KerasCF, Popularity, because, cap_liked
+from movierec.cf import KerasCF, Popularity, because, cap_liked, explore
 from movierec.cf.data import Ratings
 from movierec.cli import main
 from movierec.config import Settings
@@ -30,8 +30,12 @@ def test_nearest_liked_film_in_cf_space() -> None:
     assert got.tolist() == [101, 103, 101, 104, -1]  # user 3 liked nothing
 
 
-def test_agrees_with_brute_force_on_random_factors() -> None:
-    """The gathers over chunks give what a per-row cosine over the user's liked films gives."""
+@pytest.mark.parametrize("kept", [explore.SCRATCH_KEPT, 0])
+def test_agrees_with_brute_force_on_random_factors(kept: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gathers over chunks give what a per-row cosine over the user's liked films gives, in the
+    reused table and in a fresh one (tables above SCRATCH_KEPT); twice, so the reused one holds the first
+    call's values."""
+    monkeypatch.setattr(explore, "SCRATCH_KEPT", kept)
     rng = np.random.default_rng(0)
     n_users, n_movies = 300, 500
     f = world.planted_factors()
@@ -44,6 +48,7 @@ def test_agrees_with_brute_force_on_random_factors() -> None:
     recs = rng.integers(0, n_movies, len(users))
     liked_u = np.repeat(np.arange(n_users), 5)
     liked_m = rng.integers(0, n_movies, len(liked_u))
+    because(model, users[::-1].copy(), recs[::-1].copy(), liked_u, liked_m)  # leaves other values behind
     got = because(model, users, recs, liked_u, liked_m)
     unit = f.movie_vecs / np.linalg.norm(f.movie_vecs, axis=1, keepdims=True)
     for r in range(len(users)):
