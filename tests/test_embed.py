@@ -274,3 +274,14 @@ def test_movie_vectors_weight_the_title_against_the_genre_words(catalogue: Setti
     title, genres, bare = encode(model, [godfather.title_text, godfather.genre_text, untitled.title_text])
     np.testing.assert_allclose(vectors[0], normalise((TITLE_WEIGHT * title + genres)[None])[0], atol=1e-5)
     np.testing.assert_allclose(vectors[1], bare, atol=1e-5)  # no genres: the title's own vector
+
+
+def test_keyword_text_is_the_tags_alone(catalogue: Settings) -> None:
+    """The keyword side carries only what users tagged: a title word or a genre label is the dense side's
+    (title words in keyword matches pulled "War of the Worlds" into "films about the second world war")."""
+    with connect(catalogue, read_only=True) as con:
+        movies = {m.movie_id: m for m in movie_texts(con)}
+    godfather = movies[14]  # "Godfather, The (1972)", Crime|Drama, tagged mafia (x2), al pacino, classic
+    assert godfather.keyword_text == "mafia al pacino classic"
+    assert godfather.title_text == "Godfather, The mafia al pacino classic"  # the dense side has the title
+    assert movies[15].keyword_text == ""  # no tags: an empty keyword vector

@@ -57,8 +57,8 @@ def test_keyword_fusion_brings_a_tagged_movie_up_with_its_cosine_score(embedded:
         con.execute("INSERT INTO tags (user_id, movie_id, tag) VALUES (9, 12, 'quaxlore')")
     assert embed_movies(embedded).upserted == 1
     text = "a romantic comedy, a love story with romance and a wedding, quaxlore"
-    dense = search(embedded, text, limit=len(MOVIES))
-    fused = search(embedded.replace(keyword_fusion=True), text, limit=len(MOVIES))
+    dense = search(embedded.replace(keyword_fusion=False), text, limit=len(MOVIES))
+    fused = search(embedded, text, limit=len(MOVIES))  # fusion is the default
     at_dense = [r["movie_id"] for r in dense].index(12)
     at_fused = [r["movie_id"] for r in fused].index(12)
     assert at_fused <= 1 and at_fused < at_dense  # DBSF adds its keyword score to its normalised cosine
