@@ -196,7 +196,7 @@ def test_genre_precision_on_the_small_catalogue(embedded: Settings) -> None:
 @pytest.mark.realdata
 def test_real_ml_latest_small_end_to_end(settings: Settings, ml_small: Path) -> None:
     """ingest -> embed -> embed again (nothing to do) -> search; genre precision@10 >= 0.95 on the
-    development queries and >= 0.9 on the held-out ones (measured 1.0 and 0.956, BENCHMARKS.md)."""
+    development queries and >= 0.9 on the held-out ones (the floors of issue 16; BENCHMARKS.md)."""
     from conftest import QUERIES_CSV
 
     runner = CliRunner()
