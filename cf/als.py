@@ -1,15 +1,22 @@
 """Implicit-feedback ALS (Hu, Koren and Volinsky 2008) in numpy: how the default CF model is fitted.
 
-Every rating is a positive with confidence `1 + w`, `w = alpha * log1p(rating / eps)` (a higher rating
-counts more), every unrated movie a zero with confidence 1. Alternating least squares solves the users
+Every rating is a positive with confidence `1 + w` (a higher rating counts more): `w = alpha *
+log1p(rating)` ("log" weight) or `1 + w = alpha * rating` ("linear", Hu et al.'s and the `implicit`
+library's: a half-star rating may count less than an unrated movie), every unrated movie a zero with
+confidence 1. Alternating least squares solves the users
 given the movies, then the movies given the users; each row's solve is
 
-    (F'F + reg * I + F_r' diag(w_r) F_r) x = F_r' (1 + w_r)
+    (F'F + reg_r * I + F_r' diag(w_r) F_r) x = F_r' (1 + w_r)
 
-over the other side's factors F (F_r: the rows this row rated). `F'F` is one dense product per half-sweep,
-so unrated movies cost nothing per rating. The solve is conjugate gradient warm-started from the previous
-vector (`cg_steps`, as the `implicit` library's CPU ALS does): O(ratings x dim) per step, where a direct
-solve would cost O(ratings x dim^2).
+over the other side's factors F (F_r: the rows this row rated). The regularisation may grow with the
+row's number of ratings, `reg_r = reg * n_r^nu / mean(n^nu)` (`reg_scale`; nu = `reg_exp`, 0: the same
+for every row): frequency-scaled regularisation as in ALS-WR (Zhou et al. 2008) and Rendle et al.'s
+"Revisiting the performance of iALS" (2022), which shrinks heavy users and popular movies more than
+the long tail. Normalised by the mean, `reg` keeps its meaning at any data size.
+
+`F'F` is one dense product per half-sweep, so unrated movies cost nothing per rating. The solve is
+conjugate gradient warm-started from the previous vector (`cg_steps`, as the `implicit` library's CPU
+ALS does): O(ratings x dim) per step, where a direct solve would cost O(ratings x dim^2).
 
 Rows are processed in blocks of similar length, padded into dense `[rows, length, dim]` stacks, so each CG
 step is a few batched matrix products (BLAS) instead of a Python loop over users. Two threads share the
@@ -92,9 +99,16 @@ class CSR:
         return np.diff(self.indptr)
 
 
-def confidence(ratings: np.ndarray, alpha: float, eps: float = 1.0) -> np.ndarray:
-    """`w` of each rating (its confidence minus one): alpha * log(1 + rating / eps)."""
-    return (alpha * np.log1p(ratings.astype(np.float32) / eps)).astype(np.float32)
+MIN_CONFIDENCE = 1e-3  # a linear weight of a 0 rating would make the row's system singular at reg 0
+
+
+def confidence(ratings: np.ndarray, alpha: float, weight: str = "log") -> np.ndarray:
+    """`w` of each rating (its confidence minus one): alpha * log(1 + rating) ("log"), or alpha * rating
+    - 1 ("linear", at least MIN_CONFIDENCE - 1)."""
+    r = np.asarray(ratings, dtype=np.float32)
+    if weight == "linear":
+        return (np.maximum(alpha * r, MIN_CONFIDENCE) - 1.0).astype(np.float32)
+    return (alpha * np.log1p(r)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -130,25 +144,49 @@ def blocks(csr: CSR, rows: np.ndarray, pad: int, entries: int = BLOCK_ENTRIES) -
     return out
 
 
+def reg_scale(counts: np.ndarray, exp: float) -> tuple[np.ndarray | None, float]:
+    """Per-row regularisation multipliers `n^exp / mean(n^exp)` (mean over rows with ratings) and that
+    mean; (None, 1.0) when `exp` is 0 (every row `reg`)."""
+    if exp == 0:
+        return None, 1.0
+    powered = np.asarray(counts, dtype=np.float64) ** exp
+    rated = np.asarray(counts) > 0
+    norm = float(powered[rated].mean()) if rated.any() else 1.0
+    return (powered / norm).astype(np.float32), norm
+
+
 def _solve_block(
-    block: Block, F: np.ndarray, G: np.ndarray, X: np.ndarray, cg_steps: int | None
+    block: Block,
+    F: np.ndarray,
+    G: np.ndarray,
+    X: np.ndarray,
+    cg_steps: int | None,
+    extra: np.ndarray | None = None,
 ) -> np.ndarray:
-    """New vectors for the block's rows: CG from X[rows] (`cg_steps`), or exact (`None`)."""
+    """New vectors for the block's rows: CG from X[rows] (`cg_steps`), or exact (`None`). `extra` [B]:
+    each row's regularisation beyond the `reg` inside G (frequency scaling), None for none."""
     Fg = np.take(F, block.cols, axis=0)  # [B, L, d]; np.take is ~3x faster than fancy indexing here
     w = block.w
     if cg_steps is None:
         b = np.matmul(block.cp[:, None, :], Fg)[:, 0, :]
         A = np.matmul(Fg.transpose(0, 2, 1) * w[:, None, :], Fg) + G
+        if extra is not None:
+            A += extra[:, None, None] * np.eye(G.shape[0], dtype=np.float32)
         return np.linalg.solve(A, b[..., None])[..., 0].astype(np.float32)
 
-    def apply(p: np.ndarray) -> np.ndarray:  # A p = G p + F_r' (w * (F_r p))
+    def apply(p: np.ndarray) -> np.ndarray:  # A p = G p + extra p + F_r' (w * (F_r p))
         t = np.matmul(Fg, p[..., None])[..., 0] * w
-        return p @ G + np.matmul(t[:, None, :], Fg)[:, 0, :]
+        out = p @ G + np.matmul(t[:, None, :], Fg)[:, 0, :]
+        if extra is not None:
+            out += extra[:, None] * p
+        return out
 
     x = X[block.rows]
-    # r = b - A x in one pass: F_r' (c p - w * (F_r x)) - G x
+    # r = b - A x in one pass: F_r' (c p - w * (F_r x)) - G x - extra x
     t = block.cp - w * np.matmul(Fg, x[..., None])[..., 0]
     r = np.matmul(t[:, None, :], Fg)[:, 0, :] - x @ G
+    if extra is not None:
+        r -= extra[:, None] * x
     p = r.copy()
     rs = np.einsum("ij,ij->i", r, r)
     for _ in range(cg_steps):
@@ -164,13 +202,20 @@ def _solve_block(
 
 
 class Side:
-    """One side of the matrix ready to solve: its CSR and the padded blocks of the rows to solve."""
+    """One side of the matrix ready to solve: its CSR, the padded blocks of the rows to solve and each
+    row's regularisation multiplier (`reg_scale`; None: all 1)."""
 
-    def __init__(self, csr: CSR, n_other: int, rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        csr: CSR,
+        n_other: int,
+        rows: np.ndarray | None = None,
+        scale: np.ndarray | None = None,
+    ) -> None:
         n = len(csr.indptr) - 1
         rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         rows = rows[csr.lengths[rows] > 0]  # a row without ratings keeps its vector
-        self.csr, self.rows = csr, rows
+        self.csr, self.rows, self.scale = csr, rows, scale
         self.blocks = blocks(csr, rows, pad=n_other)
 
     def solve(
@@ -183,7 +228,8 @@ class Side:
         Fp = np.vstack([F, np.zeros((1, F.shape[1]), dtype=np.float32)])
 
         def work(block: Block) -> None:
-            X[block.rows] = _solve_block(block, Fp, G, X, cg_steps)
+            extra = None if self.scale is None else (reg * (self.scale[block.rows] - 1)).astype(np.float32)
+            X[block.rows] = _solve_block(block, Fp, G, X, cg_steps, extra)
 
         n_threads = threads or min(2, os.cpu_count() or 1)
         # One BLAS thread per worker: OpenBLAS threads inside our threads oversubscribe the cores (measured
@@ -205,9 +251,10 @@ def solve_side(
     cg_steps: int | None,
     rows: np.ndarray | None = None,
     threads: int | None = None,
+    scale: np.ndarray | None = None,
 ) -> None:
     """Re-solve X[rows] (all rows by default) in place, the other side's factors F fixed."""
-    Side(csr, len(F), rows).solve(F, X, reg, cg_steps, threads)
+    Side(csr, len(F), rows, scale).solve(F, X, reg, cg_steps, threads)
 
 
 def init_factors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -220,12 +267,18 @@ def fold_in(
     indptr: np.ndarray,
     movie_rows: np.ndarray,
     w: np.ndarray,
+    reg_exp: float = 0.0,
+    reg_norm: float = 1.0,
 ) -> np.ndarray:
     """User vectors for users the model has not trained on, from what they rated: the exact ALS user
     solve against fixed movie factors. User k rated movie_rows[indptr[k]:indptr[k+1]] with confidence
-    weights w (see `confidence`); returns float32 [n_users, dim] (zeros for a user with no ratings)."""
+    weights w (see `confidence`); returns float32 [n_users, dim] (zeros for a user with no ratings).
+    With `reg_exp`, each user's reg is scaled as in the fit (`reg_norm`: the fit's mean of n^reg_exp)."""
     n = len(indptr) - 1
     csr = CSR(np.asarray(indptr, np.int64), np.asarray(movie_rows, np.int32), np.asarray(w, np.float32))
     X = np.zeros((n, movie_vecs.shape[1]), dtype=np.float32)
-    solve_side(csr, movie_vecs.astype(np.float32), X, reg, None, threads=1)
+    scale = None
+    if reg_exp:
+        scale = (csr.lengths.astype(np.float64) ** reg_exp / reg_norm).astype(np.float32)
+    solve_side(csr, movie_vecs.astype(np.float32), X, reg, None, threads=1, scale=scale)
     return X

@@ -97,6 +97,9 @@ class KerasCF(Recommender):
             objective=self.hp.objective,
             reg=self.hp.reg if als else 0.0,
             alpha=self.hp.confidence if als else 0.0,
+            reg_exp=self.hp.reg_exp if als else 0.0,
+            reg_norm=self.history.reg_norm if als and self.history is not None else 1.0,
+            weight=self.hp.weight,
             **arrays,
         )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ from movierec.errors import BadInputError
 from movierec.progress import say
 
 OBJECTIVES = ("implicit", "rating")
+WEIGHTS = ("log", "linear")  # how a rating's confidence grows with it (cf.als.confidence)
 DEFAULT_OBJECTIVE = "implicit"  # ranks better on the holdout: see BENCHMARKS.md (cf section)
 VAL_USERS = 2000  # users scored for the validation nDCG (a hash-chosen sample: same users every time)
 MIN_KEPT = 5  # a user with fewer ratings has none held out for validation
@@ -44,7 +46,9 @@ class HyperParams:
     dim: int = 64
     iterations: int = 10
     reg: float = 30.0
+    reg_exp: float = 0.0  # regularisation grows as (ratings of the row)^reg_exp (cf.als.reg_scale)
     confidence: float = 1.0
+    weight: str = "log"  # a rating's confidence: 1 + confidence * log(1 + r), or confidence * r (linear)
     like: float = 3.0
     cg_steps: int = 3
     update_iterations: int = 2
@@ -70,6 +74,10 @@ class HyperParams:
             raise BadInputError("--lr must be positive")
         if self.reg < 0 or not self.confidence > 0:
             raise BadInputError("--reg must not be negative and --confidence must be positive")
+        if self.weight not in WEIGHTS:
+            raise BadInputError(f"unknown weight {self.weight!r}: use one of {', '.join(WEIGHTS)}")
+        if not 0 <= self.reg_exp <= 2:
+            raise BadInputError("--reg-exp must be between 0 and 2")
         if not 0 <= self.val_frac < 1:
             raise BadInputError("val_frac must be in [0, 1)")
 
@@ -92,6 +100,7 @@ class History:
     val_ndcg: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     base_ndcg: float | None = None  # an update: the starting model's validation nDCG on the same users
+    reg_norm: float = 1.0  # implicit: mean of (ratings per user)^reg_exp, what fold-in scales reg by
     best_epoch: int = 0
     samples_per_epoch: int = 0
     batch_size: int = 0
@@ -168,6 +177,8 @@ def val_ndcg(
 ) -> float:
     """Mean nDCG@10 over `users` (rows) of held-out (val_users, val_movies) pairs, scoring every movie and
     leaving out what the user trained on (`seen`); row-aligned factor tables."""
+    from threadpoolctl import threadpool_limits
+
     from movierec.cf.evaluate import K, ranking_metrics
 
     if len(users) == 0:
@@ -176,17 +187,23 @@ def val_ndcg(
     keep = users[pos] == val_users
     held = UserRows.build(pos[keep], val_movies[keep], len(users))
     n_relevant = np.diff(held.indptr)
-    tops, rels = [], []
-    for start in range(0, len(users), block):
+    n = len(movie_vecs)
+
+    def ranked(start: int) -> tuple[np.ndarray, np.ndarray]:
         idx = np.arange(start, min(start + block, len(users)))
         s = user_vecs[users[idx]] @ movie_vecs.T
-        s[seen.mask(users[idx], len(movie_vecs))] = -np.inf
-        top = np.argpartition(-s, K - 1, axis=1)[:, :K]
+        s[seen.mask(users[idx], n)] = -np.inf
+        top = np.argpartition(s, n - K, axis=1)[:, n - K :] if n > K else np.argsort(s, axis=1)
         order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
-        tops.append(top)
-        rels.append(np.take_along_axis(held.mask(idx, len(movie_vecs)), top, axis=1))
-    return ranking_metrics(np.concatenate(tops), np.concatenate(rels), n_relevant, len(movie_vecs))["ndcg@10"]
+        return top, np.take_along_axis(held.mask(idx, n), top, axis=1)
+
+    # Two threads, one BLAS thread each: the selection (argpartition) is most of the time and releases
+    # the GIL, so a tuning trial's scoring halves on 2 cores.
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(ranked, range(0, len(users), block)))
+    tops, rels = [p[0] for p in parts], [p[1] for p in parts]
+    return ranking_metrics(np.concatenate(tops), np.concatenate(rels), n_relevant, n)["ndcg@10"]
 
 
 def fit_als(
@@ -223,7 +240,7 @@ def fit_als(
         levels = unique_sorted(ratings)
         codes = np.searchsorted(levels, ratings)
     codes = codes.astype(np.uint8 if len(levels) <= 256 else np.int64)
-    w_of = als.confidence(levels, hp.confidence)
+    w_of = als.confidence(levels, hp.confidence, hp.weight)
     p_of = (levels >= hp.like).astype(np.float32) if hp.like > 0 else None
 
     def part(sel: np.ndarray | None) -> tuple[np.ndarray, ...]:
@@ -266,8 +283,11 @@ def fit_als(
     hist = History(samples_per_epoch=int((~pv).sum()) if start is None else len(ratings))
     if start is not None:
         hist.base_ndcg = val_ndcg(X, Y, seen, vu, vm, check)
-    users = als.Side(by_user, n_movies, solve_users)
-    movies = als.Side(by_movie, n_users, solve_movies)
+    # Frequency-scaled reg from the counts of all the ratings (an update sees the same scale as a fit).
+    u_scale, hist.reg_norm = als.reg_scale(counts, hp.reg_exp)
+    m_scale, _ = als.reg_scale(np.bincount(movie_rows, minlength=n_movies), hp.reg_exp)
+    users = als.Side(by_user, n_movies, solve_users, u_scale)
+    movies = als.Side(by_movie, n_users, solve_movies, m_scale)
     what = "full" if start is None else f"{len(users.rows):,} users, {len(movies.rows):,} movies"
     say(f"ALS ready in {time.perf_counter() - t_prep:.1f}s", enabled=progress)
     for it in range(hp.iterations):

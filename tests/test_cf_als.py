@@ -76,6 +76,69 @@ def test_conjugate_gradient_converges_to_the_exact_solve() -> None:
     np.testing.assert_allclose(cg, exact, atol=2e-3)
 
 
+def test_frequency_scaled_reg_solves_each_row_with_its_own_reg() -> None:
+    """reg_exp: row r is solved with reg * n_r^exp / mean(n^exp) (the mean over rows with ratings), by
+    the exact solve and by warm-started CG alike; exp 0 is the plain solve."""
+    csr, F = _problem(seed=3)
+    n = csr.lengths
+    scale, norm = als.reg_scale(n, 0.5)
+    assert norm == pytest.approx(float((n[n > 0] ** 0.5).mean()), rel=1e-6)
+    assert als.reg_scale(n, 0.0) == (None, 1.0)
+    exact = np.zeros((len(n), F.shape[1]), dtype=np.float32)
+    als.solve_side(csr, F, exact, reg=2.0, cg_steps=None, scale=scale)
+    for r in (int(np.argmax(n)), int(np.argmin(np.where(n > 0, n, 99)))):  # the heaviest and lightest row
+        cols, w = csr.idx[csr.indptr[r] : csr.indptr[r + 1]], csr.w[csr.indptr[r] : csr.indptr[r + 1]]
+        reg_r = 2.0 * n[r] ** 0.5 / norm
+        A = F.T @ F + reg_r * np.eye(F.shape[1]) + (F[cols].T * w) @ F[cols]
+        np.testing.assert_allclose(exact[r], np.linalg.solve(A, F[cols].T @ (1 + w)), rtol=1e-3, atol=1e-4)
+    plain = np.zeros_like(exact)
+    als.solve_side(csr, F, plain, reg=2.0, cg_steps=None)
+    assert not np.allclose(plain, exact, atol=1e-3)  # the scaling changes the answer
+    cg = np.zeros_like(exact)
+    for _ in range(4):
+        als.solve_side(csr, F, cg, reg=2.0, cg_steps=3, scale=scale)
+    np.testing.assert_allclose(cg, exact, atol=2e-3)  # CG's few steps: the same tolerance as unscaled
+
+
+def test_fold_in_with_frequency_scaled_reg_and_linear_weight_is_the_fit_user_solve(tmp_path) -> None:
+    """A model fitted with reg_exp and the linear weight folds a user in with the reg the fit gave a user
+    with as many ratings and confidence alpha x rating (both travel in factors.npz; old files without
+    them load as exp 0, log weight)."""
+    from movierec.cf.factors import Factors
+
+    data = checkerboard()
+    user = 7
+    model = KerasCF(**{**ALS, "reg_exp": 1.0, "weight": "linear", "confidence": 0.5}).fit(
+        data.take(data.user_ids != user)
+    )
+    f = model.factors
+    assert (f.reg_exp, f.weight, f.alpha) == (1.0, "linear", 0.5) and f.reg_norm > 1
+    mine = data.take(data.user_ids == user)
+    _, vecs, _ = f.fold_in(mine.user_ids, mine.movie_ids, mine.ratings)
+    m = f.movie_index(mine.movie_ids)
+    w = 0.5 * mine.ratings[m >= 0] - 1  # confidence 0.5 x rating: a 1-star rating weighs less than unrated
+    m = m[m >= 0]
+    Y = f.movie_vecs
+    reg_r = f.reg * len(m) / f.reg_norm
+    A = Y.T @ Y + reg_r * np.eye(8) + (Y[m].T * w) @ Y[m]
+    np.testing.assert_allclose(vecs[0], np.linalg.solve(A, Y[m].T @ (1 + w)), rtol=1e-3, atol=1e-4)
+    f.save(tmp_path / "f.npz")
+    back = Factors.load(tmp_path / "f.npz")
+    assert (back.reg, back.alpha, back.reg_exp, back.reg_norm, back.weight) == (
+        f.reg,
+        f.alpha,
+        f.reg_exp,
+        f.reg_norm,
+        f.weight,
+    )
+    with np.load(tmp_path / "f.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["als"] = arrays["als"][:2]  # a file written before frequency scaling
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = Factors.load(tmp_path / "old.npz")
+    assert (old.reg, old.reg_exp, old.reg_norm, old.weight) == (f.reg, 0.0, 1.0, "log")
+
+
 def test_fold_in_is_the_als_user_solve_and_finds_the_planted_movie() -> None:
     """A user left out of training, folded in from their ratings, gets their own group's missing movie."""
     data = checkerboard()

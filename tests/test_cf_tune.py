@@ -70,6 +70,21 @@ def test_everything_fixed_is_one_trial_and_no_data_to_hold_out_is_none() -> None
     assert hp == given and rec.trials == []
 
 
+def test_a_reg_exp_trial_carries_reg_along() -> None:
+    """Trying reg_exp > 0 divides reg by the mean multiplier a training rating would see, so the trial
+    compares at about the same overall shrinkage; the choice and every trial are recorded."""
+    data = groups()
+    start = HyperParams(dim=8, iterations=4, reg=20.0)
+    split = tune.make_split(*_indexed(data))
+    hp, rec = tune.search(*_indexed(data), start, fixed={"like", "weight", "confidence", "dim", "iterations"})
+    by_exp = {t["reg_exp"]: t for t in rec.trials[: len(tune.GRID["reg_exp"])]}
+    assert sorted(by_exp) == list(tune.GRID["reg_exp"])
+    for exp, t in by_exp.items():
+        assert t["reg"] == pytest.approx(20.0 / tune._carry(split, exp), abs=1e-3)
+    assert tune._carry(split, 0.0) == 1.0 and tune._carry(split, 1.0) > tune._carry(split, 0.5) > 1.0
+    assert rec.chosen["reg_exp"] == hp.reg_exp in tune.GRID["reg_exp"]
+
+
 def test_large_data_is_tuned_on_a_user_sample() -> None:
     data = groups(n_users=400)
     split = tune.make_split(*_indexed(data), sample_ratings=len(data) // 4)
@@ -132,3 +147,13 @@ def test_no_tune_flag_reaches_the_fit(settings: Settings) -> None:
                                        "--quiet"], env=env)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "tuning" not in json.loads(result.output)["metrics"]
+
+
+def test_train_prints_the_chosen_values_words_and_numbers(settings: Settings) -> None:
+    """The text output lists every chosen value, the rating weight (a word) among the numbers."""
+    write_ratings(settings, groups(n_users=80))
+    env = {"MOVIEREC_HOME": str(settings.home)}
+    result = CliRunner().invoke(main, ["train", "--dim", "4", "--iterations", "2", "--quiet"], env=env)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("tuned in"))
+    assert "dim 4" in line and "iterations 2" in line and any(f"weight {w}" in line for w in ("log", "linear"))

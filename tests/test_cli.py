@@ -63,13 +63,14 @@ def test_flags_declared_in_the_cli_agree_with_the_library() -> None:
     """The CLI declares a few choices itself so that `--help` needs no numpy; they must not drift."""
     import dataclasses
 
-    from movierec.cf.train import OBJECTIVES, HyperParams
+    from movierec.cf.train import OBJECTIVES, WEIGHTS, HyperParams
     from movierec.cli import cf as cf_cli
     from movierec.cli import ingest as ingest_cli
     from movierec.ingest.formats import FORMATS
 
     assert tuple(ingest_cli.FORMAT_CHOICES) == tuple(FORMATS)
     assert tuple(cf_cli.OBJECTIVES) == tuple(OBJECTIVES)
+    assert tuple(cf_cli.WEIGHTS) == tuple(WEIGHTS)
     tunable = [f.name for f in dataclasses.fields(HyperParams) if f.name not in ("patience", "val_frac")]
     assert sorted(cf_cli.HYPERPARAM_FLAGS) == sorted(tunable)
     for command in ("train", "evaluate"):

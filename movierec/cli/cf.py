@@ -20,6 +20,7 @@ from movierec.cli.options import (
 )
 
 OBJECTIVES = ("implicit", "rating")  # movierec.cf.train.OBJECTIVES; tests/test_cli.py checks they agree
+WEIGHTS = ("log", "linear")  # movierec.cf.train.WEIGHTS; likewise
 
 
 def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,8 +34,14 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dim", type=click.IntRange(1, 4096), help="Embedding size (default 64)."),
         click.option("--iterations", type=click.IntRange(1, 1000), help="ALS sweeps (implicit; default 10)."),
         click.option("--reg", type=FiniteFloat(min=0), help="ALS regularisation (implicit; 30)."),
+        click.option("--reg-exp", type=FiniteFloat(min=0, max=2),
+                     help="Regularisation grows as (a row's ratings)^reg-exp, over its mean (implicit; "
+                          "default 0: the same for every user and movie)."),
         click.option("--confidence", type=FiniteFloat(min=0, min_open=True),
-                     help="ALS confidence of a rating r: 1 + confidence * log(1 + r) (implicit; default 1)."),
+                     help="ALS confidence of a rating r: 1 + confidence * log(1 + r), or confidence * r "
+                          "with --weight linear (implicit; default 1)."),
+        click.option("--weight", type=click.Choice(WEIGHTS),
+                     help="How a rating's confidence grows with it: log (default) or linear (implicit)."),
         click.option("--like", type=FiniteFloat(min=0, max=5),  # ratings are 0.5..5 (ingest checks)
                      help="Ratings below it say 'does not prefer' (implicit; default 3; 0: all prefer)."),
         click.option("--cg-steps", type=click.IntRange(1, 100), help="CG steps per ALS solve (default 3)."),
@@ -50,9 +57,9 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--l2", type=FiniteFloat(min=0), help="L2 on embeddings, biases (rating)."),
         click.option("--seed", type=SEED, help="Random seed (initialisation, sampling, validation split)."),
         click.option("--tune/--no-tune", default=None,
-                     help="Implicit full fit: first choose like, confidence, reg, dim and iterations on a "
-                          "validation split of the ratings (default; flags given fix their value). "
-                          "--no-tune: use the given values and defaults as they are."),
+                     help="Implicit full fit: first choose like, weight, confidence, reg, reg-exp, dim and "
+                          "iterations on a validation split of the ratings (default; flags given fix "
+                          "their value). --no-tune: use the given values and defaults as they are."),
     ]  # fmt: skip
 
     @functools.wraps(f)
@@ -106,7 +113,9 @@ def train(settings, hyperparams: dict, update: bool, as_json: bool, quiet: bool)
     tuned = m.get("tuning")
     chosen = (
         f"\ntuned in {tuned['seconds']:.0f}s ({tuned['trials']} trials): "
-        + ", ".join(f"{k} {v:g}" for k, v in tuned["chosen"].items())
+        + ", ".join(
+            f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}" for k, v in tuned["chosen"].items()
+        )
         if tuned
         else ""
     )
