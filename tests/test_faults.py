@@ -141,6 +141,20 @@ def _planted_model(data: Ratings) -> KerasCF:
     return KerasCF.from_factors(f, Seen.from_pairs(data.user_ids, data.movie_ids))
 
 
+@pytest.mark.parametrize("spread", [1, 10**12])  # dense ids (a lookup table) and sparse ones (a search)
+def test_guard_judges_exactly_the_sampled_users_ratings(spread: int) -> None:
+    """The guard picks its sample's ratings out of all of them (`_members`): the same as np.isin."""
+    from movierec.cf.guard import _members
+
+    rng = np.random.default_rng(spread)
+    values = rng.integers(1, 5000, 20_000).astype(np.int64) * spread
+    ids = np.concatenate([rng.choice(values, 30), [-7, 6000 * spread]])  # two ids no rating has
+    np.testing.assert_array_equal(_members(values, ids), np.isin(values, ids))
+    if spread == 1:  # the saved seen lists hold int32 user ids; the sample is int64
+        np.testing.assert_array_equal(_members(values.astype(np.int32), ids), np.isin(values, ids))
+    assert not _members(values[:0], ids).any() and not _members(values, ids[:0]).any()
+
+
 def test_guard_accepts_a_sane_model(settings: Settings) -> None:
     """The guard lets a sane model through: it is saved, recorded and made current over the previous one
     (`save_model`'s own record says `is_current=True` by default, so it is read back from the registry)."""
