@@ -133,12 +133,33 @@ class UserRows:
         return out
 
 
+HASH_CHUNK = 1 << 22  # pairs per chunk: long inputs (25M ratings) are hashed in chunks on two threads
+
+
 def _hash(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A fixed pseudo-random number in [0, 1) per (a, b) pair (splitmix64 of the packed pair)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim != 1 or a.shape != b.shape or len(a) <= HASH_CHUNK:
+        return _splitmix(a, b)
+    out = np.empty(len(a), dtype=np.float64)
+
+    def chunk(start: int) -> None:
+        sl = slice(start, start + HASH_CHUNK)
+        out[sl] = _splitmix(a[sl], b[sl])
+
+    with ThreadPoolExecutor(2) as pool:  # numpy's integer ops release the GIL
+        list(pool.map(chunk, range(0, len(a), HASH_CHUNK)))
+    return out
+
+
+def _splitmix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
-        x = a.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + b.astype(np.uint64)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = np.asarray(a).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x += np.asarray(b).astype(np.uint64)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
         x ^= x >> np.uint64(31)
     return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
@@ -267,9 +288,13 @@ def fit_als(
         u_part = part(np.flatnonzero(need_u[user_rows]))
         m_part = part(np.flatnonzero(need_m[movie_rows]))
     pu, pm, pc, pv = u_part
-    by_user = als.CSR.from_codes(pu[~pv], pm[~pv], pc[~pv], n_users, n_movies, w_of, p_of)
     qu, qm, qc, qv = m_part
-    by_movie = als.CSR.from_codes(qm[~qv], qu[~qv], qc[~qv], n_movies, n_users, w_of, p_of)
+    # The two sides' CSRs on two threads (their sorts and casts release the GIL): at 25M ratings each
+    # is a few seconds of the prep.
+    with ThreadPoolExecutor(2) as pool:
+        fu = pool.submit(als.CSR.from_codes, pu[~pv], pm[~pv], pc[~pv], n_users, n_movies, w_of, p_of)
+        fm = pool.submit(als.CSR.from_codes, qm[~qv], qu[~qv], qc[~qv], n_movies, n_users, w_of, p_of)
+        by_user, by_movie = fu.result(), fm.result()
     seen = UserRows(by_user.indptr, by_user.idx.astype(np.int64))  # training movies per user, val excluded
     vu, vm = pu[pv], pm[pv]
     check = val_sample(vu, user_ids)
@@ -286,8 +311,10 @@ def fit_als(
     # Frequency-scaled reg from the counts of all the ratings (an update sees the same scale as a fit).
     u_scale, hist.reg_norm = als.reg_scale(counts, hp.reg_exp)
     m_scale, _ = als.reg_scale(np.bincount(movie_rows, minlength=n_movies), hp.reg_exp)
-    users = als.Side(by_user, n_movies, solve_users, u_scale)
-    movies = als.Side(by_movie, n_users, solve_movies, m_scale)
+    with ThreadPoolExecutor(2) as pool:  # the padded blocks of both sides, likewise
+        fu = pool.submit(als.Side, by_user, n_movies, solve_users, u_scale)
+        fm = pool.submit(als.Side, by_movie, n_users, solve_movies, m_scale)
+        users, movies = fu.result(), fm.result()
     what = "full" if start is None else f"{len(users.rows):,} users, {len(movies.rows):,} movies"
     say(f"ALS ready in {time.perf_counter() - t_prep:.1f}s", enabled=progress)
     for it in range(hp.iterations):

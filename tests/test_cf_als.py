@@ -217,6 +217,21 @@ def test_planted_top_movies_are_recovered_on_synthetic_data(tmp_path) -> None:
     assert ours >= 0.15 and ours >= 1.6 * baseline, (ours, baseline)
 
 
+def test_pair_hash_is_the_same_in_chunks_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long inputs are hashed in chunks on two threads; the values must not change (they pick every fit's
+    and update's validation ratings, so a drift would move the holdout under a saved model)."""
+    from movierec.cf import train
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 1 << 40, 1000), rng.integers(0, 1 << 33, 1000)
+    whole = train._hash(a, b)
+    monkeypatch.setattr(train, "HASH_CHUNK", 7)
+    np.testing.assert_array_equal(train._hash(a, b), whole)
+    # Pinned values (splitmix64 of the packed pair) so that no rewrite changes them silently.
+    np.testing.assert_allclose(train._hash(np.array([1, 162541]), np.array([2, 209171])),
+                               [0.59118973, 0.49510439], rtol=0, atol=1e-8)  # fmt: skip
+
+
 def test_validation_holdout_is_fixed_by_ids_and_spares_light_users() -> None:
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(1, 201), 30)
