@@ -269,13 +269,16 @@ def fold_in(
     w: np.ndarray,
     reg_exp: float = 0.0,
     reg_norm: float = 1.0,
+    p: np.ndarray | None = None,
 ) -> np.ndarray:
     """User vectors for users the model has not trained on, from what they rated: the exact ALS user
     solve against fixed movie factors. User k rated movie_rows[indptr[k]:indptr[k+1]] with confidence
     weights w (see `confidence`); returns float32 [n_users, dim] (zeros for a user with no ratings).
-    With `reg_exp`, each user's reg is scaled as in the fit (`reg_norm`: the fit's mean of n^reg_exp)."""
+    With `reg_exp`, each user's reg is scaled as in the fit (`reg_norm`: the fit's mean of n^reg_exp);
+    `p` (1 prefers, 0 does not; None: all prefer) is the fit's preference of each rating."""
     n = len(indptr) - 1
-    csr = CSR(np.asarray(indptr, np.int64), np.asarray(movie_rows, np.int32), np.asarray(w, np.float32))
+    pref = None if p is None else np.asarray(p, np.float32)
+    csr = CSR(np.asarray(indptr, np.int64), np.asarray(movie_rows, np.int32), np.asarray(w, np.float32), pref)
     X = np.zeros((n, movie_vecs.shape[1]), dtype=np.float32)
     scale = None
     if reg_exp:

@@ -39,6 +39,7 @@ class Factors:
     reg_exp: float = 0.0  # frequency-scaled reg (cf.als.reg_scale): exponent and the fit's mean n^exp
     reg_norm: float = 1.0
     weight: str = "log"  # cf.als.confidence
+    like: float = 0.0  # ratings below it say "does not prefer" (0: every rating prefers), as in the fit
 
     @property
     def can_fold_in(self) -> bool:
@@ -62,8 +63,10 @@ class Factors:
         order = np.argsort(u_rows, kind="stable")
         indptr = np.zeros(len(u_ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(u_rows, minlength=len(u_ids)), out=indptr[1:])
-        w = confidence(np.asarray(ratings, dtype=np.float32)[known][order], self.alpha, self.weight)
-        vecs = solve(self.movie_vecs, self.reg, indptr, m[known][order], w, self.reg_exp, self.reg_norm)
+        r = np.asarray(ratings, dtype=np.float32)[known][order]
+        w = confidence(r, self.alpha, self.weight)
+        p = (r >= self.like).astype(np.float32) if self.like > 0 else None
+        vecs = solve(self.movie_vecs, self.reg, indptr, m[known][order], w, self.reg_exp, self.reg_norm, p)
         return u_ids, vecs, np.zeros(len(u_ids), dtype=np.float32)
 
     def with_users(self, user_ids: np.ndarray, user_vecs: np.ndarray, user_bias: np.ndarray) -> Factors:
@@ -151,7 +154,9 @@ class Factors:
             movie_bias=self.movie_bias,
             scalars=np.array([self.global_bias, self.rating_min, self.rating_max], dtype=np.float64),
             objective=np.array(self.objective),
-            als=np.array([self.reg, self.alpha, self.reg_exp, self.reg_norm, float(self.weight == "linear")]),
+            als=np.array([self.reg, self.alpha], dtype=np.float64),
+            # Separate from "als" so that older releases still read these files.
+            als_ext=np.array([self.reg_exp, self.reg_norm, float(self.weight == "linear"), self.like]),
         )
 
     @classmethod
@@ -172,9 +177,10 @@ class Factors:
     def _read(cls, path: Path) -> Factors:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # our handle: closed on errors too
             g, lo, hi = (float(x) for x in z["scalars"])
-            # [reg, alpha] in older files; since: [reg, alpha, reg_exp, reg_norm, 1 if linear weight]
-            als = [float(x) for x in z["als"]] if "als" in z.files else [0.0, 0.0]
-            reg, alpha, reg_exp, reg_norm, linear = [*als, 0.0, 1.0, 0.0][:5] if len(als) == 2 else als[:5]
+            reg, alpha = (float(x) for x in z["als"]) if "als" in z.files else (0.0, 0.0)
+            # Files before frequency scaling, the linear weight and `like` in fold-in: none of them.
+            ext = [float(x) for x in z["als_ext"]] if "als_ext" in z.files else [0.0, 1.0, 0.0, 0.0]
+            reg_exp, reg_norm, linear, like = ext[:4]
             return cls(
                 user_ids=z["user_ids"].astype(np.int64),
                 movie_ids=z["movie_ids"].astype(np.int64),
@@ -191,4 +197,5 @@ class Factors:
                 reg_exp=reg_exp,
                 reg_norm=reg_norm,
                 weight="linear" if linear else "log",
+                like=like,
             )

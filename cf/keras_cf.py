@@ -99,7 +99,8 @@ class KerasCF(Recommender):
             alpha=self.hp.confidence if als else 0.0,
             reg_exp=self.hp.reg_exp if als else 0.0,
             reg_norm=self.history.reg_norm if als and self.history is not None else 1.0,
-            weight=self.hp.weight,
+            weight=self.hp.weight if als else "log",
+            like=self.hp.like if als else 0.0,
             **arrays,
         )
 

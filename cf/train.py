@@ -37,10 +37,10 @@ MIN_KEPT = 5  # a user with fewer ratings has none held out for validation
 class HyperParams:
     """Defaults chosen on ml-latest-small (BENCHMARKS.md); `None` batch size means about 100 steps/epoch.
 
-    implicit (ALS): dim, iterations, reg, confidence, cg_steps, update_iterations.
-    rating (SGD): dim, epochs, batch_size, lr, l2, patience. Both: val_frac, seed.
-    With `tune` (implicit), a full fit first searches like, confidence, reg, dim and iterations on the
-    training ratings (`cf.tune`); the values a caller passes are kept."""
+    implicit (ALS): dim, iterations, reg, reg_exp, confidence, weight, like, cg_steps, update_iterations,
+    update_share. rating (SGD): dim, epochs, batch_size, lr, l2, patience. Both: val_frac, seed.
+    With `tune` (implicit), a full fit first searches like, confidence, reg_exp, reg, dim, weight and
+    iterations on the training ratings (`cf.tune`); the values a caller passes are kept."""
 
     objective: str = DEFAULT_OBJECTIVE
     dim: int = 64
@@ -214,7 +214,7 @@ def val_ndcg(
         idx = np.arange(start, min(start + block, len(users)))
         s = user_vecs[users[idx]] @ movie_vecs.T
         s[seen.mask(users[idx], n)] = -np.inf
-        top = np.argpartition(s, n - K, axis=1)[:, n - K :] if n > K else np.argsort(s, axis=1)
+        top = np.argpartition(-s, K - 1, axis=1)[:, :K] if n > K else np.argsort(-s, axis=1)  # NaN last
         order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         return top, np.take_along_axis(held.mask(idx, n), top, axis=1)
@@ -308,7 +308,8 @@ def fit_als(
     hist = History(samples_per_epoch=int((~pv).sum()) if start is None else len(ratings))
     if start is not None:
         hist.base_ndcg = val_ndcg(X, Y, seen, vu, vm, check)
-    # Frequency-scaled reg from the counts of all the ratings (an update sees the same scale as a fit).
+    # Frequency-scaled reg from the counts of all the ratings, so an update sees about the scale of the
+    # full fit it starts from (the counts have moved by the update's new ratings: a small drift).
     u_scale, hist.reg_norm = als.reg_scale(counts, hp.reg_exp)
     m_scale, _ = als.reg_scale(np.bincount(movie_rows, minlength=n_movies), hp.reg_exp)
     with ThreadPoolExecutor(2) as pool:  # the padded blocks of both sides, likewise

@@ -21,6 +21,7 @@ from movierec.progress import say
 
 RETRAIN_SHARE = 0.10  # an update re-solves too much past this share of changed ratings: retrain instead
 RETRAIN_EVERY = 7  # a full retrain after this many updates in a row (drift of the untouched rows)
+SHAPES_THE_FIT = ("like", "weight", "confidence", "reg_exp")  # a change means a full fit, not an update
 GATE_DROP = 0.05  # refuse an update whose validation nDCG@10 falls more than 5% below the current model's
 
 
@@ -67,6 +68,9 @@ def train_model(
                 why_full = "only implicit (ALS) models update"
             elif previous.hp.dim != rec.hp.dim:
                 why_full = f"dim changes from {previous.hp.dim} to {rec.hp.dim}"
+            elif changed := [k for k in SHAPES_THE_FIT if getattr(previous.hp, k) != getattr(rec.hp, k)]:
+                # Re-solving some rows under another objective would leave a mix of two models.
+                why_full = f"{', '.join(changed)} changed"
             elif last.get("updates_since_full", 0) + 1 > RETRAIN_EVERY:
                 why_full = f"{RETRAIN_EVERY} updates since the last full fit"
     started = time.perf_counter()

@@ -8,13 +8,13 @@ So a full fit first runs a small search:
   ratings otherwise, so the search costs about one full fit at any size), each eligible user's ratings
   split 75/25 by a hash of (user id, movie id): the shape of the per-user holdout a recommender is judged
   on, never the evaluation's own test part (the caller passes its training ratings only).
-- **Search**: coordinate descent from the defaults over `GRID` (the like threshold, the rating weight,
-  the confidence, the regularisation's growth with a row's ratings and its size, the dimension), each
-  trial a real ALS fit on the sample's 75% scored by nDCG@10 of the 25% (every movie scored, training
-  movies left out); then the number of sweeps, measured inside one
-  longer fit of the winner. A value the caller fixed (an explicit flag) is never searched.
+- **Search**: coordinate descent from the defaults over `GRID` (the like threshold, the confidence, the
+  regularisation's growth with a row's ratings, its size, the dimension, the rating weight), then reg
+  once more, finer; each trial a real ALS fit on the sample's 75% scored by nDCG@10 of the 25% (every
+  movie scored, training movies left out); then the number of sweeps, measured inside one longer fit of
+  the winner. A value the caller fixed (an explicit flag) is never searched.
 - **Budget**: one fit per grid value not yet tried (12 after the start, 2 more for the second reg pass)
-  plus one fit of twice the sweeps: about 15 fits of a sample of at most `SAMPLE_RATINGS` ratings. On
+  plus one fit of twice the sweeps: about 16 fits of a sample of at most `SAMPLE_RATINGS` ratings. On
   larger data the chosen dim x iterations may cost at most `COST_CAP` times the start's, so search plus
   fit stay near 2x a single fit; smaller data (seconds per fit) may choose any grid value.
 """

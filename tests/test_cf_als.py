@@ -108,7 +108,7 @@ def test_fold_in_with_frequency_scaled_reg_and_linear_weight_is_the_fit_user_sol
 
     data = checkerboard()
     user = 7
-    model = KerasCF(**{**ALS, "reg_exp": 1.0, "weight": "linear", "confidence": 0.5}).fit(
+    model = KerasCF(**{**ALS, "reg_exp": 1.0, "weight": "linear", "confidence": 0.5, "like": 0.0}).fit(
         data.take(data.user_ids != user)
     )
     f = model.factors
@@ -124,19 +124,15 @@ def test_fold_in_with_frequency_scaled_reg_and_linear_weight_is_the_fit_user_sol
     np.testing.assert_allclose(vecs[0], np.linalg.solve(A, Y[m].T @ (1 + w)), rtol=1e-3, atol=1e-4)
     f.save(tmp_path / "f.npz")
     back = Factors.load(tmp_path / "f.npz")
-    assert (back.reg, back.alpha, back.reg_exp, back.reg_norm, back.weight) == (
-        f.reg,
-        f.alpha,
-        f.reg_exp,
-        f.reg_norm,
-        f.weight,
-    )
+    fields = ("reg", "alpha", "reg_exp", "reg_norm", "weight", "like")
+    assert [getattr(back, k) for k in fields] == [getattr(f, k) for k in fields]
     with np.load(tmp_path / "f.npz") as z:
         arrays = {k: z[k] for k in z.files}
-    arrays["als"] = arrays["als"][:2]  # a file written before frequency scaling
+    assert arrays["als"].shape == (2,)  # what older releases read: the new values have their own key
+    del arrays["als_ext"]  # a file written before frequency scaling, the weight and like in fold-in
     np.savez(tmp_path / "old.npz", **arrays)
     old = Factors.load(tmp_path / "old.npz")
-    assert (old.reg, old.reg_exp, old.reg_norm, old.weight) == (f.reg, 0.0, 1.0, "log")
+    assert (old.reg, old.reg_exp, old.reg_norm, old.weight, old.like) == (f.reg, 0.0, 1.0, "log", 0.0)
 
 
 def test_fold_in_is_the_als_user_solve_and_finds_the_planted_movie() -> None:
@@ -150,11 +146,14 @@ def test_fold_in_is_the_als_user_solve_and_finds_the_planted_movie() -> None:
     # The same as the exact ALS user step against the trained movie factors.
     f = model.factors
     m = f.movie_index(mine.movie_ids)
-    w = als.confidence(mine.ratings[m >= 0], f.alpha)  # the user's filler movies are unknown: ignored
+    r = mine.ratings[m >= 0]  # the user's filler movies are unknown: ignored
+    w = als.confidence(r, f.alpha)
+    p = (r >= f.like).astype(np.float32)  # like 3: the 1-star film says "does not prefer", as in the fit
+    assert f.like == 3.0 and 0 < p.sum() < len(p)
     m = m[m >= 0]
     Y = f.movie_vecs
     A = Y.T @ Y + f.reg * np.eye(8) + (Y[m].T * w) @ Y[m]
-    np.testing.assert_allclose(vecs[0], np.linalg.solve(A, Y[m].T @ (1 + w)), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(vecs[0], np.linalg.solve(A, Y[m].T @ ((1 + w) * p)), rtol=1e-3, atol=1e-4)
     scores = vecs[0] @ Y.T
     scores[m] = -np.inf
     assert f.movie_ids[int(np.argmax(scores))] == missing_movie(user)

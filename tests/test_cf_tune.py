@@ -132,6 +132,12 @@ def test_train_records_the_search_updates_reuse_it_retrain_retunes(
     assert second.metrics["mode"] == "update" and doc2["tuning"] is None and "tuning" not in second.metrics
     assert {k: doc2["hyperparameters"][k] for k in chosen} == chosen
 
+    # An update asked for another rating weight (or like, confidence, reg_exp) is a full fit instead.
+    other = "log" if chosen["weight"] == "linear" else "linear"
+    refit = train_model(settings, update=True, **FAST, weight=other, tune=False)
+    assert refit.metrics["mode"] == "full"
+    assert json.loads((refit.path / "model.json").read_text())["hyperparameters"]["weight"] == other
+
     # A retrain searches again; --no-tune keeps the defaults and the given values.
     third = train_model(settings, **FAST)
     assert third.metrics["mode"] == "full" and third.metrics["tuning"]["trials"] >= 2
