@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from movierec.catalog import unique_sorted
+from movierec.catalog import dense_range, unique_sorted
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError, NotFoundError
@@ -79,6 +79,15 @@ def index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     ids = np.asarray(ids, dtype=np.int64)
     if len(sorted_ids) == 0:
         return np.full(len(ids), -1, dtype=np.int64)
+    span = dense_range(np.asarray(sorted_ids), len(ids))
+    if span is not None:  # a table over the known ids' range: one gather instead of a binary search each
+        lo, hi = span
+        table = np.full(hi - lo + 1, -1, dtype=np.int64)
+        table[np.asarray(sorted_ids, dtype=np.int64) - lo] = np.arange(len(sorted_ids))
+        if len(ids) and lo <= int(ids.min()) and int(ids.max()) <= hi:  # the usual case: one gather
+            return table[ids - lo] if lo else table[ids]
+        inside = (ids >= lo) & (ids <= hi)
+        return np.where(inside, table[np.where(inside, ids - lo, 0)], -1)
     pos = np.searchsorted(sorted_ids, ids).clip(0, len(sorted_ids) - 1)
     return np.where(sorted_ids[pos] == ids, pos, -1)
 

@@ -326,3 +326,29 @@ def test_a_model_with_fresh_users_marks_their_rows_itself(settings: Settings) ->
     ranked = fresh.recommend(np.array([1, 5]), 3)
     assert ranked.folded is not None
     assert ranked.folded[ranked.user_id == 5].all() and not ranked.folded[ranked.user_id == 1].any()
+
+
+@pytest.mark.parametrize(
+    ("lo", "span", "n"),
+    [(1, 1_000, 50_000), (-500, 1_000, 5_000), (10**12, 10**15, 1_000), (0, 10, 3)],
+    ids=["dense", "negative", "sparse", "tiny"],
+)
+def test_id_helpers_agree_with_numpy_on_dense_and_sparse_ids(lo: int, span: int, n: int) -> None:
+    """unique_sorted and index_of take a lookup table over dense id ranges (MovieLens) and sort/search
+    otherwise: both paths give numpy's answers, absent ids -1; Seen groups the same pairs either way."""
+    from movierec.catalog import Seen, unique_sorted
+    from movierec.cf.data import index_of
+
+    rng = np.random.default_rng(n)
+    a = rng.integers(lo, lo + span, n)
+    u = unique_sorted(a)
+    np.testing.assert_array_equal(u, np.unique(a))
+    queries = np.concatenate([a[:100], [lo - 1, lo + span + 5]])
+    expected = np.array([np.searchsorted(u, q) if q in set(u.tolist()) else -1 for q in queries])
+    np.testing.assert_array_equal(index_of(u, queries), expected)
+    known = a[:100]  # all known: the one-gather path
+    np.testing.assert_array_equal(index_of(u, known), expected[: len(known)])
+    users = rng.integers(1, 50, len(a))
+    seen = Seen.from_pairs(users, np.abs(a))
+    np.testing.assert_array_equal(seen.movie_ids, np.unique(np.abs(a)))
+    assert seen.indptr[-1] == len(a) and (np.diff(seen.indptr) > 0).all()
