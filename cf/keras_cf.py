@@ -127,7 +127,10 @@ class KerasCF(Recommender):
         p_users = index_of(self.user_ids, ps.user_ids.astype(np.int64))
         ok = (p_users >= 0) & (p_movies >= 0)
         old_keys = p_movies[ok] * nu + p_users[ok]
-        keys = np.sort(m.astype(np.int64) * nu + u)
+        # The new pairs in the same order without a sort: `self.seen` (just built from `data`) is grouped
+        # by movie id, users ascending, and both id maps are sorted, so row keys come out sorted.
+        s_movies = np.repeat(index_of(self.movie_ids, self.seen.movie_ids), np.diff(self.seen.indptr))
+        keys = s_movies * nu + index_of(self.user_ids, self.seen.user_ids)
         pos = np.searchsorted(old_keys, keys).clip(0, max(len(old_keys) - 1, 0))
         new_pair = ~(old_keys[pos] == keys) if len(old_keys) else np.ones(len(keys), dtype=bool)
         changed_keys = keys[new_pair]
