@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from movierec.cf.data import index_of
 from movierec.errors import ModelError
 
 MIN_RATINGS = 200  # below this, a metric is noise: only the finiteness checks apply
@@ -89,19 +90,9 @@ def _arrays(model: Any) -> list[tuple[str, np.ndarray]]:
 
 
 def _members(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """np.isin(values, ids) for a few ids among many values: a lookup table over the ids' range when it is
-    not much larger than `values` (MovieLens ids are dense), else a binary search."""
-    if not len(values) or not len(ids):
-        return np.zeros(len(values), dtype=bool)
-    lo, hi = int(values.min()), int(values.max())
-    if hi - lo < 4 * len(values):
-        table = np.zeros(hi - lo + 1, dtype=bool)
-        inside = ids[(ids >= lo) & (ids <= hi)]
-        table[inside - lo] = True
-        return table[values - lo]
-    ids = np.sort(ids)
-    pos = np.searchsorted(ids, values).clip(0, len(ids) - 1)
-    return ids[pos] == values
+    """np.isin(values, ids) for a few ids among many values, by the id lookup the models use (`index_of`:
+    a table over dense ids, else a binary search); np.isin compared each value with each id."""
+    return index_of(np.unique(np.asarray(ids, dtype=np.int64)), values) >= 0
 
 
 def _check_rating_spread(model: Any, users: np.ndarray, movies: np.ndarray, sample: np.ndarray) -> None:

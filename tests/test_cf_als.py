@@ -330,19 +330,27 @@ def test_a_model_with_fresh_users_marks_their_rows_itself(settings: Settings) ->
 
 @pytest.mark.parametrize(
     ("lo", "span", "n"),
-    [(1, 1_000, 50_000), (-500, 1_000, 5_000), (10**12, 10**15, 1_000), (0, 10, 3)],
-    ids=["dense", "negative", "sparse", "tiny"],
+    [(1, 1_000, 50_000), (-500, 1_000, 5_000), (10**9, 1_000, 5_000), (10**12, 10**15, 1_000), (0, 10, 3)],
+    ids=["dense", "negative", "dense-far-from-0", "sparse", "tiny"],
 )
 def test_id_helpers_agree_with_numpy_on_dense_and_sparse_ids(lo: int, span: int, n: int) -> None:
     """unique_sorted and index_of take a lookup table over dense id ranges (MovieLens) and sort/search
     otherwise: both paths give numpy's answers, absent ids -1; Seen groups the same pairs either way."""
+    import tracemalloc
+
     from movierec.catalog import Seen, unique_sorted
     from movierec.cf.data import index_of
 
     rng = np.random.default_rng(n)
     a = rng.integers(lo, lo + span, n)
-    u = unique_sorted(a)
+    tracemalloc.start()
+    try:
+        u = unique_sorted(a)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     np.testing.assert_array_equal(u, np.unique(a))
+    assert peak < 50 * 2**20  # a table over the ids' range, not over 0..max (8 GB for ids near 1e9)
     queries = np.concatenate([a[:100], [lo - 1, lo + span + 5]])
     expected = np.array([np.searchsorted(u, q) if q in set(u.tolist()) else -1 for q in queries])
     np.testing.assert_array_equal(index_of(u, queries), expected)
