@@ -177,7 +177,8 @@ class Factors:
     def _read(cls, path: Path) -> Factors:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # our handle: closed on errors too
             g, lo, hi = (float(x) for x in z["scalars"])
-            reg, alpha = (float(x) for x in z["als"]) if "als" in z.files else (0.0, 0.0)
+            # The first two values (a longer array, from a later or pre-release writer, keeps them first).
+            reg, alpha = (float(x) for x in z["als"][:2]) if "als" in z.files else (0.0, 0.0)
             # Files before frequency scaling, the linear weight and `like` in fold-in: none of them.
             ext = [float(x) for x in z["als_ext"]] if "als_ext" in z.files else [0.0, 1.0, 0.0, 0.0]
             reg_exp, reg_norm, linear, like = ext[:4]

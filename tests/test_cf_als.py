@@ -133,6 +133,12 @@ def test_fold_in_with_frequency_scaled_reg_and_linear_weight_is_the_fit_user_sol
     np.savez(tmp_path / "old.npz", **arrays)
     old = Factors.load(tmp_path / "old.npz")
     assert (old.reg, old.reg_exp, old.reg_norm, old.weight, old.like) == (f.reg, 0.0, 1.0, "log", 0.0)
+    arrays["als"] = np.array([f.reg, f.alpha, 9.0, 9.0, 9.0])  # a longer array: its first two still read
+    np.savez(tmp_path / "longer.npz", **arrays)
+    assert (Factors.load(tmp_path / "longer.npz").reg, Factors.load(tmp_path / "longer.npz").alpha) == (
+        f.reg,
+        f.alpha,
+    )
 
 
 def test_fold_in_is_the_als_user_solve_and_finds_the_planted_movie() -> None:
