@@ -10,8 +10,12 @@ Needs a home whose DuckDB holds the newer snapshot and a model directory trained
    known to both, `--users` of them, every movie scored, training movies excluded).
 
 The CLI wall times (process start, TensorFlow import, save) are measured separately with /usr/bin/time.
+With `--detection`, only the update's change detection is timed, both ways in turn (`--repeats` times):
+from the ingest numbers (`Ratings.changed_since`; the home's ingests must have numbered the ratings) and
+by comparing every pair with the base model's; both must find the same ratings.
 
     MOVIEREC_HOME=/work/data/home25m .venv/bin/python benchmarks/bench_cf_update.py BASE_MODEL_DIR
+        [--detection [--repeats 3]]
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ def main() -> None:
     ap.add_argument("base_model", type=Path, help="model directory trained on the base snapshot")
     ap.add_argument("--users", type=int, default=20_000, help="validation users scored")
     ap.add_argument("--seeds", type=int, nargs="+", default=[42], help="full-fit seeds (spread = noise)")
+    ap.add_argument("--detection", action="store_true", help="time only the change detection, both ways")
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
     from movierec.cf.data import index_of, load_ratings
@@ -42,11 +48,16 @@ def main() -> None:
     print(f"start: load avg {os.getloadavg()}", flush=True)
     data = load_ratings(settings)
     base = Recommender.load(args.base_model)
-    since = float(json.loads((args.base_model / "model.json").read_text())["data"]["max_rated_at"])
+    snapshot = json.loads((args.base_model / "model.json").read_text())["data"]
+    since = float(snapshot["max_rated_at"])
+    hp = {**base.hp.to_dict(), "tune": False}
+    if args.detection:
+        detection(data, base, since, snapshot, hp, args.repeats)
+        return
 
     t = time.perf_counter()
-    upd = KerasCF()
-    change = upd.update(data, base, since, progress=True)
+    upd = KerasCF(**hp)
+    change = upd.update(data, base, since, progress=True, base=snapshot)
     upd_s = time.perf_counter() - t
     print(f"update: {upd_s:.1f}s {change}; load avg {os.getloadavg()}", flush=True)
 
@@ -80,6 +91,25 @@ def main() -> None:
         gap = r["all"] / ref - 1
         print(f"| {label} | {secs[label]:.1f} | {r['all']:.4f} | {gap:+.1%} | {r['new users']:.4f} |")
     print(f"end: load avg {os.getloadavg()}")
+
+
+def detection(data, base, since: float, snapshot: dict, hp: dict, repeats: int) -> None:
+    """The update's change detection from the ingest numbers and by pair comparison, in turn."""
+    from movierec.cf.keras_cf import KerasCF
+
+    times: dict[str, list[float]] = {"ingest numbers": [], "pair comparison": []}
+    found = {}
+    for _ in range(repeats):
+        for way, snap in (("ingest numbers", snapshot), ("pair comparison", None)):
+            change = KerasCF(**{**hp, "update_iterations": 1}).update(data, base, since, base=snap)
+            assert change["found"] == way, change
+            times[way].append(change["found_seconds"])
+            found[way] = (change["changed"], change["users"], change["movies"], change["new_users"])
+            load = os.getloadavg()[0]
+            print(f"{way}: {change['found_seconds']:.2f}s {found[way]}; load {load:.2f}", flush=True)
+    assert found["ingest numbers"][0] >= found["pair comparison"][0], found
+    for way, t in times.items():
+        print(f"| {way} | {' / '.join(f'{x:.1f}' for x in t)} | median {float(np.median(t)):.1f} s |")
 
 
 if __name__ == "__main__":

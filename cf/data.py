@@ -6,7 +6,7 @@ would dominate training time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,12 +18,17 @@ from movierec.errors import BadInputError, NotFoundError
 
 @dataclass(frozen=True)
 class Ratings:
-    """Explicit ratings, one row per (user, movie); rated_at in epoch seconds (0 when unknown)."""
+    """Explicit ratings, one row per (user, movie); rated_at in epoch seconds (0 when unknown).
+
+    Read from the database they also say which ingest wrote each row (`ingest_id`, 0 when none did) and
+    which database they come from (`database_id`): a CF update asks them what changed since its model."""
 
     user_ids: np.ndarray  # int64
     movie_ids: np.ndarray  # int64
     ratings: np.ndarray  # float32
     rated_at: np.ndarray  # int64
+    ingest_id: np.ndarray | None = None  # int32
+    database_id: str | None = None
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -34,7 +39,20 @@ class Ratings:
             self.movie_ids[mask_or_index],
             self.ratings[mask_or_index],
             self.rated_at[mask_or_index],
+            None if self.ingest_id is None else self.ingest_id[mask_or_index],
+            self.database_id,
         )
+
+    def changed_since(self, snapshot: dict) -> np.ndarray | None:
+        """Rows written by ingests after the one `snapshot` (a model's `snapshot()`) had seen, as a mask;
+        None when the database cannot say: another database, rows written outside an ingest since (the
+        count of unnumbered rows moved), or a model from before ingests were numbered."""
+        mark = snapshot.get("ingest_id")
+        if self.ingest_id is None or mark is None or snapshot.get("database_id") != self.database_id:
+            return None
+        if int((self.ingest_id == 0).sum()) != snapshot.get("unnumbered"):
+            return None
+        return self.ingest_id > mark
 
     @classmethod
     def from_arrays(cls, user_ids, movie_ids, ratings, rated_at=None) -> Ratings:
@@ -55,23 +73,43 @@ class Ratings:
             "max_rated_at": int(self.rated_at.max()) if len(self) else None,
             "rating_min": float(self.ratings.min()) if len(self) else None,
             "rating_max": float(self.ratings.max()) if len(self) else None,
+            **self._ingests(),
+        }
+
+    def _ingests(self) -> dict:
+        if self.ingest_id is None or self.database_id is None:
+            return {}
+        return {
+            "database_id": self.database_id,
+            "ingest_id": int(self.ingest_id.max()) if len(self) else 0,
+            "unnumbered": int((self.ingest_id == 0).sum()),
         }
 
 
 def load_ratings(settings: Settings) -> Ratings:
-    """All ratings from the project's DuckDB (read-only, so analysts and the batch may read meanwhile)."""
+    """All ratings from the project's DuckDB (read-only, so analysts and the batch may read meanwhile),
+    with the ingest that wrote each and the database's id (read in the same connection: one snapshot)."""
     with connect(settings, read_only=True) as con:
         try:
+            numbered = con.execute(
+                "SELECT count(*) FROM duckdb_columns() "
+                "WHERE table_name = 'ratings' AND column_name = 'ingest_id'"
+            ).fetchone()[0]
+            ingest = "coalesce(ingest_id, 0)" if numbered else "0"
             cols = con.execute(
-                "SELECT user_id, movie_id, rating, coalesce(epoch(rated_at), 0)::BIGINT AS ts FROM ratings"
+                "SELECT user_id, movie_id, rating, coalesce(epoch(rated_at), 0)::BIGINT AS ts, "
+                f"{ingest}::INTEGER AS ingest FROM ratings"
             ).fetchnumpy()
+            row = con.execute("SELECT value FROM schema_info WHERE key = 'database_id'").fetchone()
         except Exception as exc:  # duckdb.CatalogException when the schema was never created
             raise NotFoundError(
                 f"no ratings table in {settings.db_path}: run `movierec ingest` first"
             ) from exc
     if len(cols["user_id"]) == 0:
         raise NotFoundError(f"no ratings in {settings.db_path}: run `movierec ingest` first")
-    return Ratings.from_arrays(cols["user_id"], cols["movie_id"], cols["rating"], cols["ts"])
+    r = Ratings.from_arrays(cols["user_id"], cols["movie_id"], cols["rating"], cols["ts"])
+    ingest = np.asarray(cols["ingest"], dtype=np.int32)
+    return replace(r, ingest_id=ingest, database_id=row[0] if row else None)
 
 
 def index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:

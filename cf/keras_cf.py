@@ -104,11 +104,20 @@ class KerasCF(Recommender):
             **arrays,
         )
 
-    def update(self, data: Ratings, previous: KerasCF, since: float | None, progress: bool = False) -> dict:
+    def update(
+        self,
+        data: Ratings,
+        previous: KerasCF,
+        since: float | None,
+        progress: bool = False,
+        base: dict | None = None,
+    ) -> dict:
         """Fit to `data` starting from `previous` (an implicit model): known users and movies keep their
         vectors, new ones start at zero, and only the users and movies with ratings that `previous` did
-        not train on (new pairs, or rated after `since`, epoch seconds) are re-solved, `hp.update_iterations`
-        sweeps. Returns what changed: {'changed': n ratings, 'share', 'users', 'movies', 'base_ndcg'}."""
+        not train on are re-solved, `hp.update_iterations` sweeps. Those ratings are the rows later ingests
+        wrote, when `base` (the data snapshot `previous` was trained on) and the database can say
+        (`Ratings.changed_since`); else new pairs, or rated after `since` (epoch seconds). Returns what
+        changed: {'changed': n ratings, 'share', 'users', 'movies', 'base_ndcg', 'found'}."""
         from movierec.cf import train
 
         if previous.hp.objective != "implicit" or self.hp.objective != "implicit":
@@ -117,26 +126,15 @@ class KerasCF(Recommender):
             raise ModelError(f"the current model has dim {previous.factors.dim}, not {self.hp.dim}; retrain")
         t0 = time.perf_counter()
         u, m = self._index(data)
-        # Pairs as sorted keys movie_row * n_users + user_row, the previous model's (its training ratings,
-        # grouped by movie, users ascending) mapped onto the new rows: id maps are sorted, so they stay
-        # sorted and one searchsorted finds the new pairs.
         nu, nm = len(self.user_ids), len(self.movie_ids)
         ou, om = index_of(self.user_ids, previous.user_ids), index_of(self.movie_ids, previous.movie_ids)
-        ps = previous.seen
-        p_movies = np.repeat(index_of(self.movie_ids, ps.movie_ids), np.diff(ps.indptr))
-        p_users = index_of(self.user_ids, ps.user_ids.astype(np.int64))
-        ok = (p_users >= 0) & (p_movies >= 0)
-        old_keys = p_movies[ok] * nu + p_users[ok]
-        # The new pairs in the same order without a sort: `self.seen` (just built from `data`) is grouped
-        # by movie id, users ascending, and both id maps are sorted, so row keys come out sorted.
-        s_movies = np.repeat(index_of(self.movie_ids, self.seen.movie_ids), np.diff(self.seen.indptr))
-        keys = s_movies * nu + index_of(self.user_ids, self.seen.user_ids)
-        pos = np.searchsorted(old_keys, keys).clip(0, max(len(old_keys) - 1, 0))
-        new_pair = ~(old_keys[pos] == keys) if len(old_keys) else np.ones(len(keys), dtype=bool)
-        changed_keys = keys[new_pair]
-        if since is not None:  # re-rated pairs: same key, newer timestamp
-            later = data.rated_at > since
-            changed_keys = np.union1d(changed_keys, m[later].astype(np.int64) * nu + u[later])
+        later = None if base is None else data.changed_since(base)
+        if later is not None:  # the database says which rows ingests wrote since the previous model's
+            changed_keys = m[later].astype(np.int64) * nu + u[later]
+            how = "from the ingest numbers"
+        else:
+            changed_keys = self._new_pairs(data, previous, since, u, m)
+            how = "by comparing every pair with the previous model's"
         n_changed = len(changed_keys)
         solve_users = np.unique(changed_keys % nu)
         # A movie moves when it is new or a clear share of its ratings changed; a popular movie with a
@@ -153,7 +151,8 @@ class KerasCF(Recommender):
         X0[ou[ou >= 0]] = previous.factors.user_vecs[ou >= 0]
         Y0[om[om >= 0]] = previous.factors.movie_vecs[om >= 0]
         known_users = np.unique(ou[ou >= 0])
-        say(f"changed ratings found in {time.perf_counter() - t0:.1f}s", enabled=progress)
+        found_in = time.perf_counter() - t0
+        say(f"changed ratings found {how} in {found_in:.1f}s", enabled=progress)
         hp = replace(self.hp, iterations=self.hp.update_iterations)
         X, Y, self.history = train.fit_als(
             u, m, data.ratings.astype(np.float32), self.user_ids, self.movie_ids, hp, progress,
@@ -170,7 +169,32 @@ class KerasCF(Recommender):
             "new_users": int(len(self.user_ids) - len(known_users)),
             "new_movies": int(len(self.movie_ids) - int((om >= 0).sum())),
             "base_ndcg": self.history.base_ndcg,
+            "found": "ingest numbers" if later is not None else "pair comparison",
+            "found_seconds": round(found_in, 2),  # id maps of the new data included (every fit needs them)
         }
+
+    def _new_pairs(
+        self, data: Ratings, previous: KerasCF, since: float | None, u: np.ndarray, m: np.ndarray
+    ) -> np.ndarray:
+        """Keys (movie_row * n_users + user_row) of the pairs `previous` did not train on, or rated after
+        `since`: for models and databases that cannot say which ingest wrote what (`Ratings.changed_since`).
+        The previous model's pairs (grouped by movie, users ascending) map onto the new rows in the same
+        order: id maps are sorted, so one searchsorted finds the new pairs, with no sort of 25M keys."""
+        nu = len(self.user_ids)
+        ps = previous.seen
+        p_movies = np.repeat(index_of(self.movie_ids, ps.movie_ids), np.diff(ps.indptr))
+        p_users = index_of(self.user_ids, ps.user_ids.astype(np.int64))
+        ok = (p_users >= 0) & (p_movies >= 0)
+        old_keys = p_movies[ok] * nu + p_users[ok]
+        s_movies = np.repeat(index_of(self.movie_ids, self.seen.movie_ids), np.diff(self.seen.indptr))
+        keys = s_movies * nu + index_of(self.user_ids, self.seen.user_ids)
+        pos = np.searchsorted(old_keys, keys).clip(0, max(len(old_keys) - 1, 0))
+        new_pair = ~(old_keys[pos] == keys) if len(old_keys) else np.ones(len(keys), dtype=bool)
+        changed_keys = keys[new_pair]
+        if since is not None:  # re-rated pairs: same key, newer timestamp
+            later = data.rated_at > since
+            changed_keys = np.union1d(changed_keys, m[later].astype(np.int64) * nu + u[later])
+        return changed_keys
 
     @property
     def flops_per_pair(self) -> int:  # type: ignore[override]

@@ -52,6 +52,7 @@ def train_model(
     why_full = None if update else "not asked to update"
     current = previous = None
     last: dict[str, Any] = {}
+    base: dict[str, Any] | None = None
     if update:
         current = current_model(settings)
         if current is None:
@@ -60,7 +61,8 @@ def train_model(
             t0 = time.perf_counter()
             previous = load_model(_model_dir(settings, current))
             say(f"model {current.version} loaded in {time.perf_counter() - t0:.1f}s", enabled=progress)
-            last = read_manifest(_model_dir(settings, current)).get("lineage", {})
+            manifest = read_manifest(_model_dir(settings, current))
+            last, base = manifest.get("lineage", {}), manifest.get("data")
             implicit = isinstance(previous, KerasCF) and previous.hp.objective == "implicit"
             if implicit:  # an update keeps the values the last full fit chose (or was given)
                 rec = KerasCF(**{**previous.hp.to_dict(), **given, "tune": False})
@@ -77,7 +79,7 @@ def train_model(
     if why_full is None:
         since = current.max_rated_at.replace(tzinfo=UTC).timestamp() if current.max_rated_at else None
         say(f"updating model {current.version} with the ratings it has not seen", enabled=progress)
-        change = rec.update(data, previous, since, progress=progress)
+        change = rec.update(data, previous, since, progress=progress, base=base)
         say(
             f"{change['changed']:,} changed ratings ({change['share']:.1%}): re-solved {change['users']:,} "
             f"users ({change['new_users']:,} new) and {change['movies']:,} of the "

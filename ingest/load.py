@@ -7,7 +7,9 @@
    transaction rolls back; with `skip_bad_rows` the bad rows are dropped and counted by reason.
 3. Upsert by key: only new or changed rows are written, so re-ingesting the same snapshot writes nothing
    and a newer snapshot updates changed ratings in place of duplicating them. Rows absent from the newer
-   snapshot are kept (MovieLens snapshots only grow).
+   snapshot are kept (MovieLens snapshots only grow). Each ingest takes the next number (schema_info
+   'ingest_seq') and the ratings it writes carry it (`ingest_id`): what changed since a model's ingest is
+   then a query, not a comparison of every pair (the CF update's change detection).
 
 Readers are locked out only while rows are written: the big files (ratings, tags) are parsed, checked and
 compared with the stored rows (which of them are new or changed) before the database is opened for
@@ -174,6 +176,7 @@ def load(
         bar(total=total_bytes, unit="B", unit_scale=True, desc="ingest", enabled=progress) as pbar,
         transaction(con),
     ):
+        ingest = _next_ingest(con)
         for table in _ORDER:
             if table not in source.files:
                 continue
@@ -195,7 +198,7 @@ def load(
                     "(fix the file, or pass --skip-bad-rows to load the rest)"
                 )
             pbar.set_postfix_str(f"writing {table}")
-            report.new[table], report.updated[table] = _upsert(con, table, stage, diff)
+            report.new[table], report.updated[table] = _upsert(con, table, stage, diff, ingest)
             if stage.startswith(_ARROW_PREFIX):
                 con.unregister(stage)
             else:
@@ -212,6 +215,14 @@ def load(
     report.links = _count(con, "SELECT count(*) FROM links")
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+def _next_ingest(con: duckdb.DuckDBPyConnection) -> int:
+    """This ingest's number, recorded in the same transaction as its rows (rolled back with them)."""
+    row = con.execute("SELECT value FROM schema_info WHERE key = 'ingest_seq'").fetchone()
+    number = int(row[0]) + 1 if row else 1
+    con.execute("INSERT OR REPLACE INTO schema_info VALUES ('ingest_seq', ?)", [str(number)])
+    return number
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
@@ -417,17 +428,23 @@ def _changed_sql(table: str, stage: str) -> str:
 
 
 def _upsert(
-    con: duckdb.DuckDBPyConnection, table: str, stage: str, diff: Diff | None = None
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    stage: str,
+    diff: Diff | None = None,
+    ingest: int | None = None,
 ) -> tuple[int, int]:
     """Write new and changed rows of `stage` into `table`; return (new, updated). `diff`: those rows, when
     they were found before the database was opened for writing (`_compare`) and the table is unchanged
-    since (same row count; else they are found again here)."""
+    since (same row count; else they are found again here). Ratings written carry `ingest`'s number."""
     keys, values = _KEYS[table]
     cols = ", ".join(keys + values)
+    number = "NULL" if ingest is None else str(int(ingest))
+    into, select = (f"{cols}, ingest_id", f"{cols}, {number}") if table == "ratings" else (cols, cols)
     stored = _count(con, f"SELECT count(*) FROM {table}")
     if stored == 0:
         # Fresh table: everything is new, no join needed (the fast path at ml-25m scale).
-        return _count(con, f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_source(table, stage)}"), 0
+        return _count(con, f"INSERT INTO {table} ({into}) SELECT {select} FROM {_source(table, stage)}"), 0
     if diff is not None and diff.stored != stored:
         diff = None
     if diff is None:
@@ -438,12 +455,12 @@ def _upsert(
         "SELECT count(*) FILTER (NOT existed), count(*) FILTER (existed) FROM _changed"
     ).fetchall()[0]
     if table in ("movies", "links"):  # primary key: replace in place
-        con.execute(f"INSERT OR REPLACE INTO {table} ({cols}) SELECT {cols} FROM _changed")
+        con.execute(f"INSERT OR REPLACE INTO {table} ({into}) SELECT {select} FROM _changed")
     else:  # no index on ratings/tags: delete the old version of changed keys, insert the new
         if updated:
             match = " AND ".join(f"t.{k} = c.{k}" for k in keys)
             con.execute(f"DELETE FROM {table} t USING _changed c WHERE c.existed AND {match}")
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _changed")
+        con.execute(f"INSERT INTO {table} ({into}) SELECT {select} FROM _changed")
     if diff is None:
         con.execute("DROP TABLE _changed")
     else:

@@ -71,7 +71,9 @@ def build(settings: Settings, queries: tuple[SavedQuery, ...] = (ZOMBIES,)) -> S
     with connect(settings) as con:
         con.executemany("INSERT INTO movies VALUES (?, ?, ?, ?)", MOVIES)
         con.executemany(
-            "INSERT INTO ratings VALUES (?, ?, ?, TIMESTAMP '2020-01-01')", [list(r) for r in RATINGS]
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+            "VALUES (?, ?, ?, TIMESTAMP '2020-01-01')",
+            [list(r) for r in RATINGS],
         )
     embed_movies(settings)
     register_model(settings, planted_factors())

@@ -57,7 +57,8 @@ def write_ratings(settings: Settings, data: Ratings, titles: dict[int, str] | No
             "INSERT INTO movies VALUES (?, ?, 2000, ['Drama'])", [[int(m), titles[int(m)]] for m in movie_ids]
         )
         con.execute(
-            "INSERT INTO ratings SELECT u, m, r, make_timestamp(t::BIGINT * 1000000) FROM "
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+            "SELECT u, m, r, make_timestamp(t::BIGINT * 1000000) FROM "
             "(SELECT unnest(?) AS u, unnest(?) AS m, unnest(?) AS r, unnest(?) AS t)",
             [data.user_ids.tolist(), data.movie_ids.tolist(), data.ratings.tolist(), data.rated_at.tolist()],
         )
@@ -71,7 +72,7 @@ def load_movielens_csv(settings: Settings, directory: Path) -> None:
             [str(directory / "movies.csv")],
         )
         con.execute(
-            "INSERT INTO ratings SELECT userId, movieId, rating, "
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) SELECT userId, movieId, rating, "
             "make_timestamp(timestamp::BIGINT * 1000000) FROM read_csv(?)",
             [str(directory / "ratings.csv")],
         )

@@ -264,7 +264,8 @@ def _add(settings: Settings, extra: Ratings) -> None:
         if fresh:
             con.executemany("INSERT INTO movies VALUES (?, ?, 2000, ['Drama'])", fresh)
         con.execute(
-            "INSERT INTO ratings SELECT u, m, r, make_timestamp(t::BIGINT * 1000000) FROM "
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+            "SELECT u, m, r, make_timestamp(t::BIGINT * 1000000) FROM "
             "(SELECT unnest(?) AS u, unnest(?) AS m, unnest(?) AS r, unnest(?) AS t)",
             [
                 extra.user_ids.tolist(),
@@ -300,6 +301,60 @@ def test_update_by_rule_and_lineage(settings: Settings, monkeypatch: pytest.Monk
     _add(settings, Ratings.from_arrays([41] * 30, range(301, 331), [4.0] * 30, [2 * 10**9] * 30))
     monkeypatch.setattr("movierec.cf.training.RETRAIN_SHARE", 0.01)
     assert train_model(settings, update=True, **ALS).metrics["mode"] == "full"
+
+
+def _snapshot_dir(path, data: Ratings):
+    """`data` as a MovieLens directory, for the real ingest."""
+    path.mkdir()
+    movies = np.unique(data.movie_ids)
+    (path / "movies.csv").write_text(
+        "movieId,title,genres\n" + "".join(f"{m},Movie {m} (2000),Drama\n" for m in movies)
+    )
+    rows = zip(data.user_ids, data.movie_ids, data.ratings, data.rated_at, strict=True)
+    (path / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n" + "".join(f"{u},{m},{r:.1f},{t}\n" for u, m, r, t in rows)
+    )
+    return path
+
+
+def test_an_update_asks_the_ingest_numbers_what_changed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Issue 17: the ratings later ingests wrote are what changed, found without comparing every pair with
+    the previous model's; the same users and movies are re-solved as by the comparison, plus a re-rating
+    that kept its timestamp (which the comparison cannot see). A rating written outside an ingest makes
+    the numbers unreliable: the update compares pairs again."""
+    from movierec.cf.data import load_ratings
+    from movierec.cf.registry import _model_dir
+    from movierec.ingest.load import ingest_dir
+
+    monkeypatch.setattr("movierec.cf.training.RETRAIN_SHARE", 0.5)
+    old, new = _night(checkerboard())
+    ingest_dir(settings, _snapshot_dir(tmp_path / "v1", old))
+    first = train_model(settings, **ALS)
+    rerated = old.take(np.arange(len(old)) == 3)  # same pair and timestamp, another rating
+    rerated = Ratings(rerated.user_ids, rerated.movie_ids, 6.0 - rerated.ratings, rerated.rated_at)
+    both = Ratings.from_arrays(*(np.concatenate([getattr(x, f) for x in (old.take(np.arange(len(old)) != 3),
+                                                 rerated, new)])
+                                 for f in ("user_ids", "movie_ids", "ratings", "rated_at")))  # fmt: skip
+    ingest_dir(settings, _snapshot_dir(tmp_path / "v2", both))
+
+    data = load_ratings(settings)
+    base = json.loads((first.path / "model.json").read_text())["data"]
+    assert base["ingest_id"] == 1 and base["unnumbered"] == 0
+    assert data.changed_since(base).sum() == len(new) + 1
+    previous = load_current_model(settings)[1]
+    by_pairs = KerasCF(**ALS).update(data, previous, since=float(old.rated_at.max()))
+    second = train_model(settings, update=True, **ALS)
+    change = json.loads((second.path / "model.json").read_text())["lineage"]["change"]
+    assert change["found"] == "ingest numbers" and by_pairs["found"] == "pair comparison"
+    assert change["changed"] == by_pairs["changed"] + 1 == len(new) + 1
+    assert change["users"] == by_pairs["users"] and change["new_users"] == by_pairs["new_users"] == 1
+
+    _add(settings, Ratings.from_arrays([41], [301], [4.0], [2 * 10**9]))  # not through an ingest
+    third = train_model(settings, update=True, **ALS)
+    change = json.loads((_model_dir(settings, third) / "model.json").read_text())["lineage"]["change"]
+    assert change["found"] == "pair comparison" and change["changed"] == 1
 
 
 def test_an_update_below_the_quality_gate_is_refused(

@@ -116,7 +116,7 @@ def test_train_records_the_search_updates_reuse_it_retrain_retunes(
     new = data.take(data.user_ids == 7)
     with connect(settings) as con:
         con.execute(
-            "INSERT INTO ratings SELECT u, m, r, to_timestamp(t) FROM "
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) SELECT u, m, r, to_timestamp(t) FROM "
             "(SELECT unnest(?) AS u, unnest(?) AS m, unnest(?) AS r, unnest(?) AS t)",
             [
                 new.user_ids.tolist(),

@@ -364,6 +364,32 @@ def test_newer_snapshot_upserts_by_key(settings: Settings, tmp_path: Path) -> No
     assert (report.movies, report.ratings, report.users) == (9, 9, 4)
 
 
+def test_ratings_carry_the_ingest_that_wrote_them(settings: Settings, tmp_path: Path) -> None:
+    """Each ingest takes the next number and stamps the ratings it writes (issue 17: a CF update asks them
+    what changed); an ingest that fails takes none, and re-ingesting the same snapshot stamps nothing."""
+    ingest_dir(settings, csv_dir(tmp_path, "v1"))
+    newer = csv_dir(
+        tmp_path,
+        "v2",
+        movies_csv=MOVIES_CSV + "9,Nine Lives (2016),Comedy\n",
+        ratings_csv=RATINGS_CSV.replace("1,1,4.0,964982703", "1,1,2.5,964982703") + "4,9,5.0,1500000001\n",
+    )
+    ingest_dir(settings, newer)
+    ingest_dir(settings, newer)
+    bad = csv_dir(tmp_path, "v3", ratings_csv=RATINGS_CSV + "4,9,9.0,1500000002\n")
+    with pytest.raises(BadInputError, match="rating out of range"):
+        ingest_dir(settings, bad)
+    with connect(settings) as con:
+        stamps = dict(
+            ((u, m), i)
+            for u, m, i in con.execute("SELECT user_id, movie_id, ingest_id FROM ratings").fetchall()
+        )
+        seq = con.execute("SELECT value FROM schema_info WHERE key = 'ingest_seq'").fetchone()[0]
+    assert stamps.pop((1, 1)) == stamps.pop((4, 9)) == 2
+    assert set(stamps.values()) == {1} and len(stamps) == 7
+    assert seq == "3"
+
+
 def test_readers_read_while_a_newer_snapshot_is_compared(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

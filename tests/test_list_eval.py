@@ -55,7 +55,10 @@ def _world(settings: Settings) -> Settings:
     ]
     with connect(settings) as con:
         con.executemany("INSERT INTO movies VALUES (?, ?, ?, ?)", movies)
-        con.executemany("INSERT INTO ratings VALUES (?, ?, ?, ?::TIMESTAMP)", ratings)
+        con.executemany(
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) VALUES (?, ?, ?, ?::TIMESTAMP)",
+            ratings,
+        )
         con.executemany("INSERT INTO tags VALUES (?, ?, ?, ?::TIMESTAMP)", tags)
     embed_movies(settings)
     return settings

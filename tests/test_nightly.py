@@ -99,7 +99,8 @@ def test_training_is_due_when_ratings_change(settings: Settings) -> None:
     with connect(settings) as con:
         con.execute("INSERT INTO movies VALUES (1, 'A (1999)', 1999, ['Drama'])")
         con.execute(
-            "INSERT INTO ratings VALUES (1, 1, 4.0, TIMESTAMP '2020-01-01'), "
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+            "VALUES (1, 1, 4.0, TIMESTAMP '2020-01-01'), "
             "(2, 1, 3.0, TIMESTAMP '2020-01-02')"
         )
     assert ratings_changed(settings) == "no CF model yet"
@@ -110,5 +111,8 @@ def test_training_is_due_when_ratings_change(settings: Settings) -> None:
         con.execute("UPDATE ratings SET rating = 5.0, rated_at = TIMESTAMP '2020-02-01' WHERE user_id = 1")
     assert f"newer than model {v1}" in ratings_changed(settings)
     with connect(settings) as con:
-        con.execute("INSERT INTO ratings VALUES (3, 1, 2.0, TIMESTAMP '2020-01-03')")
+        con.execute(
+            "INSERT INTO ratings (user_id, movie_id, rating, rated_at) "
+            "VALUES (3, 1, 2.0, TIMESTAMP '2020-01-03')"
+        )
     assert f"3 ratings now, model {v1} saw 2" in ratings_changed(settings)
