@@ -51,6 +51,7 @@ class RunParams:
 
     run_id: int
     alpha: float
+    pop_weight: float
     cold_weight: float
     block: int
     run_dir: str  # runs.run_dir(): every worker reopens it with its own credentials
@@ -104,6 +105,7 @@ def score_shard(
         popularity=query.popularity,
         seen=query.seen,
         alpha=params.alpha,
+        pop_weight=params.pop_weight,
         cold_weight=params.cold_weight,
         block=params.block,
         workers=workers,

@@ -63,12 +63,14 @@ class Variant:
     """One way to rank a query's candidates: a baseline or a blend.
 
     kind: `similarity` (the reference design: candidates by similarity, no CF), `popularity` (most-rated
-    candidates), `cf` (the product's ranking: `(1 - alpha) * sigmoid(cf) + alpha * minmax(similarity)`)."""
+    candidates), `cf` (the product's ranking, `cf.ranking.CF_FORMULA`: alpha weighs similarity, `pop` the
+    popularity prior)."""
 
     name: str
     kind: str
     candidates: int = DEFAULT_CANDIDATES
     alpha: float = 0.0
+    pop: float = 0.0
 
 
 def default_variants() -> list[Variant]:
@@ -82,6 +84,8 @@ def default_variants() -> list[Variant]:
         for a in (0.0, 0.1, 0.2, 0.3, 0.5, 0.7):
             if (k, a) != (250, 0.0):
                 out.append(Variant(f"cf a{a:g} k{k}", "cf", k, a))
+    for p in (-0.2, 0.3, 0.6):  # the popularity weight (MOVIEREC_POPULARITY_WEIGHT): < 0 a discount
+        out.append(Variant(f"cf a0 p{p:g} k{OLD_CANDIDATES}", "cf", OLD_CANDIDATES, 0.0, p))
     return out
 
 
@@ -251,7 +255,11 @@ def choose(period: PeriodResult) -> dict[str, Any] | None:
             best = (name, score)
     if best is None:
         return None
+    v = period.variants[best[0]]
+    alpha, pop, k = v.get("alpha", 0.0), v.get("pop_weight", 0.0), v.get("candidates", OLD_CANDIDATES)
     return {"variant": best[0], "period": period.name, "known_ndcg@10": best[1],
+            "apply": f"--alpha {alpha:g}, MOVIEREC_POPULARITY_WEIGHT={pop:g}, --candidates {k} on the saved "
+                     "queries",
             "rule": f"max known-user nDCG@10 with topical precision >= {topical_floor} and personalisation "
                     f">= the old default's ({floor})"}  # fmt: skip
 
@@ -357,7 +365,7 @@ def _period(
                 alpha = 1.0 if v.kind == "similarity" else v.alpha
                 ranked = model.recommend(
                     users, K, items=c.movie_ids[:k], similarity=c.similarity[:k],
-                    popularity=seen.counts(c.movie_ids[:k]), seen=seen, alpha=alpha,
+                    popularity=seen.counts(c.movie_ids[:k]), seen=seen, alpha=alpha, pop_weight=v.pop,
                     cold_weight=settings.cold_start_weight,
                 )  # fmt: skip
                 top = np.full((len(users), K), -1, dtype=np.int64)
@@ -369,6 +377,7 @@ def _period(
         result.variants[v.name] = {
             "kind": v.kind,
             "alpha": v.alpha,
+            "pop_weight": v.pop,
             "candidates": v.candidates,
             "all": _summary(parts, np.ones(len(users), bool), len(movies.ids)),
             **{g: _summary(parts, group == g, len(movies.ids)) for g in ("known", "cold_start", "fresh")},

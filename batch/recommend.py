@@ -43,7 +43,7 @@ def recommend(
     alpha: float = 0.0,
 ) -> AdHoc:
     """One user's personalised list for a text, ranked exactly as the nightly batch would rank it."""
-    check_alpha(alpha)
+    check_alpha(alpha, settings.popularity_weight)
     check_user_id(user_id)
     q = SavedQuery(
         "ad hoc", text, tuple(genres), tuple(exclude_genres), year_min, year_max, candidates, top_n
@@ -66,6 +66,7 @@ def recommend(
         popularity=popularity,
         seen=user_seen,
         alpha=alpha,
+        pop_weight=settings.popularity_weight,
         cold_weight=settings.cold_start_weight,
         workers=1,
     )

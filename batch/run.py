@@ -79,7 +79,7 @@ class RunSummary:
 
 def run_batch(settings: Settings, alpha: float = 0.0, progress: bool = False) -> RunSummary:
     """Compute and publish one run. Raises our errors on bad state; the previous run stays visible."""
-    check_alpha(alpha)
+    check_alpha(alpha, settings.popularity_weight)
     t_start = time.perf_counter()
     with batch_lock(settings), _engine(settings) as ray:
         stages = {} if ray is None else {"start or join Ray": round(time.perf_counter() - t_start, 3)}
@@ -105,13 +105,20 @@ def _engine(settings: Settings) -> Iterator[object | None]:
 
 
 def formula(settings: Settings) -> str:
-    """The score formulas a run records (the cold-start weight is a setting)."""
-    return f"{CF_FORMULA}; {cold_formula(settings.cold_start_weight)}"
+    """The score formulas a run records (beta and the cold-start weight are settings; alpha has its own
+    column)."""
+    return f"{CF_FORMULA}, beta = {settings.popularity_weight:g}; {cold_formula(settings.cold_start_weight)}"
 
 
-def check_alpha(alpha: float) -> None:
+def check_alpha(alpha: float, popularity_weight: float = 0.0) -> None:
+    """alpha in [0, 1], and with a popularity weight beta > 0 the CF side keeps 1 - alpha - beta >= 0."""
     if not 0.0 <= alpha <= 1.0:
         raise BadInputError(f"--alpha must be between 0 and 1, got {alpha}")
+    if alpha + max(popularity_weight, 0.0) > 1.0:
+        raise BadInputError(
+            f"--alpha {alpha:g} plus the popularity weight {popularity_weight:g} exceeds 1: lower one "
+            "(MOVIEREC_POPULARITY_WEIGHT)"
+        )
 
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:
@@ -171,8 +178,8 @@ def _compute_and_publish(
     targets = [everyone if q.users is None else np.array(q.users, dtype=np.int64) for q in queries]
     plan = list(engine.shards([q.name for q in queries], [q.top_n for q in queries], targets,
                               settings.ray_shard_users))  # fmt: skip
-    params = engine.RunParams(run_id, alpha, settings.cold_start_weight, settings.block_users,
-                              runs.run_dir(settings, run_id))  # fmt: skip
+    params = engine.RunParams(run_id, alpha, settings.popularity_weight, settings.cold_start_weight,
+                              settings.block_users, runs.run_dir(settings, run_id))  # fmt: skip
     # Locally every query reads the one ratings table; Ray ships each query only its candidates' ratings.
     data = engine.query_data(cands, seen, subset=ray is not None)
     lap("plan shards")

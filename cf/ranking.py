@@ -9,14 +9,16 @@ argmax, and the model's score map (the sigmoid) is applied only to the N survivo
 the model alone (it is monotonic, so ranking on raw scores gives the same order).
 
 Score formulas (stored with each run):
-- Users the model knows: `score = (1 - alpha) * minmax_user(cf_logit) + alpha * minmax(similarity)`,
-  both sides scaled to [0, 1] over the query's candidates (the CF side per user), so alpha weighs ranks
-  of comparable spread (the sigmoid of an implicit model's logits spans a few hundredths, so blending it
-  raw let any alpha >= 0.1 drown the CF signal: BENCHMARKS.md, list evaluation); with alpha = 0 the score
-  is the model's prediction (the min-max scaled rating for the rating objective).
-- Users the model does not know (cold start): `score = (1 - w) * minmax(similarity) + w * popularity`,
-  popularity = log(1 + ratings) / log(1 + max ratings) over the candidates, w = `cold_weight`
-  (`Settings.cold_start_weight`).
+- Users the model knows: `score = (1 - alpha - beta) * minmax_user(cf_logit) + alpha * minmax(similarity)
+  + beta * log_popularity`, every side scaled to [0, 1] over the query's candidates (the CF side per
+  user), so the weights mix ranks of comparable spread (the sigmoid of an implicit model's logits spans
+  a few hundredths, so blending it raw let any alpha >= 0.1 drown the CF signal: BENCHMARKS.md, list
+  evaluation); with alpha = beta = 0 the score is the model's prediction (the min-max scaled rating for
+  the rating objective). beta (`pop_weight`) weighs the candidates' popularity, the baseline a list
+  judged by what users watch next must beat.
+- Users the model does not know (cold start): `score = (1 - w) * minmax(similarity) + w * log_popularity`,
+  w = `cold_weight` (`Settings.cold_start_weight`).
+- log_popularity = log(1 + ratings) / log(1 + max ratings) over the candidates (`popularity_prior`).
 - Candidates the model does not know (movies newer than it) get a neutral score from the model
   (`Recommender._items`): for the CF model interaction 0 and the median movie bias.
 """
@@ -37,7 +39,9 @@ if TYPE_CHECKING:
     from movierec.cf.recommender import Recommender
 
 COLD_POPULARITY_WEIGHT = 0.25  # default of Settings.cold_start_weight
-CF_FORMULA = "score = (1 - alpha) * minmax_user(cf_logit) + alpha * minmax(similarity)"
+CF_FORMULA = (
+    "score = (1 - alpha - beta) * minmax_user(cf_logit) + alpha * minmax(similarity) + beta * log_popularity"
+)
 BLOCK_USERS = 4096  # default of Settings.block_users
 ARGMAX_TOP_N = 32
 
@@ -119,13 +123,18 @@ def cold_formula(weight: float = COLD_POPULARITY_WEIGHT) -> str:
     return f"cold start: score = {1 - weight:g} * minmax(similarity) + {weight:g} * log_popularity"
 
 
+def popularity_prior(cands: Candidates) -> np.ndarray | None:
+    """log(1 + ratings) / log(1 + the most-rated candidate's), in [0, 1]; None without counts."""
+    if cands.n_ratings is None or len(cands) == 0 or cands.n_ratings.max() <= 0:
+        return None
+    return (np.log1p(cands.n_ratings) / np.log1p(cands.n_ratings.max())).astype(np.float32)
+
+
 def cold_start_scores(cands: Candidates, weight: float = COLD_POPULARITY_WEIGHT) -> np.ndarray:
     """Similarity ranking with a popularity prior, for users the model has never seen."""
     sim = minmax(cands.similarity)
-    if cands.n_ratings is None or len(cands) == 0 or cands.n_ratings.max() <= 0:
-        return sim
-    pop = np.log1p(cands.n_ratings) / np.log1p(cands.n_ratings.max())
-    return ((1 - weight) * sim + weight * pop).astype(np.float32)
+    pop = popularity_prior(cands)
+    return sim if pop is None else ((1 - weight) * sim + weight * pop).astype(np.float32)
 
 
 def rank(
@@ -140,12 +149,14 @@ def rank(
     block: int = BLOCK_USERS,
     progress: object | None = None,
     workers: int | None = None,
+    pop_weight: float = 0.0,
 ) -> Ranked:
     """Top-`top_n` candidates for each of `user_ids` (sorted, unique), never a movie the user rated.
 
     `seen_users`/`seen_movies` are (user, movie) rating pairs; only pairs whose movie is a candidate matter,
     so callers may pass just those. `progress` is a tqdm bar advanced by the number of users done.
-    Blocks of users run on `workers` threads (default: one per core, at most 4).
+    Blocks of users run on `workers` threads (default: one per core, at most 4). `alpha` and
+    `pop_weight` weigh similarity and the popularity prior against the CF side (module docstring).
     """
     user_ids = np.asarray(user_ids, dtype=np.int64)
     predicts_ratings = model.predicts_ratings
@@ -154,6 +165,10 @@ def rank(
         return _empty()
     sim = np.asarray(cands.similarity, dtype=np.float32)
     sim_norm = minmax(sim)
+    prior = popularity_prior(cands) if pop_weight else None
+    mix = [(alpha, sim_norm)] if alpha > 0 else []
+    if prior is not None:
+        mix.append((pop_weight, prior))
     items = model._items(cands.movie_ids)  # candidate side, once per call
 
     # Seen pairs as (position in user_ids, candidate position), sorted by user position.
@@ -169,9 +184,11 @@ def rank(
         t0 = time.perf_counter()
         raw = model._block(urows[pos], items)
         seconds = time.perf_counter() - t0
-        rank_by = _blend(raw, sim_norm, alpha) if alpha > 0 else raw
+        rank_by = _blend(raw, mix) if mix else raw
         _mask_seen(rank_by, pos, seen_t, seen_j)
-        out = _top_n(rank_by, raw, pos, user_ids, cands.movie_ids, sim, top_n, alpha, predicts_ratings, model)
+        out = _top_n(
+            rank_by, raw, pos, user_ids, cands.movie_ids, sim, top_n, bool(mix), predicts_ratings, model
+        )
         if progress is not None:
             progress.update(len(pos))
         return out, seconds
@@ -180,7 +197,7 @@ def rank(
         pos = cold_pos[start : start + block]
         rank_by = np.repeat(cold[None, :], len(pos), axis=0)
         _mask_seen(rank_by, pos, seen_t, seen_j)
-        out = _top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, alpha, False, model)
+        out = _top_n(rank_by, None, pos, user_ids, cands.movie_ids, sim, top_n, True, False, model)
         if progress is not None:
             progress.update(len(pos))
         return out, 0.0
@@ -201,14 +218,16 @@ def rank(
     return out
 
 
-def _blend(raw: np.ndarray, sim_norm: np.ndarray, alpha: float) -> np.ndarray:
-    """The calibrated blend: each user's CF scores min-max scaled over the candidates, then mixed with the
-    candidates' min-max similarity (a user whose scores are all equal gets 1 on the CF side)."""
+def _blend(raw: np.ndarray, mix: list[tuple[float, np.ndarray]]) -> np.ndarray:
+    """The calibrated blend: each user's CF scores min-max scaled over the candidates (a user whose scores
+    are all equal gets 1 on the CF side), then mixed with per-candidate sides in [0, 1] at their weights
+    (`mix`: similarity, popularity prior); the CF side takes the rest."""
     lo = raw.min(axis=1, keepdims=True)
     span = raw.max(axis=1, keepdims=True) - lo
     cf = np.divide(raw - lo, span, out=np.ones_like(raw), where=span > 1e-12)
-    cf *= 1 - alpha
-    cf += alpha * sim_norm[None, :]
+    cf *= 1 - sum(w for w, _ in mix)
+    for w, side in mix:
+        cf += w * side[None, :]
     return cf
 
 
@@ -253,7 +272,7 @@ def _top_n(
     cand_movies: np.ndarray,
     sim: np.ndarray,
     top_n: int,
-    alpha: float,
+    blended: bool,
     predicts_ratings: bool,
     model: Recommender,
 ) -> Ranked:
@@ -283,7 +302,7 @@ def _top_n(
 
     if logits is not None:
         lg = vals if logits is rank_by else logits[rows, cols]
-        score = vals if alpha > 0 else model._to_score(lg)
+        score = vals if blended else model._to_score(lg)
         pred = model._to_rating(lg) if predicts_ratings else np.full(len(lg), np.nan, dtype=np.float32)
         cold = np.zeros(len(cols), dtype=bool)
     else:

@@ -130,6 +130,7 @@ class Recommender(ABC):
         seen: Seen | None = None,
         filter_seen: bool = True,
         alpha: float = 0.0,
+        pop_weight: float = 0.0,
         cold_weight: float = COLD_POPULARITY_WEIGHT,
         block: int = BLOCK_USERS,
         workers: int | None = None,
@@ -138,8 +139,9 @@ class Recommender(ABC):
         """Top-`n` of `items` (default: every movie the model knows) for each of `user_ids` (sorted, unique).
 
         `seen` says who rated what (default: the training ratings); those movies are left out unless
-        `filter_seen` is False. `similarity` (the query's, per item) blends in with weight `alpha` and
-        drives, with `popularity` (ratings per item), the cold-start ranking of users the model lacks."""
+        `filter_seen` is False. `similarity` (the query's, per item) blends in with weight `alpha`,
+        `popularity` (ratings per item) as a log prior with weight `pop_weight`; both drive the cold-start
+        ranking of users the model lacks."""
         items = self.movie_ids if items is None else np.asarray(items, dtype=np.int64)
         sim = np.zeros(len(items), np.float32) if similarity is None else np.asarray(similarity, np.float32)
         if popularity is None:
@@ -151,7 +153,7 @@ class Recommender(ABC):
             su = sm = np.zeros(0, dtype=np.int64)
         block = max(16, min(block, MAX_BLOCK_CELLS // max(len(items), 1)))
         ranked = rank(self, np.asarray(user_ids, dtype=np.int64), cands, su, sm, n, alpha, cold_weight,
-                      block=block, progress=progress, workers=workers)  # fmt: skip
+                      block=block, progress=progress, workers=workers, pop_weight=pop_weight)  # fmt: skip
         if len(self.folded):
             ranked.folded = np.isin(ranked.user_id, self.folded) & ~ranked.cold
         return ranked

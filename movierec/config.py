@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         0.25, ge=0, le=1, allow_inf_nan=False,
         description="Weight of popularity (vs query similarity) in the cold-start ranking.",
     )  # fmt: skip
+    popularity_weight: float = Field(
+        0.0, ge=-1, le=1, allow_inf_nan=False,
+        description="Weight of the candidates' log popularity against CF in known users' lists (< 0: a "
+        "discount); `movierec evaluate --lists` measures it.",
+    )  # fmt: skip
     # Where the batch scores: this process ("local") or the tasks of a Ray cluster ("ray", extra `ray`).
     engine: Literal["local", "ray"] = Field("local", description="Batch scoring engine.")
     ray_address: str | None = Field(

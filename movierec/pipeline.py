@@ -63,7 +63,7 @@ def nightly(
     Without enabled saved queries the batch stage is skipped with a warning, not an error: the data,
     vectors and model are still brought up to date, which is what a first run after install needs.
     """
-    check_alpha(alpha)
+    check_alpha(alpha, settings.popularity_weight)
     if settings.engine == "ray":  # a missing extra or a dead cluster fails now, not after hours of training
         from movierec.batch.ray_engine import preflight
 

@@ -102,6 +102,26 @@ def test_alpha_is_stored_and_validated(planted: Settings) -> None:
     assert result.exit_code == 1 and "--alpha must be between 0 and 1" in result.output
 
 
+def test_the_popularity_weight_is_a_setting_the_run_records(
+    planted: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MOVIEREC_POPULARITY_WEIGHT (issue 18) mixes the candidates' log popularity into known users' lists;
+    the run's formula records it, and with --alpha it may not leave the CF side a negative weight."""
+    monkeypatch.setenv("MOVIEREC_POPULARITY_WEIGHT", "0.6")
+    result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0.5"])
+    assert result.exit_code == 1 and "plus the popularity weight 0.6 exceeds 1" in result.output
+    result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0.3", "--json"])
+    assert result.exit_code == 0, result.output
+    with connect(planted, read_only=True) as con:
+        assert (
+            "beta = 0.6"
+            in con.execute("SELECT formula FROM batch_runs WHERE status = 'succeeded'").fetchone()[0]
+        )
+    monkeypatch.setenv("MOVIEREC_POPULARITY_WEIGHT", "1.5")
+    result = CliRunner().invoke(main, ["batch", "run"])
+    assert result.exit_code != 0 and "popularity_weight" in result.output and "Traceback" not in result.output
+
+
 def test_no_saved_queries_is_a_clear_error(settings: Settings) -> None:
     world.build(settings, ())
     result = CliRunner().invoke(main, ["batch", "run"])

@@ -173,6 +173,8 @@ def test_choose_respects_topic_and_personalisation_floors() -> None:
         "cf a0 k250 (old default)": m(0.2, 0.95, 0.5),
         "off topic": m(0.7, 0.5, 0.9),
         "same lists": m(0.6, 0.95, 0.3),
-        "good": m(0.4, 0.92, 0.6),
+        "good": {**m(0.4, 0.92, 0.6), "alpha": 0.1, "pop_weight": 0.3, "candidates": 100},
     })  # fmt: skip
     assert choose(period)["variant"] == "good"
+    # What to set to publish the chosen lists.
+    assert choose(period)["apply"].startswith("--alpha 0.1, MOVIEREC_POPULARITY_WEIGHT=0.3, --candidates 100")

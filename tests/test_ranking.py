@@ -114,6 +114,33 @@ def test_alpha_blends_calibrated_cf_not_raw_sigmoid() -> None:
     assert np.allclose(r.score, [0.95, 0.775, 0.505, 0.0], atol=1e-6)  # float32 arithmetic
 
 
+def test_popularity_weight_mixes_the_log_prior_into_the_calibrated_blend() -> None:
+    """score = (1 - alpha - beta) * minmax_user(cf) + alpha * minmax(sim) + beta * log_popularity; a
+    negative beta discounts popular films."""
+    users, movies = np.array([1]), np.array([1, 2, 3, 4])
+    mv = np.array([[2.0], [0.0], [-2.0], [1.0]], np.float32)  # cf scaled: 1, .5, 0, .75
+    uv, zeros = np.array([[0.01]], np.float32), np.zeros(4, np.float32)
+    f = Factors(users, movies, uv, mv, zeros[:1], zeros)
+    pop = np.log1p([1, 99, 9999, 0]) / np.log1p(9999)  # .075, .5, 1, 0
+    cands = _cands([1, 2, 3, 4], sim=[0.5, 0.55, 0.0, 1.0], n_ratings=[1, 99, 9999, 0])
+    r = rank_users(f, users, cands, np.array([]), np.array([]), 4, alpha=0.2, pop_weight=0.5)
+    want = 0.3 * np.array([1, 0.5, 0, 0.75]) + 0.2 * np.array([0.5, 0.55, 0, 1]) + 0.5 * pop
+    assert _lists(r)[1] == [int(m) for m in movies[np.argsort(-want)]] == [2, 3, 1, 4]
+    assert np.allclose(np.sort(r.score)[::-1], np.sort(want)[::-1], atol=1e-6)
+    assert _lists(rank_users(f, users, cands, np.array([]), np.array([]), 4, pop_weight=-0.5))[1][:2] == [
+        1,
+        4,
+    ]
+    # Without counts there is no prior: the CF order stands.
+    plain = _cands([1, 2, 3, 4], sim=[0.5, 0.55, 0.0, 1.0])
+    assert _lists(rank_users(f, users, plain, np.array([]), np.array([]), 4, pop_weight=0.5))[1] == [
+        1,
+        4,
+        2,
+        3,
+    ]
+
+
 def test_movie_unknown_to_model_gets_neutral_score() -> None:
     f = _factors()
     r = rank_users(f, np.array([1]), _cands([10, 555, 20]), np.array([]), np.array([]), 3)

@@ -226,7 +226,8 @@ def _evaluate_lists(settings, hyperparams: dict, query_file: str | None, cutoff:
         echo_table(rows, list(LIST_COLUMNS))
     chosen = report["chosen"]
     if chosen:
-        click.echo(f"\nchosen on the {chosen['period']} period: {chosen['variant']} ({chosen['rule']})")
+        click.echo(f"\nchosen on the {chosen['period']} period: {chosen['variant']} ({chosen['rule']}); "
+                   f"to use it: {chosen['apply']}")  # fmt: skip
     elif validation > 0:
         click.echo("\nno blend met the rule on the validation period; keep the current default")
 
