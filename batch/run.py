@@ -32,10 +32,18 @@ from movierec.batch import engine
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.lock import batch_lock
 from movierec.batch.queries import SavedQuery, list_queries
-from movierec.cf import BECAUSE_LIKED, CF_FORMULA, Because, cold_formula, load_current_model, with_fresh_users
+from movierec.cf import (
+    BECAUSE_LIKED,
+    CF_FORMULA,
+    Because,
+    check_weights,
+    cold_formula,
+    load_current_model,
+    with_fresh_users,
+)
 from movierec.config import Settings
 from movierec.db import connect, transaction
-from movierec.errors import BadInputError, DamagedError, NotFoundError
+from movierec.errors import DamagedError, NotFoundError
 from movierec.progress import bar
 
 
@@ -111,14 +119,8 @@ def formula(settings: Settings) -> str:
 
 
 def check_alpha(alpha: float, popularity_weight: float = 0.0) -> None:
-    """alpha in [0, 1], and with a popularity weight beta > 0 the CF side keeps 1 - alpha - beta >= 0."""
-    if not 0.0 <= alpha <= 1.0:
-        raise BadInputError(f"--alpha must be between 0 and 1, got {alpha}")
-    if alpha + max(popularity_weight, 0.0) > 1.0:
-        raise BadInputError(
-            f"--alpha {alpha:g} plus the popularity weight {popularity_weight:g} exceeds 1: lower one "
-            "(MOVIEREC_POPULARITY_WEIGHT)"
-        )
+    """Before any work: the weights the ranking engine will accept (`cf.ranking.check_weights`)."""
+    check_weights(alpha, popularity_weight)
 
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:

@@ -22,6 +22,7 @@ from movierec.cf.ranking import (
     SOURCE_FOLD,
     Candidates,
     Ranked,
+    check_weights,
     cold_formula,
 )
 from movierec.cf.recommender import BiasOnly, Popularity, Recommender
@@ -59,6 +60,7 @@ __all__ = [
     "because",
     "cap_liked",
     "check_model",
+    "check_weights",
     "cold_formula",
     "current_model",
     "list_models",

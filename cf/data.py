@@ -12,7 +12,7 @@ import numpy as np
 
 from movierec.catalog import dense_range, unique_sorted
 from movierec.config import Settings
-from movierec.db import connect
+from movierec.db import connect, has_table
 from movierec.errors import BadInputError, NotFoundError
 
 
@@ -20,15 +20,18 @@ from movierec.errors import BadInputError, NotFoundError
 class Ratings:
     """Explicit ratings, one row per (user, movie); rated_at in epoch seconds (0 when unknown).
 
-    Read from the database they also say which ingest wrote each row (`ingest_id`, 0 when none did) and
-    which database they come from (`database_id`): a CF update asks them what changed since its model."""
+    Read from the database they also say which ingest wrote each row (`ingest_id`; 0: stored before
+    ingests were numbered, or written otherwise), which ingests the database recorded (`ingests`: number
+    -> token) and a digest of the unnumbered rows (count and sum of row hashes): a CF update asks them what
+    changed since its model."""
 
     user_ids: np.ndarray  # int64
     movie_ids: np.ndarray  # int64
     ratings: np.ndarray  # float32
     rated_at: np.ndarray  # int64
     ingest_id: np.ndarray | None = None  # int32
-    database_id: str | None = None
+    ingests: dict[int, str] | None = None
+    unnumbered: str | None = None  # "count:sum of hash(user_id, movie_id, rating, rated_at)"
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -40,17 +43,21 @@ class Ratings:
             self.ratings[mask_or_index],
             self.rated_at[mask_or_index],
             None if self.ingest_id is None else self.ingest_id[mask_or_index],
-            self.database_id,
+            None,  # a subset: no longer what the database holds
+            None,
         )
 
     def changed_since(self, snapshot: dict) -> np.ndarray | None:
-        """Rows written by ingests after the one `snapshot` (a model's `snapshot()`) had seen, as a mask;
-        None when the database cannot say: another database, rows written outside an ingest since (the
-        count of unnumbered rows moved), or a model from before ingests were numbered."""
+        """Rows written by ingests after the one `snapshot` (a model's `snapshot()`) had seen, as a mask.
+        None when the database cannot say: the model's ingest is not this database's (another database,
+        or a copy that ingested on its own since: the tokens differ), the unnumbered rows changed (written
+        outside an ingest: their digest moved), or the model is older than the numbers."""
         mark = snapshot.get("ingest_id")
-        if self.ingest_id is None or mark is None or snapshot.get("database_id") != self.database_id:
+        if self.ingest_id is None or self.ingests is None or mark is None:
             return None
-        if int((self.ingest_id == 0).sum()) != snapshot.get("unnumbered"):
+        if mark and self.ingests.get(mark) != snapshot.get("ingest_token"):
+            return None
+        if self.unnumbered is None or self.unnumbered != snapshot.get("unnumbered"):
             return None
         return self.ingest_id > mark
 
@@ -73,34 +80,36 @@ class Ratings:
             "max_rated_at": int(self.rated_at.max()) if len(self) else None,
             "rating_min": float(self.ratings.min()) if len(self) else None,
             "rating_max": float(self.ratings.max()) if len(self) else None,
-            **self._ingests(),
+            **self._ingest_mark(),
         }
 
-    def _ingests(self) -> dict:
-        if self.ingest_id is None or self.database_id is None:
+    def _ingest_mark(self) -> dict:
+        """The database's latest ingest (number and token) and the digest of its unnumbered rows."""
+        if self.ingest_id is None or self.ingests is None:
             return {}
-        return {
-            "database_id": self.database_id,
-            "ingest_id": int(self.ingest_id.max()) if len(self) else 0,
-            "unnumbered": int((self.ingest_id == 0).sum()),
-        }
+        mark = max(self.ingests, default=0)
+        return {"ingest_id": mark, "ingest_token": self.ingests.get(mark), "unnumbered": self.unnumbered}
 
 
 def load_ratings(settings: Settings) -> Ratings:
     """All ratings from the project's DuckDB (read-only, so analysts and the batch may read meanwhile),
-    with the ingest that wrote each and the database's id (read in the same connection: one snapshot)."""
+    with the ingest that wrote each and the ingests recorded (one connection: writers wait for it)."""
     with connect(settings, read_only=True) as con:
         try:
-            numbered = con.execute(
-                "SELECT count(*) FROM duckdb_columns() "
-                "WHERE table_name = 'ratings' AND column_name = 'ingest_id'"
-            ).fetchone()[0]
+            numbered = has_table(con, "ingests")  # else a database from before migration 3
             ingest = "coalesce(ingest_id, 0)" if numbered else "0"
             cols = con.execute(
                 "SELECT user_id, movie_id, rating, coalesce(epoch(rated_at), 0)::BIGINT AS ts, "
                 f"{ingest}::INTEGER AS ingest FROM ratings"
             ).fetchnumpy()
-            row = con.execute("SELECT value FROM schema_info WHERE key = 'database_id'").fetchone()
+            ingests = unnumbered = None
+            if numbered:
+                ingests = dict(con.execute("SELECT ingest_id, token FROM ingests").fetchall())
+                n, total = con.execute(
+                    "SELECT count(*), sum(hash(user_id, movie_id, rating, rated_at)) FROM ratings "
+                    "WHERE ingest_id IS NULL"
+                ).fetchone()
+                unnumbered = f"{n}:{total or 0}"
         except Exception as exc:  # duckdb.CatalogException when the schema was never created
             raise NotFoundError(
                 f"no ratings table in {settings.db_path}: run `movierec ingest` first"
@@ -108,8 +117,8 @@ def load_ratings(settings: Settings) -> Ratings:
     if len(cols["user_id"]) == 0:
         raise NotFoundError(f"no ratings in {settings.db_path}: run `movierec ingest` first")
     r = Ratings.from_arrays(cols["user_id"], cols["movie_id"], cols["rating"], cols["ts"])
-    ingest = np.asarray(cols["ingest"], dtype=np.int32)
-    return replace(r, ingest_id=ingest, database_id=row[0] if row else None)
+    ingest_id = np.asarray(cols["ingest"], dtype=np.int32)
+    return replace(r, ingest_id=ingest_id, ingests=ingests, unnumbered=unnumbered)
 
 
 def index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -9,8 +9,9 @@ argmax, and the model's score map (the sigmoid) is applied only to the N survivo
 the model alone (it is monotonic, so ranking on raw scores gives the same order).
 
 Score formulas (stored with each run):
-- Users the model knows: `score = (1 - alpha - beta) * minmax_user(cf_logit) + alpha * minmax(similarity)
-  + beta * log_popularity`, every side scaled to [0, 1] over the query's candidates (the CF side per
+- Users the model knows: `score = (1 - alpha - |beta|) * minmax_user(cf_logit) + alpha * minmax(similarity)
+  + |beta| * pop`, pop = log_popularity for beta >= 0 and 1 - log_popularity for beta < 0 (a discount),
+  every side scaled to [0, 1] over the query's candidates (the CF side per
   user), so the weights mix ranks of comparable spread (the sigmoid of an implicit model's logits spans
   a few hundredths, so blending it raw let any alpha >= 0.1 drown the CF signal: BENCHMARKS.md, list
   evaluation); with alpha = beta = 0 the score is the model's prediction (the min-max scaled rating for
@@ -35,12 +36,15 @@ import numpy as np
 import pyarrow as pa
 from threadpoolctl import threadpool_limits
 
+from movierec.errors import BadInputError
+
 if TYPE_CHECKING:
     from movierec.cf.recommender import Recommender
 
 COLD_POPULARITY_WEIGHT = 0.25  # default of Settings.cold_start_weight
 CF_FORMULA = (
-    "score = (1 - alpha - beta) * minmax_user(cf_logit) + alpha * minmax(similarity) + beta * log_popularity"
+    "score = (1 - alpha - |beta|) * minmax_user(cf_logit) + alpha * minmax(similarity) + |beta| * pop, "
+    "pop = log_popularity (beta >= 0) or 1 - log_popularity (beta < 0)"
 )
 BLOCK_USERS = 4096  # default of Settings.block_users
 ARGMAX_TOP_N = 32
@@ -165,10 +169,11 @@ def rank(
         return _empty()
     sim = np.asarray(cands.similarity, dtype=np.float32)
     sim_norm = minmax(sim)
+    check_weights(alpha, pop_weight)
     prior = popularity_prior(cands) if pop_weight else None
     mix = [(alpha, sim_norm)] if alpha > 0 else []
-    if prior is not None:
-        mix.append((pop_weight, prior))
+    if prior is not None:  # a discount (beta < 0) weighs how unpopular a film is
+        mix.append((abs(pop_weight), prior if pop_weight > 0 else 1 - prior))
     items = model._items(cands.movie_ids)  # candidate side, once per call
 
     # Seen pairs as (position in user_ids, candidate position), sorted by user position.
@@ -229,6 +234,19 @@ def _blend(raw: np.ndarray, mix: list[tuple[float, np.ndarray]]) -> np.ndarray:
     for w, side in mix:
         cf += w * side[None, :]
     return cf
+
+
+def check_weights(alpha: float, pop_weight: float = 0.0) -> None:
+    """alpha in [0, 1], beta in [-1, 1], and the CF side keeps 1 - alpha - |beta| >= 0."""
+    if not 0.0 <= alpha <= 1.0:
+        raise BadInputError(f"--alpha must be between 0 and 1, got {alpha}")
+    if not -1.0 <= pop_weight <= 1.0:
+        raise BadInputError(f"the popularity weight must be between -1 and 1, got {pop_weight}")
+    if alpha + abs(pop_weight) > 1.0 + 1e-9:
+        raise BadInputError(
+            f"--alpha {alpha:g} plus the popularity weight's size {abs(pop_weight):g} exceeds 1: lower one "
+            "(MOVIEREC_POPULARITY_WEIGHT)"
+        )
 
 
 def default_workers() -> int:

@@ -32,7 +32,7 @@ from typing import Any
 from movierec.cf.guard import check_model
 from movierec.cf.recommender import MANIFEST, Recommender, read_manifest
 from movierec.config import Settings
-from movierec.db import connect, transaction
+from movierec.db import connect, has_table, transaction
 from movierec.errors import BusyError, ModelError, NotFoundError
 from movierec.locks import file_lock
 
@@ -121,16 +121,26 @@ def _model_dir(settings: Settings, record: ModelRecord) -> Path:
 
 
 def stale_reason(settings: Settings) -> str | None:
-    """Why the current model is out of date (no model, another rating count or newer ratings), or None."""
+    """Why the current model is out of date (no model, another rating count, newer ratings, or ratings
+    written after the ingest it saw: a re-rating that kept its timestamp), or None."""
     record = current_model(settings)
     if record is None:
         return "no CF model yet"
+    try:
+        mark = (read_manifest(_model_dir(settings, record)).get("data") or {}).get("ingest_id")
+    except ModelError:  # a damaged version: what loads it says so
+        mark = None
     with connect(settings, read_only=True) as con:
         n, newest = con.execute("SELECT count(*), max(rated_at) FROM ratings").fetchone()
+        later = 0
+        if mark is not None and has_table(con, "ingests"):
+            later = con.execute("SELECT count(*) FROM ratings WHERE ingest_id > ?", [mark]).fetchone()[0]
     if record.n_ratings != n:
         return f"{n:,} ratings now, model {record.version} saw {record.n_ratings or 0:,}"
     if newest is not None and record.max_rated_at is not None and newest > record.max_rated_at:
         return f"ratings newer than model {record.version} ({newest} > {record.max_rated_at})"
+    if later:
+        return f"{later:,} ratings written after model {record.version}'s ingest {mark}"
     return None
 
 

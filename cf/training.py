@@ -52,7 +52,7 @@ def train_model(
     why_full = None if update else "not asked to update"
     current = previous = None
     last: dict[str, Any] = {}
-    base: dict[str, Any] | None = None
+    seen_data: dict[str, Any] | None = None  # the current model's data snapshot
     if update:
         current = current_model(settings)
         if current is None:
@@ -62,7 +62,7 @@ def train_model(
             previous = load_model(_model_dir(settings, current))
             say(f"model {current.version} loaded in {time.perf_counter() - t0:.1f}s", enabled=progress)
             manifest = read_manifest(_model_dir(settings, current))
-            last, base = manifest.get("lineage", {}), manifest.get("data")
+            last, seen_data = manifest.get("lineage", {}), manifest.get("data")
             implicit = isinstance(previous, KerasCF) and previous.hp.objective == "implicit"
             if implicit:  # an update keeps the values the last full fit chose (or was given)
                 rec = KerasCF(**{**previous.hp.to_dict(), **given, "tune": False})
@@ -79,7 +79,7 @@ def train_model(
     if why_full is None:
         since = current.max_rated_at.replace(tzinfo=UTC).timestamp() if current.max_rated_at else None
         say(f"updating model {current.version} with the ratings it has not seen", enabled=progress)
-        change = rec.update(data, previous, since, progress=progress, base=base)
+        change = rec.update(data, previous, since, progress=progress, base=seen_data)
         say(
             f"{change['changed']:,} changed ratings ({change['share']:.1%}): re-solved {change['users']:,} "
             f"users ({change['new_users']:,} new) and {change['movies']:,} of the "

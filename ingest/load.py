@@ -7,9 +7,9 @@
    transaction rolls back; with `skip_bad_rows` the bad rows are dropped and counted by reason.
 3. Upsert by key: only new or changed rows are written, so re-ingesting the same snapshot writes nothing
    and a newer snapshot updates changed ratings in place of duplicating them. Rows absent from the newer
-   snapshot are kept (MovieLens snapshots only grow). Each ingest takes the next number (schema_info
-   'ingest_seq') and the ratings it writes carry it (`ingest_id`): what changed since a model's ingest is
-   then a query, not a comparison of every pair (the CF update's change detection).
+   snapshot are kept (MovieLens snapshots only grow). Each ingest takes the next number (a row of
+   `ingests`, with a random token) and the ratings it writes carry it (`ingest_id`): what changed since a
+   model's ingest is then a query, not a comparison of every pair (the CF update's change detection).
 
 Readers are locked out only while rows are written: the big files (ratings, tags) are parsed, checked and
 compared with the stored rows (which of them are new or changed) before the database is opened for
@@ -20,8 +20,10 @@ in between. At ml-25m size the comparison is the long part (a join of 25M rows w
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +178,7 @@ def load(
         bar(total=total_bytes, unit="B", unit_scale=True, desc="ingest", enabled=progress) as pbar,
         transaction(con),
     ):
-        ingest = _next_ingest(con)
+        ingest = _next_ingest(con, source.directory)
         for table in _ORDER:
             if table not in source.files:
                 continue
@@ -217,11 +219,13 @@ def load(
     return report
 
 
-def _next_ingest(con: duckdb.DuckDBPyConnection) -> int:
-    """This ingest's number, recorded in the same transaction as its rows (rolled back with them)."""
-    row = con.execute("SELECT value FROM schema_info WHERE key = 'ingest_seq'").fetchone()
-    number = int(row[0]) + 1 if row else 1
-    con.execute("INSERT OR REPLACE INTO schema_info VALUES ('ingest_seq', ?)", [str(number)])
+def _next_ingest(con: duckdb.DuckDBPyConnection, source: Path) -> int:
+    """This ingest's number, recorded in `ingests` in the same transaction as its rows (rolled back with
+    them), with a random token: two copies of one database that each ingest again get the same number
+    but not the same token, so a model trained on one cannot trust the other's numbers."""
+    number = _count(con, "SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests")
+    at = datetime.now(UTC).replace(tzinfo=None)
+    con.execute("INSERT INTO ingests VALUES (?, ?, ?, ?)", [number, uuid.uuid4().hex, str(source), at])
     return number
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -39,14 +38,22 @@ CREATE TABLE IF NOT EXISTS movies(
 );
 -- No PRIMARY KEY: an ART index over 25M rows costs more than the ingest itself. Ingest keeps
 -- (user_id, movie_id) unique by upserting with an anti-join; the unique-key test guards it.
--- ingest_id: the ingest that wrote the row (schema_info 'ingest_seq'); NULL when written otherwise. A CF
--- update asks it what changed since its model's ingest instead of comparing 25M pairs (cf.keras_cf).
+-- ingest_id: the ingest that wrote the row (`ingests`); NULL: stored before ingests were numbered, or
+-- written by anything else. A CF update asks it what changed since its model's ingest instead of
+-- comparing 25M pairs (cf.keras_cf), unless the NULL rows changed.
 CREATE TABLE IF NOT EXISTS ratings(
     user_id   INTEGER NOT NULL,
     movie_id  INTEGER NOT NULL,
     rating    FLOAT NOT NULL,
     rated_at  TIMESTAMP,
     ingest_id INTEGER
+);
+-- One row per ingest that committed; `token` tells two copies of a database apart once they diverge.
+CREATE TABLE IF NOT EXISTS ingests(
+    ingest_id   INTEGER PRIMARY KEY,
+    token       VARCHAR NOT NULL,
+    source      VARCHAR,
+    ingested_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS tags(
     user_id   INTEGER NOT NULL,
@@ -138,7 +145,7 @@ def _migrate_run_paths(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
 # order, in one transaction with the new version recorded in `schema_info`. SCHEMA above creates what is
 # missing (new tables and columns), so a migration only moves existing data.
 def _number_ingests(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
-    # Rows stored before are NULL: a model trained on them compares pairs once more, then numbers apply.
+    # Rows stored before stay NULL: a model trained on them compares pairs once more, then numbers apply.
     con.execute("ALTER TABLE ratings ADD COLUMN IF NOT EXISTS ingest_id INTEGER")
 
 
@@ -161,8 +168,6 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     from movierec import runs
 
     con.execute(SCHEMA)
-    # Which database a model's ingest numbers belong to: a rebuilt database numbers its ingests anew.
-    con.execute("INSERT OR IGNORE INTO schema_info VALUES ('database_id', ?)", [uuid.uuid4().hex])
     version = schema_version(con)
     for number, _, migrate in MIGRATIONS:
         if number > version:

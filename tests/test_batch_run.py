@@ -109,7 +109,11 @@ def test_the_popularity_weight_is_a_setting_the_run_records(
     the run's formula records it, and with --alpha it may not leave the CF side a negative weight."""
     monkeypatch.setenv("MOVIEREC_POPULARITY_WEIGHT", "0.6")
     result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0.5"])
-    assert result.exit_code == 1 and "plus the popularity weight 0.6 exceeds 1" in result.output
+    assert result.exit_code == 1 and "plus the popularity weight's size 0.6 exceeds 1" in result.output
+    monkeypatch.setenv("MOVIEREC_POPULARITY_WEIGHT", "-0.6")  # a discount takes its share from CF too
+    result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0.5"])
+    assert result.exit_code == 1 and "size 0.6 exceeds 1" in result.output
+    monkeypatch.setenv("MOVIEREC_POPULARITY_WEIGHT", "0.6")
     result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0.3", "--json"])
     assert result.exit_code == 0, result.output
     with connect(planted, read_only=True) as con:

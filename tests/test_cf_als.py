@@ -13,7 +13,7 @@ from movierec.cf import als
 from movierec.cf.data import Ratings
 from movierec.cf.keras_cf import KerasCF
 from movierec.cf.recommender import Popularity
-from movierec.cf.registry import current_model, load_current_model
+from movierec.cf.registry import current_model, load_current_model, stale_reason
 from movierec.cf.train import validation_mask
 from movierec.cf.training import UpdateRefused, train_model
 from movierec.config import Settings
@@ -334,14 +334,12 @@ def test_an_update_asks_the_ingest_numbers_what_changed(
     first = train_model(settings, **ALS)
     rerated = old.take(np.arange(len(old)) == 3)  # same pair and timestamp, another rating
     rerated = Ratings(rerated.user_ids, rerated.movie_ids, 6.0 - rerated.ratings, rerated.rated_at)
-    both = Ratings.from_arrays(*(np.concatenate([getattr(x, f) for x in (old.take(np.arange(len(old)) != 3),
-                                                 rerated, new)])
-                                 for f in ("user_ids", "movie_ids", "ratings", "rated_at")))  # fmt: skip
+    both = _concat(old.take(np.arange(len(old)) != 3), rerated, new)
     ingest_dir(settings, _snapshot_dir(tmp_path / "v2", both))
 
     data = load_ratings(settings)
     base = json.loads((first.path / "model.json").read_text())["data"]
-    assert base["ingest_id"] == 1 and base["unnumbered"] == 0
+    assert base["ingest_id"] == 1 and base["unnumbered"] == "0:0"
     assert data.changed_since(base).sum() == len(new) + 1
     previous = load_current_model(settings)[1]
     by_pairs = KerasCF(**ALS).update(data, previous, since=float(old.rated_at.max()))
@@ -351,10 +349,64 @@ def test_an_update_asks_the_ingest_numbers_what_changed(
     assert change["changed"] == by_pairs["changed"] + 1 == len(new) + 1
     assert change["users"] == by_pairs["users"] and change["new_users"] == by_pairs["new_users"] == 1
 
-    _add(settings, Ratings.from_arrays([41], [301], [4.0], [2 * 10**9]))  # not through an ingest
+    # A re-rating that kept its timestamp: only the numbers see it, the nightly's staleness check too.
+    assert stale_reason(settings) is None
+    last = np.arange(len(both)) == len(old) - 1
+    moved = both.take(last)
+    moved = Ratings(moved.user_ids, moved.movie_ids, 6.0 - moved.ratings, moved.rated_at)
+    ingest_dir(settings, _snapshot_dir(tmp_path / "v3", _concat(both.take(~last), moved)))
+    assert "1 ratings written after model" in stale_reason(settings)
     third = train_model(settings, update=True, **ALS)
-    change = json.loads((_model_dir(settings, third) / "model.json").read_text())["lineage"]["change"]
-    assert change["found"] == "pair comparison" and change["changed"] == 1
+    change = json.loads((third.path / "model.json").read_text())["lineage"]["change"]
+    assert (change["found"], change["changed"]) == ("ingest numbers", 1)
+
+    # Ratings written outside an ingest are unnumbered: their digest moves and every pair is compared, even
+    # when one was deleted and another inserted (the count stays).
+    _add(settings, Ratings.from_arrays([41], [301], [4.0], [2 * 10**9]))
+    fourth = train_model(settings, update=True, **ALS)
+    change = json.loads((_model_dir(settings, fourth) / "model.json").read_text())["lineage"]["change"]
+    assert (change["found"], change["changed"]) == ("pair comparison", 1)
+    with connect(settings) as con:
+        con.execute("DELETE FROM ratings WHERE user_id = 41 AND movie_id = 301")
+    _add(settings, Ratings.from_arrays([41], [302], [4.0], [2 * 10**9]))
+    fifth = train_model(settings, update=True, **ALS)
+    change = json.loads((_model_dir(settings, fifth) / "model.json").read_text())["lineage"]["change"]
+    assert (change["found"], change["changed"]) == ("pair comparison", 1)
+
+
+def _concat(*parts: Ratings) -> Ratings:
+    return Ratings.from_arrays(
+        *(
+            np.concatenate([getattr(p, f) for p in parts])
+            for f in ("user_ids", "movie_ids", "ratings", "rated_at")
+        )
+    )
+
+
+def test_a_copy_that_ingested_on_its_own_cannot_vouch_for_another_copys_numbers(
+    settings: Settings, tmp_path
+) -> None:
+    """Two copies of one database each ingest again: the same number, other ratings. A model trained on
+    one must not take the other's numbers for what changed (their tokens differ); before they diverged,
+    the numbers hold in both."""
+    import shutil
+
+    from movierec.cf.data import load_ratings
+    from movierec.ingest.load import ingest_dir
+
+    old, new = _night(checkerboard())
+    ingest_dir(settings, _snapshot_dir(tmp_path / "v1", old))
+    copy = Settings(home=tmp_path / "copy")
+    copy.home.mkdir()
+    shutil.copy(settings.db_path, copy.db_path)
+    before = load_ratings(settings).snapshot()
+    ingest_dir(settings, _snapshot_dir(tmp_path / "v2", _concat(old, new)))
+    after = load_ratings(settings).snapshot()
+    ingest_dir(copy, _snapshot_dir(tmp_path / "v2b", _concat(old, new.take(np.arange(len(new)) < 3))))
+    assert after["ingest_id"] == 2 and load_ratings(copy).snapshot()["ingest_id"] == 2
+    assert load_ratings(copy).changed_since(after) is None
+    assert not load_ratings(settings).changed_since(after).any()
+    assert load_ratings(copy).changed_since(before).sum() == 3
 
 
 def test_an_update_below_the_quality_gate_is_refused(

@@ -11,6 +11,7 @@ from movierec.cf import KerasCF, Popularity
 from movierec.cf.data import Ratings
 from movierec.cf.factors import Factors
 from movierec.cf.ranking import Candidates, cold_start_scores, minmax, rank
+from movierec.errors import BadInputError
 
 
 def rank_users(f: Factors, users, cands, seen_u, seen_m, n, **kw):
@@ -115,30 +116,32 @@ def test_alpha_blends_calibrated_cf_not_raw_sigmoid() -> None:
 
 
 def test_popularity_weight_mixes_the_log_prior_into_the_calibrated_blend() -> None:
-    """score = (1 - alpha - beta) * minmax_user(cf) + alpha * minmax(sim) + beta * log_popularity; a
-    negative beta discounts popular films."""
+    """score = (1 - alpha - |beta|) * minmax_user(cf) + alpha * minmax(sim) + |beta| * pop, pop the log
+    popularity, or 1 minus it for a discount (beta < 0): scores stay in [0, 1]."""
     users, movies = np.array([1]), np.array([1, 2, 3, 4])
-    mv = np.array([[2.0], [0.0], [-2.0], [1.0]], np.float32)  # cf scaled: 1, .5, 0, .75
+    mv = np.array([[2.0], [0.0], [-2.0], [1.0]], np.float32)
     uv, zeros = np.array([[0.01]], np.float32), np.zeros(4, np.float32)
     f = Factors(users, movies, uv, mv, zeros[:1], zeros)
+    cf, sim = np.array([1, 0.5, 0, 0.75]), np.array([0.5, 0.55, 0, 1])
     pop = np.log1p([1, 99, 9999, 0]) / np.log1p(9999)  # .075, .5, 1, 0
-    cands = _cands([1, 2, 3, 4], sim=[0.5, 0.55, 0.0, 1.0], n_ratings=[1, 99, 9999, 0])
-    r = rank_users(f, users, cands, np.array([]), np.array([]), 4, alpha=0.2, pop_weight=0.5)
-    want = 0.3 * np.array([1, 0.5, 0, 0.75]) + 0.2 * np.array([0.5, 0.55, 0, 1]) + 0.5 * pop
-    assert _lists(r)[1] == [int(m) for m in movies[np.argsort(-want)]] == [2, 3, 1, 4]
-    assert np.allclose(np.sort(r.score)[::-1], np.sort(want)[::-1], atol=1e-6)
-    assert _lists(rank_users(f, users, cands, np.array([]), np.array([]), 4, pop_weight=-0.5))[1][:2] == [
-        1,
-        4,
-    ]
+    cands = _cands([1, 2, 3, 4], sim=list(sim), n_ratings=[1, 99, 9999, 0])
+    none = (np.array([]), np.array([]))
+
+    def ranked(**weights) -> tuple[list[int], np.ndarray]:
+        r = rank_users(f, users, cands, *none, 4, **weights)
+        return _lists(r)[1], r.score
+
+    order, score = ranked(alpha=0.2, pop_weight=0.5)
+    want = 0.3 * cf + 0.2 * sim + 0.5 * pop  # .4375, .51, .5, .425
+    assert order == [2, 3, 1, 4] and np.allclose(score, np.sort(want)[::-1], atol=1e-6)
+    order, score = ranked(pop_weight=-0.5)
+    want = 0.5 * cf + 0.5 * (1 - pop)  # .9625, .5, 0, .875: the most-rated film falls to the bottom
+    assert order == [1, 4, 2, 3] and np.allclose(score, np.sort(want)[::-1], atol=1e-6)
+    with pytest.raises(BadInputError, match="exceeds 1"):
+        ranked(alpha=0.6, pop_weight=-0.5)
     # Without counts there is no prior: the CF order stands.
-    plain = _cands([1, 2, 3, 4], sim=[0.5, 0.55, 0.0, 1.0])
-    assert _lists(rank_users(f, users, plain, np.array([]), np.array([]), 4, pop_weight=0.5))[1] == [
-        1,
-        4,
-        2,
-        3,
-    ]
+    plain = _cands([1, 2, 3, 4], sim=list(sim))
+    assert _lists(rank_users(f, users, plain, *none, 4, pop_weight=0.5))[1] == [1, 4, 2, 3]
 
 
 def test_movie_unknown_to_model_gets_neutral_score() -> None:
