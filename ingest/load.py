@@ -225,7 +225,9 @@ def _next_ingest(con: duckdb.DuckDBPyConnection, source: Path) -> int:
     but not the same token, so a model trained on one cannot trust the other's numbers."""
     number = _count(con, "SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests")
     at = datetime.now(UTC).replace(tzinfo=None)
-    con.execute("INSERT INTO ingests VALUES (?, ?, ?, ?)", [number, uuid.uuid4().hex, str(source), at])
+    con.execute(
+        "INSERT INTO ingests VALUES (?, ?, ?, ?)", [number, uuid.uuid4().hex, str(Path(source).resolve()), at]
+    )
     return number
 
 
