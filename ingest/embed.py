@@ -129,7 +129,6 @@ def embed_movies(
     from movierec.embedder import (
         export_query_encoder,
         has_query_encoder,
-        keyword_vector,
         load_model,
         model_dim,
     )
@@ -170,7 +169,7 @@ def embed_movies(
             )
         vectors = movie_vectors(model, todo, batch_size=batch_size, progress=progress)
         check_vectors(vectors, len(todo), dim, model_name)
-    words = [keyword_vector(m.keyword_text) for m in todo]
+    words = [m.keyword_vector for m in todo]
     if todo or not has_query_encoder(settings.home, model_name, verify=True):
         # The ONNX export that makes `search` / `recommend` fast; made once per model (a few seconds).
         export_query_encoder(load_model(model_name), model_name, settings.home)

@@ -58,7 +58,7 @@ GENRE_WORDS: dict[str, str] = {
 
 # Names the recipe above (texts, vocabulary, weight) in every point's hash: changing any of them re-embeds
 # every movie once on the next `movierec embed`, and never leaves vectors of two recipes in one store.
-TEXT_RECIPE = f"title*{TITLE_WEIGHT}+genre-words-v1+keywords-tags-v2"
+TEXT_RECIPE = f"title*{TITLE_WEIGHT}+genre-words-v1+keywords-tags-v3-users"
 
 _PARENS = re.compile(r"\([^)]*\)")
 _SPACES = re.compile(r"\s+")
@@ -96,6 +96,7 @@ class MovieText:
     title_text: str
     genre_text: str
     tags: tuple[str, ...] = ()
+    tag_users: tuple[int, ...] = ()  # users behind each tag, rounded down to a power of two (`user_bucket`)
 
     @property
     def text(self) -> str:
@@ -109,10 +110,19 @@ class MovieText:
         genre labels are the genre text's (BENCHMARKS.md, "Denser real tags")."""
         return " ".join(self.tags)
 
+    @property
+    def keyword_vector(self) -> tuple[list[int], list[float]]:
+        """The tags' words, each weighted by the users behind the tags that carry it
+        (`movierec.embedder.tag_keyword_vector`)."""
+        from movierec.embedder import tag_keyword_vector
+
+        return tag_keyword_vector(self.tags, self.tag_users or (1,) * len(self.tags))
+
     def point_hash(self, model_name: str) -> str:
         """Changes when the vector or the payload would: texts, recipe and model, plus title, year and
         genres (so a corrected year updates the point although the text, without parentheses, is the same)."""
-        key = f"{TEXT_RECIPE}\0{self.text}\0{self.title}\0{self.year}\0{'|'.join(self.genres)}"
+        users = ",".join(map(str, self.tag_users))
+        key = f"{TEXT_RECIPE}\0{self.text}\0{self.title}\0{self.year}\0{'|'.join(self.genres)}\0{users}"
         return text_hash(key, model_name)
 
     def payload(self, model_name: str) -> dict[str, object]:
@@ -138,8 +148,16 @@ WITH counted AS (
     SELECT movie_id, tag, n, row_number() OVER (PARTITION BY movie_id ORDER BY n DESC, tag) AS r
     FROM counted
 )
-SELECT movie_id, list(tag ORDER BY r) AS tags FROM ranked WHERE r <= ? GROUP BY movie_id
+SELECT movie_id, list(tag ORDER BY r) AS tags, list(n ORDER BY r) AS users FROM ranked WHERE r <= ?
+GROUP BY movie_id
 """
+
+
+def user_bucket(n: int) -> int:
+    """A tag's user count rounded down to a power of two (1, 2, 4, 8, ...): the keyword weight follows
+    how many users tagged a film, while a film's point (and so its re-embedding) changes only when the
+    count doubles, not with every new tagger."""
+    return 1 << (max(int(n), 1).bit_length() - 1)
 
 
 def movie_texts(
@@ -148,8 +166,10 @@ def movie_texts(
     """Every movie of the `movies` table with its embedding texts, ordered by movie id."""
     rows = con.execute("SELECT movie_id, title, year, genres FROM movies ORDER BY movie_id").fetchall()
     tags: dict[int, list[str]] = {}
+    users: dict[int, tuple[int, ...]] = {}
     if with_tags:
-        tags = dict(con.execute(_TOP_TAGS_SQL, [tags_per_movie]).fetchall())
+        for mid, names, counts in con.execute(_TOP_TAGS_SQL, [tags_per_movie]).fetchall():
+            tags[mid], users[mid] = names, tuple(user_bucket(n) for n in counts)
     return [
         MovieText(
             int(mid),
@@ -159,6 +179,7 @@ def movie_texts(
             title_text(title, tags.get(mid, [])),
             genre_text(genres or []),
             tuple(tags.get(mid, [])),
+            users.get(mid, ()),
         )
         for mid, title, year, genres in rows
     ]

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -287,13 +288,14 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 #
 # The other half of a movie's embedding, for the store's hybrid search (movierec.store).
 #
-# Beside its dense vector every movie has a sparse keyword vector over title + genre labels + tags: one
-# dimension per word (a stable hash of it), valued by BM25's saturated term frequency (k1 = 1.2, no length
-# normalisation, so a value never depends on the rest of the catalogue and a movie's vector changes only
-# with its own text). The store weighs each word by its inverse document frequency at query time (Qdrant's
-# IDF modifier), so together with a query's words, each valued 1, a keyword search scores like BM25. Words
-# are normalised the same way for movies and queries: lower case, runs of letters and digits, a plural "s"
-# dropped from words longer than three letters ("zombies" and "zombie" meet).
+# Beside its dense vector every movie has a sparse keyword vector over its tags (`tag_keyword_vector`): one
+# dimension per word (a stable hash of it), valued by BM25's saturated term frequency, the frequency being
+# the users behind the tags that carry the word (k1 = 1.2, no length normalisation, so a value never
+# depends on the rest of the catalogue and a movie's vector changes only with its own tags). The store
+# weighs each word by its inverse document frequency at query time (Qdrant's IDF modifier), so together
+# with a query's words, each valued 1, a keyword search scores like BM25. Words are normalised the same
+# way for movies and queries: lower case, runs of letters and digits, a plural "s" dropped from words
+# longer than three letters ("zombies" and "zombie" meet).
 
 BM25_K1 = 1.2
 _WORDS = re.compile(r"[^\W_]+")
@@ -332,6 +334,20 @@ def keyword_vector(text: str, query: bool = False) -> tuple[list[int], list[floa
     indices = sorted(counts)
     if query:
         return indices, [1.0] * len(indices)
+    return indices, [c * (BM25_K1 + 1) / (c + BM25_K1) for c in (counts[i] for i in indices)]
+
+
+def tag_keyword_vector(tags: Sequence[str], users: Sequence[int]) -> tuple[list[int], list[float]]:
+    """A movie's keyword vector from its tags and the number of users behind each: a word's frequency is
+    the users of the tags that carry it, saturated as in `keyword_vector` (one user per tag gives exactly
+    `keyword_vector` of the joined tags). How many users call a film "zombie" says how much it is about
+    zombies, and on a large catalogue it tells apart the hundreds of films one tag would otherwise tie."""
+    counts: dict[int, int] = {}
+    for tag, n in zip(tags, users, strict=True):
+        for w in keywords(tag):
+            i = _word_index(w)
+            counts[i] = counts.get(i, 0) + max(int(n), 1)
+    indices = sorted(counts)
     return indices, [c * (BM25_K1 + 1) / (c + BM25_K1) for c in (counts[i] for i in indices)]
 
 

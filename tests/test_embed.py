@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,18 @@ from vector_world import MOVIES, add_movies, set_title
 from movierec.cli import main
 from movierec.config import Settings
 from movierec.db import connect
+from movierec.embedder import BM25_K1, keyword_vector, tag_keyword_vector
 from movierec.errors import NotFoundError
 from movierec.ingest.embed import embed_movies
-from movierec.ingest.text import GENRE_WORDS, clean_title, genre_text, movie_texts, title_text
+from movierec.ingest.text import (
+    GENRE_WORDS,
+    MovieText,
+    clean_title,
+    genre_text,
+    movie_texts,
+    title_text,
+    user_bucket,
+)
 from movierec.store import open_store
 
 
@@ -285,3 +295,28 @@ def test_keyword_text_is_the_tags_alone(catalogue: Settings) -> None:
     assert godfather.keyword_text == "mafia al pacino classic"
     assert godfather.title_text == "Godfather, The mafia al pacino classic"  # the dense side has the title
     assert movies[15].keyword_text == ""  # no tags: an empty keyword vector
+    # Each tag's word weighs by the users behind it (mafia: two users; one user per tag is the plain text).
+    assert godfather.tag_users == (2, 1, 1)
+    plain, counted = _vec(keyword_vector(godfather.keyword_text)), _vec(godfather.keyword_vector)
+    (mafia,) = keyword_vector("mafia")[0]
+    assert counted[mafia] > plain[mafia] and {k: v for k, v in counted.items() if k != mafia} == {
+        k: v for k, v in plain.items() if k != mafia
+    }
+
+
+def _vec(sparse: tuple[list[int], list[float]]) -> dict[int, float]:
+    return dict(zip(*sparse, strict=True))
+
+
+def test_tag_users_weigh_keywords_in_powers_of_two() -> None:
+    """A film tagged "zombie" by many users matches "zombie" more strongly than one tagged once (on a
+    large catalogue this is what tells apart the hundreds of films a tag would tie); the count is kept in
+    powers of two, so a film is re-embedded when it doubles, not with every new tagger."""
+    assert [user_bucket(n) for n in (0, 1, 2, 3, 4, 7, 8, 1000)] == [1, 1, 2, 2, 4, 4, 8, 512]
+    (z,) = keyword_vector("zombie")[0]
+    one, many = _vec(tag_keyword_vector(["zombie"], [1])), _vec(tag_keyword_vector(["zombie"], [8]))
+    assert one == _vec(keyword_vector("zombie")) and 1.0 == one[z] < many[z] < BM25_K1 + 1
+    both = _vec(tag_keyword_vector(["zombie", "zombie comedy"], [2, 1]))
+    assert both[z] == pytest.approx(3 * (BM25_K1 + 1) / (3 + BM25_K1))  # a word in two tags sums users
+    a = MovieText(1, "A (2000)", 2000, ["Horror"], "A zombie", "horror", ("zombie",), (2,))
+    assert a.point_hash("m") != replace(a, tag_users=(4,)).point_hash("m")
