@@ -11,8 +11,15 @@ import numpy as np
 from movierec import catalog, runs
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
-from movierec.batch.run import check_alpha
-from movierec.cf import SOURCE_CF, SOURCE_COLD, SOURCE_FOLD, load_current_model, mark_folded, with_fresh_users
+from movierec.cf import (
+    SOURCE_CF,
+    SOURCE_COLD,
+    SOURCE_FOLD,
+    check_weights,
+    load_current_model,
+    mark_folded,
+    with_fresh_users,
+)
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import NotFoundError
@@ -43,7 +50,7 @@ def recommend(
     alpha: float = 0.0,
 ) -> AdHoc:
     """One user's personalised list for a text, ranked exactly as the nightly batch would rank it."""
-    check_alpha(alpha, settings.popularity_weight)
+    check_weights(alpha, settings.popularity_weight)
     check_user_id(user_id)
     q = SavedQuery(
         "ad hoc", text, tuple(genres), tuple(exclude_genres), year_min, year_max, candidates, top_n

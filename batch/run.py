@@ -87,7 +87,7 @@ class RunSummary:
 
 def run_batch(settings: Settings, alpha: float = 0.0, progress: bool = False) -> RunSummary:
     """Compute and publish one run. Raises our errors on bad state; the previous run stays visible."""
-    check_alpha(alpha, settings.popularity_weight)
+    check_weights(alpha, settings.popularity_weight)  # before any work
     t_start = time.perf_counter()
     with batch_lock(settings), _engine(settings) as ray:
         stages = {} if ray is None else {"start or join Ray": round(time.perf_counter() - t_start, 3)}
@@ -116,11 +116,6 @@ def formula(settings: Settings) -> str:
     """The score formulas a run records (beta and the cold-start weight are settings; alpha has its own
     column)."""
     return f"{CF_FORMULA}, beta = {settings.popularity_weight:g}; {cold_formula(settings.cold_start_weight)}"
-
-
-def check_alpha(alpha: float, popularity_weight: float = 0.0) -> None:
-    """Before any work: the weights the ranking engine will accept (`cf.ranking.check_weights`)."""
-    check_weights(alpha, popularity_weight)
 
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:

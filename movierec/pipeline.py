@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from movierec.batch import list_queries, run_batch
-from movierec.batch.run import check_alpha
-from movierec.cf import recover_models, stale_reason, train_model
+from movierec.cf import check_weights, recover_models, stale_reason, train_model
 from movierec.cf.registry import UpdateRefused
 from movierec.config import Settings
 from movierec.db import connect
@@ -63,7 +62,7 @@ def nightly(
     Without enabled saved queries the batch stage is skipped with a warning, not an error: the data,
     vectors and model are still brought up to date, which is what a first run after install needs.
     """
-    check_alpha(alpha, settings.popularity_weight)
+    check_weights(alpha, settings.popularity_weight)
     if settings.engine == "ray":  # a missing extra or a dead cluster fails now, not after hours of training
         from movierec.batch.ray_engine import preflight
 

@@ -343,14 +343,19 @@ def test_reingesting_the_same_snapshot_changes_nothing(settings: Settings, tmp_p
     assert (again.movies, again.ratings, again.tags, again.links) == (first.movies, first.ratings, 2, 2)
 
 
-def test_newer_snapshot_upserts_by_key(settings: Settings, tmp_path: Path) -> None:
-    ingest_dir(settings, csv_dir(tmp_path, "v1"))
-    newer = csv_dir(
+def _newer_snapshot(tmp_path: Path, rerated: str) -> Path:
+    """v2: user 1's rating of movie 1 replaced by `rerated`, plus a new movie 9 that user 4 rated."""
+    return csv_dir(
         tmp_path,
         "v2",
         movies_csv=MOVIES_CSV + "9,Nine Lives (2016),Comedy\n",
-        ratings_csv=RATINGS_CSV.replace("1,1,4.0,964982703", "1,1,2.5,1500000000") + "4,9,5.0,1500000001\n",
+        ratings_csv=RATINGS_CSV.replace("1,1,4.0,964982703", rerated) + "4,9,5.0,1500000001\n",
     )
+
+
+def test_newer_snapshot_upserts_by_key(settings: Settings, tmp_path: Path) -> None:
+    ingest_dir(settings, csv_dir(tmp_path, "v1"))
+    newer = _newer_snapshot(tmp_path, "1,1,2.5,1500000000")
     report = ingest_dir(settings, newer)
     assert report.new == {"movies": 1, "links": 0, "ratings": 1, "tags": 0}
     assert report.updated == {"movies": 0, "links": 0, "ratings": 1, "tags": 0}
@@ -368,12 +373,7 @@ def test_ratings_carry_the_ingest_that_wrote_them(settings: Settings, tmp_path: 
     """Each ingest takes the next number and stamps the ratings it writes (issue 17: a CF update asks them
     what changed); an ingest that fails takes none, and re-ingesting the same snapshot stamps nothing."""
     ingest_dir(settings, csv_dir(tmp_path, "v1"))
-    newer = csv_dir(
-        tmp_path,
-        "v2",
-        movies_csv=MOVIES_CSV + "9,Nine Lives (2016),Comedy\n",
-        ratings_csv=RATINGS_CSV.replace("1,1,4.0,964982703", "1,1,2.5,964982703") + "4,9,5.0,1500000001\n",
-    )
+    newer = _newer_snapshot(tmp_path, "1,1,2.5,964982703")  # re-rated, same timestamp
     ingest_dir(settings, newer)
     ingest_dir(settings, newer)
     bad = csv_dir(tmp_path, "v3", ratings_csv=RATINGS_CSV + "4,9,9.0,1500000002\n")
