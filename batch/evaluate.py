@@ -17,6 +17,8 @@ Protocol (one period = one cut-off):
 - topical precision = share of list films whose title or user tags contain one of the query's topic terms
   (`topic` column of a query file; for saved queries the content words of their text), among the list
   films that can be judged (a tag, or a title match); `topic_judged` says how many could be.
+- topic nDCG@10: the same nDCG where only later-liked films on the query's topic by title or user tags
+  count (of its genres when it has a filter): what a user who asked for "zombies" would call a hit.
 - personalisation (1 - mean pairwise Jaccard of lists, up to `PERSONALISATION_SAMPLE` users per query),
   coverage (distinct listed films / catalogue) and novelty (mean popularity rank of listed films in the
   training ratings, 1 = most rated) over every list of the period.
@@ -52,7 +54,7 @@ COLD_RATINGS = 5  # users with fewer training ratings are reported as cold-start
 PERSONALISATION_SAMPLE = 400
 DEFAULT_CUTOFF = 0.9  # test period: the last 10% of ratings by time
 DEFAULT_VALIDATION = 0.1  # validation period: the 10% of ratings before the test period
-TOPICAL_TARGET = 0.9
+PERSONALISATION_KEEP = 0.9  # a chosen blend keeps at least this share of the old default's personalisation
 OLD_CANDIDATES = 250  # the candidates of the baselines: the default before this evaluation chose one
 _STOP = {"films", "film", "movies", "movie", "with", "about", "from", "that", "this", "where", "into",
          "their", "them", "they", "have", "some", "kids", "like", "good"}  # fmt: skip
@@ -232,36 +234,37 @@ def evaluate_lists(
 
 
 def choose(period: PeriodResult) -> dict[str, Any] | None:
-    """The blend with the best later-liked nDCG@10 (known users) among those keeping topical precision
-    >= TOPICAL_TARGET (or the reference list's own, when even pure similarity falls short of it: then the
-    topic measure, not the ranking, is the limit) and personalisation at least the old default's; None if
-    no blend qualifies."""
+    """The blend whose lists hold the most later-liked films *on the query's topic* (topic nDCG@10, known
+    users) among those whose later-liked nDCG@10 is within one standard error of the best blend's (the
+    one-standard-error rule: a smaller difference is noise) and whose personalisation keeps at least
+    `PERSONALISATION_KEEP` of the old default's. Where no pair has a later-liked film on topic (no title or
+    tag names the topic), the best nDCG@10 under the same floors. None if no blend qualifies.
+
+    Why topic nDCG decides and not nDCG alone: under a genre filter every film of the genre counts as on
+    topic for nDCG, so popular films of the genre win it ("zombies" answered with *The Shining*); a user
+    asked for the topic. Topical precision is reported, not a floor: on ml-latest-small no list reaches 0.9,
+    the similarity order included (BENCHMARKS.md)."""
     base = period.variants.get(BASELINES[2], {}).get("all", {})
-    floor = base.get("personalisation") or 0.0
-    ref = period.variants.get(BASELINES[0], {}).get("all", {}).get("topical_precision")
-    topical_floor = TOPICAL_TARGET if ref is None else min(TOPICAL_TARGET, ref)
-    best = None
-    for name, m in period.variants.items():
-        if name in BASELINES[:2]:
-            continue
-        a = m["all"]
-        topical = a.get("topical_precision")
-        if topical is not None and topical < topical_floor:
-            continue
-        if (a.get("personalisation") or 0.0) < floor:
-            continue
-        score = m["known"].get("ndcg@10") or 0.0
-        if best is None or score > best[1]:
-            best = (name, score)
-    if best is None:
+    floor = PERSONALISATION_KEEP * (base.get("personalisation") or 0.0)
+    blends = {n: m for n, m in period.variants.items() if n not in BASELINES[:2]
+              and (m["all"].get("personalisation") or 0.0) >= floor}  # fmt: skip
+    if not blends:
         return None
-    v = period.variants[best[0]]
+    top = max(blends.values(), key=lambda m: m["known"].get("ndcg@10") or 0.0)["known"]
+    bar = (top.get("ndcg@10") or 0.0) - (top.get("ndcg@10_se") or 0.0)
+    near = {n: m for n, m in blends.items() if (m["known"].get("ndcg@10") or 0.0) >= bar}
+    by_topic = any(m["known"].get("topic_ndcg@10") is not None for m in near.values())
+    key = "topic_ndcg@10" if by_topic else "ndcg@10"
+    name = max(near, key=lambda n: near[n]["known"].get(key) or 0.0)
+    v = near[name]
     alpha, pop, k = v.get("alpha", 0.0), v.get("pop_weight", 0.0), v.get("candidates", OLD_CANDIDATES)
-    return {"variant": best[0], "period": period.name, "known_ndcg@10": best[1],
-            "apply": f"--alpha {alpha:g}, MOVIEREC_POPULARITY_WEIGHT={pop:g}, --candidates {k} on the saved "
-                     "queries",
-            "rule": f"max known-user nDCG@10 with topical precision >= {topical_floor} and personalisation "
-                    f">= the old default's ({floor})"}  # fmt: skip
+    return {"variant": name, "period": period.name, "known_ndcg@10": v["known"].get("ndcg@10"),
+            "known_topic_ndcg@10": v["known"].get("topic_ndcg@10"),
+            "apply": f"MOVIEREC_ALPHA={alpha:g}, MOVIEREC_POPULARITY_WEIGHT={pop:g}, --candidates {k} on the "
+                     "saved queries",
+            "rule": f"max known-user {key} among blends with nDCG@10 >= {bar:.4f} (the best's minus one "
+                    f"standard error) and personalisation >= {floor:.4f} ({PERSONALISATION_KEEP:g} x the old "
+                    "default's)"}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ internals
@@ -354,9 +357,9 @@ def _period(
     with bar(total=len(queries) * len(variants), unit="list set", enabled=progress) as pbar:
         for q, c, near in zip(queries, cands, nearest, strict=True):
             on_topic = _relevant_movies(q, c, near, movies)
-            is_rel = np.isin(liked.movie_ids, on_topic)
-            rel_keys = np.sort(liked_keys[is_rel])
-            n_rel = np.bincount(np.searchsorted(users, liked.user_ids[is_rel]), minlength=len(users))
+            rel = _relevant_keys(np.isin(liked.movie_ids, on_topic), liked, liked_keys, users)
+            rel_topic = _relevant_keys(np.isin(liked.movie_ids, _on_topic(q, on_topic, movies)), liked,
+                                       liked_keys, users)  # fmt: skip
             topical = _topical(q.topic, c.movie_ids, movies)
             for v in variants:
                 pbar.set_description(f"{name}: {q.query.name}")
@@ -370,7 +373,7 @@ def _period(
                 )  # fmt: skip
                 top = np.full((len(users), K), -1, dtype=np.int64)
                 top[np.searchsorted(users, ranked.user_id), ranked.rank - 1] = ranked.movie_id
-                acc[v.name].append(_judge(top, users, rel_keys, n_rel, topical, movies, pop_rank))
+                acc[v.name].append(_judge(top, users, rel, rel_topic, topical, movies, pop_rank))
                 pbar.update(1)
     for v in variants:
         parts = acc[v.name]
@@ -392,6 +395,20 @@ def _relevant_movies(q: EvalQuery, cands: Any, near: Any, movies: _Movies) -> np
     return np.asarray(near.movie_ids, dtype=np.int64)
 
 
+def _relevant_keys(
+    is_rel: np.ndarray, liked: Ratings, liked_keys: np.ndarray, users: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted user << 32 | movie keys of the relevant later-liked pairs, relevant count per user)."""
+    return (np.sort(liked_keys[is_rel]),
+            np.bincount(np.searchsorted(users, liked.user_ids[is_rel]), minlength=len(users)))  # fmt: skip
+
+
+def _on_topic(q: EvalQuery, relevant: np.ndarray, movies: _Movies) -> np.ndarray:
+    """The films on the query's topic by their title or tags (and of its genres, when it has a filter)."""
+    ids, label = _topical(q.topic, relevant if q.query.genres else movies.ids, movies)
+    return ids[label == 1]
+
+
 def _topical(terms: tuple[str, ...], movie_ids: np.ndarray, movies: _Movies) -> tuple[np.ndarray, np.ndarray]:
     """(sorted candidate ids, label per id): 1 on topic, 0 off topic, -1 where nothing can judge it (no
     tags, no title match)."""
@@ -404,16 +421,10 @@ def _topical(terms: tuple[str, ...], movie_ids: np.ndarray, movies: _Movies) -> 
     return ids, label
 
 
-def _judge(
-    top: np.ndarray,
-    users: np.ndarray,
-    rel_keys: np.ndarray,
-    n_rel: np.ndarray,
-    topical: tuple[np.ndarray, np.ndarray],
-    movies: _Movies,
-    pop_rank: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Per-user arrays for one query's lists (summed or averaged over users later)."""
+def _hits(
+    top: np.ndarray, users: np.ndarray, rel_keys: np.ndarray, n_rel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(hit matrix, nDCG@K per user) of lists against sorted (user << 32 | movie) relevant keys."""
     valid = top >= 0
     keys = (users[:, None] << 32) | np.where(valid, top, 0)
     pos = np.searchsorted(rel_keys, keys).clip(0, max(len(rel_keys) - 1, 0))
@@ -421,6 +432,25 @@ def _judge(
     disc = 1.0 / np.log2(np.arange(2, K + 2))
     idcg = np.concatenate(([0.0], np.cumsum(disc)))[np.minimum(n_rel, K)]
     dcg = (hits * disc).sum(axis=1)
+    return hits, np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1), 0.0)
+
+
+def _judge(
+    top: np.ndarray,
+    users: np.ndarray,
+    rel: tuple[np.ndarray, np.ndarray],
+    rel_topic: tuple[np.ndarray, np.ndarray],
+    topical: tuple[np.ndarray, np.ndarray],
+    movies: _Movies,
+    pop_rank: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Per-user arrays for one query's lists (summed or averaged over users later). `rel` and
+    `rel_topic`: (sorted relevant keys, relevant count per user) for later-liked films on the query's
+    genre (or nearest) and on its topic by title or tags."""
+    valid = top >= 0
+    (rel_keys, n_rel), (topic_keys, n_topic) = rel, rel_topic
+    hits, ndcg = _hits(top, users, rel_keys, n_rel)
+    _, ndcg_topic = _hits(top, users, topic_keys, n_topic)
     ids, label = topical
     if len(ids):
         at = np.searchsorted(ids, top).clip(0, len(ids) - 1)
@@ -431,8 +461,10 @@ def _judge(
     return {
         "top": top,
         "n_rel": n_rel,
+        "n_topic": n_topic,
         "hit": hits.any(axis=1),
-        "ndcg": np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1), 0.0),
+        "ndcg": ndcg,
+        "ndcg_topic": ndcg_topic,
         "recall": hits.sum(axis=1) / np.maximum(n_rel, 1),
         "judged": judged.sum(axis=1),
         "on": on.sum(axis=1),
@@ -452,6 +484,9 @@ def _summary(parts: list[dict[str, np.ndarray]], mask: np.ndarray, n_movies: int
             if n else None  # fmt: skip
 
     per_pair = np.concatenate([p["ndcg"][mask][j] for p, j in zip(parts, judged, strict=True)])
+    on_topic = [p["n_topic"][mask] > 0 for p in parts]
+    n_topic = int(sum(j.sum() for j in on_topic))
+    topic_pairs = np.concatenate([p["ndcg_topic"][mask][j] for p, j in zip(parts, on_topic, strict=True)])
     listed = sum(int(p["listed"][mask].sum()) for p in parts)
     judged_items = sum(int(p["judged"][mask].sum()) for p in parts)
     shown = np.unique(np.concatenate([p["top"][mask].ravel() for p in parts]))
@@ -463,6 +498,12 @@ def _summary(parts: list[dict[str, np.ndarray]], mask: np.ndarray, n_movies: int
         # standard error of that mean: differences smaller than about twice it are noise
         "ndcg@10_se": round(float(per_pair.std(ddof=1) / np.sqrt(n)), 4) if n > 1 else None,
         "recall@10": mean("recall"),
+        # the same nDCG where only later-liked films on the query's topic by title or tags count
+        "topic_pairs": n_topic,
+        "topic_ndcg@10": round(float(topic_pairs.mean()), 4) if n_topic else None,
+        "topic_ndcg@10_se": round(float(topic_pairs.std(ddof=1) / np.sqrt(n_topic)), 4)
+        if n_topic > 1
+        else None,
         "topical_precision": round(sum(int(p["on"][mask].sum()) for p in parts) / judged_items, 4)
         if judged_items
         else None,
