@@ -1,7 +1,8 @@
 """movierec.batch: saved queries, the nightly batch run and its publish, ad hoc lookups, run reports.
 
 - saved queries: `SavedQuery`, `add_query`, `update_query`, `remove_query`, `get_query`, `list_queries`
-- `run_batch(settings, alpha=0.0, progress=False) -> RunSummary`: score and publish one run
+- `run_batch(settings, alpha=None, progress=False) -> RunSummary`: score and publish one run (alpha None:
+  `Settings.alpha`)
 - `evaluate_lists(settings, query_file=None, cutoff=None, ...)`: the lists judged by what users did next
   (time split, baselines and blends; `movierec evaluate --lists`)
 - `recommend(settings, user_id, text, ...)`: one user's list computed live, as the batch would;

@@ -47,9 +47,11 @@ def recommend(
     exclude_genres: tuple[str, ...] = (),
     year_min: int | None = None,
     year_max: int | None = None,
-    alpha: float = 0.0,
+    alpha: float | None = None,
 ) -> AdHoc:
-    """One user's personalised list for a text, ranked exactly as the nightly batch would rank it."""
+    """One user's personalised list for a text, ranked exactly as the nightly batch would rank it
+    (`alpha` None: the setting's)."""
+    alpha = settings.alpha if alpha is None else alpha
     check_weights(alpha, settings.popularity_weight)
     check_user_id(user_id)
     q = SavedQuery(

@@ -85,8 +85,9 @@ class RunSummary:
         return asdict(self)
 
 
-def run_batch(settings: Settings, alpha: float = 0.0, progress: bool = False) -> RunSummary:
+def run_batch(settings: Settings, alpha: float | None = None, progress: bool = False) -> RunSummary:
     """Compute and publish one run. Raises our errors on bad state; the previous run stays visible."""
+    alpha = settings.alpha if alpha is None else alpha
     check_weights(alpha, settings.popularity_weight)  # before any work
     t_start = time.perf_counter()
     with batch_lock(settings), _engine(settings) as ray:

@@ -4,6 +4,7 @@
                                                [--queries 20 --candidates 250 --top-n 10 --sample 40]
                                                [--engine local|ray [--ray-address ADDR]] [--reuse]
                                                [--before PYTHONPATH [--repeat 2]] [--because-ab]
+                                               [--alpha-ab]
 
 Set-up (not timed, excluded by the issue): the synthetic MovieLens-shaped data set (cached under
 benchmarks/out/, shared with bench_ingest.py) is ingested into a fresh database; the vector store gets one
@@ -26,6 +27,8 @@ version and by this one (`--repeat` times each, interleaved so both see the same
 
 With `--because-ab`, the same code and set-up run alternately with `MOVIEREC_BECAUSE=false` and with the
 default (`--repeat` times each): what publishing "because you liked" costs the whole command, in one run.
+`--alpha-ab` does the same with `MOVIEREC_ALPHA=0` (the CF order alone) and 0.2 (the default since the list
+evaluation chose it): what the similarity blend costs.
 """
 
 from __future__ import annotations
@@ -182,8 +185,9 @@ def main() -> None:
     ap.add_argument("--shard-users", type=int, help="users per Ray task (MOVIEREC_RAY_SHARD_USERS)")
     ap.add_argument("--ray-address", help="join this running cluster instead of starting one per run")
     ap.add_argument("--before", help="PYTHONPATH of another movierec version to compare with, same set-up")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per version with --before / --because-ab")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each side with --before / --*-ab")
     ap.add_argument("--because-ab", action="store_true", help="runs without and with 'because you liked'")
+    ap.add_argument("--alpha-ab", action="store_true", help="runs at alpha 0 and at the default 0.2")
     args = ap.parse_args()
 
     home = OUT / "bench-batch-home"
@@ -209,7 +213,10 @@ def main() -> None:
         _before_after(env, args.before, args.repeat)
         return
     if args.because_ab:
-        _because_ab(env, args.repeat)
+        _ab(env, args.repeat, "MOVIEREC_BECAUSE", ("false", "true"), "because adds")
+        return
+    if args.alpha_ab:
+        _ab(env, args.repeat, "MOVIEREC_ALPHA", ("0", "0.2"), "the similarity blend (alpha 0.2) adds")
         return
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -307,22 +314,23 @@ def _before_after(env: dict[str, str], before: str, repeat: int) -> None:
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
-def _because_ab(env: dict[str, str], repeat: int) -> None:
-    """Whole `batch run` processes without and with the because column, interleaved (same load)."""
-    print(f"\n{dt.date.today()}, {os.cpu_count()} cores; same code, MOVIEREC_BECAUSE off/on\n")
-    print("| run | because | wall (s) | peak RSS (GB) | in run_batch (s) | because stages (s) | load avg |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
-    walls: dict[str, list[float]] = {"off": [], "on": []}
+def _ab(env: dict[str, str], repeat: int, var: str, values: tuple[str, str], what: str) -> None:
+    """Whole `batch run` processes with `var` at each of two values, interleaved (same load)."""
+    print(f"\n{dt.date.today()}, {os.cpu_count()} cores; same code, {var}={values[0]} / {values[1]}\n")
+    print(f"| run | {var} | wall (s) | peak RSS (GB) | in run_batch (s) | scoring step (s) "
+          "| because stages (s) | load avg |")  # fmt: skip
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    walls: dict[str, list[float]] = {v: [] for v in values}
     for i in range(repeat):
-        for name in walls:
-            wall, rss, load, s = _timed({**env, "MOVIEREC_BECAUSE": "false" if name == "off" else "true"})
-            walls[name].append(wall)
+        for value in values:
+            wall, rss, load, s = _timed({**env, var: value})
+            walls[value].append(wall)
             explain = sum(v for k, v in s["stages"].items() if k.startswith("because you liked"))
-            cells = [i + 1, name, f"{wall:.1f}", f"{rss:.2f}", f"{s['seconds']:.1f}", f"{explain:.1f}"]
-            cells.append(f"{load:.1f}")
+            cells = [i + 1, value, f"{wall:.1f}", f"{rss:.2f}", f"{s['seconds']:.1f}",
+                     f"{s['scoring_seconds']:.1f}", f"{explain:.1f}", f"{load:.1f}"]  # fmt: skip
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
-    off, on = float(np.median(walls["off"])), float(np.median(walls["on"]))
-    print(f"\nmedian whole process: off {off:.1f} s, on {on:.1f} s: because adds {on / off - 1:+.0%}")
+    a, b = (float(np.median(walls[v])) for v in values)
+    print(f"\nmedian whole process: {values[0]} {a:.1f} s, {values[1]} {b:.1f} s: {what} {b / a - 1:+.0%}")
 
 
 def _compare_engines(env: dict[str, str]) -> None:

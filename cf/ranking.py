@@ -244,8 +244,8 @@ def check_weights(alpha: float, pop_weight: float = 0.0) -> None:
         raise BadInputError(f"the popularity weight must be between -1 and 1, got {pop_weight}")
     if alpha + abs(pop_weight) > 1.0 + 1e-9:
         raise BadInputError(
-            f"--alpha {alpha:g} plus the popularity weight's size {abs(pop_weight):g} exceeds 1: lower one "
-            "(MOVIEREC_POPULARITY_WEIGHT)"
+            f"alpha {alpha:g} (--alpha or MOVIEREC_ALPHA) plus the popularity weight's size "
+            f"{abs(pop_weight):g} exceeds 1: lower one (MOVIEREC_POPULARITY_WEIGHT)"
         )
 
 

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         0.25, ge=0, le=1, allow_inf_nan=False,
         description="Weight of popularity (vs query similarity) in the cold-start ranking.",
     )  # fmt: skip
+    alpha: float = Field(
+        0.2, ge=0, le=1, allow_inf_nan=False,
+        description="Weight of query similarity against CF in known users' lists (0 = CF only); "
+        "`movierec evaluate --lists` chose 0.2 (BENCHMARKS.md). `--alpha` overrides it per command.",
+    )  # fmt: skip
     popularity_weight: float = Field(
         0.0, ge=-1, le=1, allow_inf_nan=False,
         description="Weight of the candidates' log popularity against CF in known users' lists (< 0: a "

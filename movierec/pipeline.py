@@ -52,7 +52,7 @@ def nightly(
     data_dir: Path | str | None = None,
     *,
     retrain: bool = False,
-    alpha: float = 0.0,
+    alpha: float | None = None,
     train_options: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> NightlyReport:
@@ -62,6 +62,7 @@ def nightly(
     Without enabled saved queries the batch stage is skipped with a warning, not an error: the data,
     vectors and model are still brought up to date, which is what a first run after install needs.
     """
+    alpha = settings.alpha if alpha is None else alpha
     check_weights(alpha, settings.popularity_weight)
     if settings.engine == "ray":  # a missing extra or a dead cluster fails now, not after hours of training
         from movierec.batch.ray_engine import preflight

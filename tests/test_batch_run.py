@@ -74,7 +74,7 @@ def test_known_answer_seen_removed_cold_start_flagged(planted: Settings) -> None
     current = current_model(planted).version
     assert (status, alpha, n_queries, n_users, version, emb) == (
         "succeeded",
-        0.0,
+        0.2,  # the alpha setting's default, chosen by `movierec evaluate --lists`
         2,
         7,
         current,
@@ -100,6 +100,18 @@ def test_alpha_is_stored_and_validated(planted: Settings) -> None:
     assert 0.0 <= lo <= hi <= 1.0
     result = CliRunner().invoke(main, ["batch", "run", "--alpha", "2"])
     assert result.exit_code == 1 and "--alpha must be between 0 and 1" in result.output
+
+
+def test_alpha_setting_is_the_default_and_the_flag_wins(planted: Settings) -> None:
+    env = {"MOVIEREC_ALPHA": "0.4"}
+    result = CliRunner().invoke(main, ["batch", "run", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["alpha"] == 0.4
+    result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["alpha"] == 0.0
+    bad = CliRunner().invoke(main, ["batch", "run"], env={"MOVIEREC_ALPHA": "1.5"})
+    assert bad.exit_code != 0 and "alpha" in bad.output and "Traceback" not in bad.output
 
 
 def test_the_popularity_weight_is_a_setting_the_run_records(

@@ -199,7 +199,7 @@ def batch_group() -> None:
 @quiet_option
 @settings_options
 @engine_options
-def batch_run(settings: Settings, alpha: float, as_json: bool, quiet: bool) -> None:
+def batch_run(settings: Settings, alpha: float | None, as_json: bool, quiet: bool) -> None:
     """Score every enabled saved query for its users and publish the lists in one transaction.
 
     With --engine ray the scoring runs as tasks on a Ray cluster; the driver (this process) still encodes,

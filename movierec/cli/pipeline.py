@@ -39,7 +39,7 @@ def nightly_cmd(
     data_dir: str | None,
     retrain: bool,
     epochs: int | None,
-    alpha: float,
+    alpha: float | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
