@@ -402,8 +402,11 @@ def time_limited(con: duckdb.DuckDBPyConnection, seconds: float, work: Callable[
     except KeyboardInterrupt:
         finished, why = False, "SQL query interrupted"
     if not finished:
+        # Again until the helper is done: an interrupt that lands before DuckDB has started the query (its
+        # start clears the flag) is lost, and the query would then run to its end (seen under load).
         con.interrupt()
-        done.wait()
+        while not done.wait(0.2):
+            con.interrupt()
         raise BadInputError(why)
     if "error" in box:
         raise box["error"]

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from movierec.cli import main
 from movierec.config import Settings
-from movierec.db import connect
+from movierec.db import connect, time_limited
+from movierec.errors import BadInputError
 
 LONG_QUERY = "SELECT sum(a.range * b.range) FROM range(1000000000) a, range(100) b"
 
@@ -103,6 +104,35 @@ def test_sql_interrupted_by_ctrl_c_is_one_line(settings: Settings) -> None:
     assert proc.returncode == 1, err
     assert err == "Error: SQL query interrupted\n", err
     assert out == ""
+
+
+def test_a_stop_that_lands_before_the_query_starts_still_stops_it() -> None:
+    """DuckDB clears an interrupt when a query starts, so one that lands just before (Ctrl-C or the time
+    limit) was lost and the query ran to its end: this hung before `time_limited` interrupted again until
+    its helper finished (first seen as the Ctrl-C test timing out under load)."""
+    import threading
+
+    import duckdb
+
+    con = duckdb.connect()
+
+    def work() -> list:
+        time.sleep(0.5)  # the limit passes while the helper has not started the query yet
+        return con.execute(LONG_QUERY).fetchall()
+
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            time_limited(con, 0.1, work)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(60)  # generous for a loaded machine: uninterrupted, the query runs for many minutes
+    assert not caller.is_alive(), "the query was not stopped"
+    assert isinstance(outcome[0], BadInputError) and "time limit of 0.1 s" in str(outcome[0])
 
 
 # --------------------------------------------------------------------------- check: what it could not see
