@@ -76,7 +76,8 @@ class Variant:
 
 
 def default_variants() -> list[Variant]:
-    """The baselines, today's default and a grid of blends (alpha x number of candidates)."""
+    """The baselines, the old default (alpha 0) and a grid of blends (alpha x candidates, popularity weights);
+    the product's default (alpha 0.2, 250 candidates) is the blend "cf a0.2 k250"."""
     out = [
         Variant("reference: similarity", "similarity", OLD_CANDIDATES, 1.0),
         Variant("popularity", "popularity", OLD_CANDIDATES),
@@ -129,9 +130,11 @@ def read_query_file(path: str | os.PathLike[str]) -> list[tuple[SavedQuery, tupl
     return out
 
 
-def topic_terms(text: str) -> tuple[str, ...]:
-    """Content words of a query text, the fallback topic of saved queries ('zombies' from its text)."""
-    return tuple(w for w in re.findall(r"[a-z][a-z-]+", text.lower()) if len(w) >= 4 and w not in _STOP)
+def topic_terms(text: str, genres: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Content words of a query text, the fallback topic of saved queries ('zombies' from "Horror films with
+    zombies" filtered by Horror): the genre names leave, or a film tagged "horror" would be on topic."""
+    drop = _STOP | {g.lower() for g in genres}
+    return tuple(w for w in re.findall(r"[a-z][a-z-]+", text.lower()) if len(w) >= 4 and w not in drop)
 
 
 def resolve_cutoff(value: str | float | None, rated_at: np.ndarray, default: float = DEFAULT_CUTOFF) -> int:
@@ -217,6 +220,8 @@ def evaluate_lists(
             "relevant": "later ratings >= like of films on the query's topic (a query genre when it has "
             "genre filters, else among its top candidates by similarity over the whole catalogue)",
             "topical": "title or user tags contain a topic term, among list films that can be judged",
+            "topic_relevant": "relevant films whose title or user tags contain a topic term (of the "
+            "query's genres when it has genre filters, else of the whole catalogue)",
             "max_candidates": kmax,
         },
         "queries": [
@@ -278,9 +283,9 @@ def _queries(settings: Settings, query_file: str | os.PathLike[str] | None) -> l
     with connect(settings, read_only=True) as con:
         if query_file is not None:
             read = read_query_file(query_file)
-            out = [EvalQuery(validate(con, q), t or topic_terms(q.text)) for q, t in read]
+            out = [EvalQuery(validate(con, q), t or topic_terms(q.text, q.genres)) for q, t in read]
         else:
-            out = [EvalQuery(q, topic_terms(q.text)) for q in list_queries(con, enabled_only=True)]
+            out = [EvalQuery(q, topic_terms(q.text, q.genres)) for q in list_queries(con, enabled_only=True)]
     if not out:
         raise NotFoundError(
             "no queries to evaluate: save some (`movierec queries add`) or pass --queries FILE.csv"

@@ -300,8 +300,9 @@ def _timed(env: dict[str, str]) -> tuple[float, float, float, dict]:
 
 def _before_after(env: dict[str, str], before: str, repeat: int) -> None:
     versions = {
-        "before": {**env, "PYTHONPATH": before},
-        "after": {k: v for k, v in env.items() if k != "PYTHONPATH"},
+        # alpha 0 on both sides: versions before 0.2 became the default ranked at 0 (and ignore the setting)
+        "before": {**env, "PYTHONPATH": before, "MOVIEREC_ALPHA": "0"},
+        "after": {**{k: v for k, v in env.items() if k != "PYTHONPATH"}, "MOVIEREC_ALPHA": "0"},
     }
     print(f"\n{dt.date.today()}, {os.cpu_count()} cores, shared machine; before = PYTHONPATH {before}\n")
     print("| run | version | wall (s) | peak RSS (GB) | scoring step (s) | rows | load avg at start |")

@@ -5,9 +5,9 @@
 
 Works on a copy of batch_quality_small.py's home. Titles and genre texts are encoded once; per weight,
 every movie's vector `normalise(w * v(title) + v(genre words))` is upserted, then: genre precision@10
-on the development and held-out queries (exact search in the store, no filters) and the batch at the
-default alpha 0 with the CF model of that home (topical precision@10, personalisation, coverage). The
-row "title + genre labels, one text" is the old recipe, for reference.
+on the development and held-out queries (exact search in the store, no filters) and the batch at
+alpha 0 (the default until 2026-12-02) with the CF model of that home (topical precision@10,
+personalisation, coverage). The row "title + genre labels, one text" is the old recipe, for reference.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def _runs(settings: Settings) -> list[tuple]:
 
 
 def test_known_answer_seen_removed_cold_start_flagged(planted: Settings) -> None:
-    result = CliRunner().invoke(main, ["batch", "run"])
+    result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0"])  # the planted CF order alone
     assert result.exit_code == 0, result.output
     assert "run 1:" in result.output and "locked for writing" in result.output
 
@@ -74,7 +74,7 @@ def test_known_answer_seen_removed_cold_start_flagged(planted: Settings) -> None
     current = current_model(planted).version
     assert (status, alpha, n_queries, n_users, version, emb) == (
         "succeeded",
-        0.2,  # the alpha setting's default, chosen by `movierec evaluate --lists`
+        0.0,
         2,
         7,
         current,
@@ -110,8 +110,12 @@ def test_alpha_setting_is_the_default_and_the_flag_wins(planted: Settings) -> No
     result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0", "--json"], env=env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["alpha"] == 0.0
+    result = CliRunner().invoke(main, ["batch", "run", "--json"])  # no setting: the default
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["alpha"] == 0.2  # chosen by `movierec evaluate --lists`
     bad = CliRunner().invoke(main, ["batch", "run"], env={"MOVIEREC_ALPHA": "1.5"})
-    assert bad.exit_code != 0 and "alpha" in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code == 1 and isinstance(bad.exception, SystemExit), bad.output
+    assert bad.output.startswith("Error: bad setting alpha") and bad.output.count("\n") == 1, bad.output
 
 
 def test_the_popularity_weight_is_a_setting_the_run_records(

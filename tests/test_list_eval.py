@@ -163,6 +163,7 @@ def test_query_file_and_topic_words(tmp_path: Path) -> None:
     (z, zt), (m, mt) = read_query_file(good)
     assert z.genres == ("Horror",) and zt == ("zombie", "undead") and m.genres == () and mt == ()
     assert topic_terms("Horror films with zombies") == ("horror", "zombies")
+    assert topic_terms("Horror films with zombies", ("Horror",)) == ("zombies",)  # a filter is no topic
     bad = tmp_path / "bad.csv"
     bad.write_text("query,relevant_genres\nzombies,Horror\n")
     with pytest.raises(BadInputError, match="name,text"):
@@ -191,3 +192,40 @@ def test_choose_takes_the_most_on_topic_blend_within_noise_of_the_best() -> None
     for v in period.variants.values():
         v["known"]["topic_ndcg@10"] = None
     assert choose(period)["variant"] == "cf a0 k250 (old default)"
+
+
+def test_topic_ndcg_counts_later_liked_films_on_the_topic_and_in_the_genre_only() -> None:
+    """A zombie horror film, a ghost horror film and a zombie comedy, all liked later by user 7, for
+    "zombie films" filtered by Horror: nDCG credits both horror films, topic nDCG only the zombie horror
+    film (the zombie comedy is outside the filter, the ghost film off the topic)."""
+    from movierec.batch.evaluate import (
+        EvalQuery,
+        _judge,
+        _Movies,
+        _on_topic,
+        _relevant_keys,
+        _relevant_movies,
+    )
+    from movierec.batch.queries import SavedQuery
+    from movierec.cf import Ratings
+
+    movies = _Movies(
+        np.array([1, 2, 3, 4]),
+        [{"Horror"}, {"Horror"}, {"Comedy"}, {"Comedy"}],
+        ["zombie night (1990) | ", "ghost house (1990) | ghosts", "party (2000) | zombies", "office | "],
+        np.array([False, True, True, False]),
+    )
+    q = EvalQuery(SavedQuery("z", "zombie films", ("Horror",)), ("zombie",))
+    relevant = _relevant_movies(q, None, None, movies)
+    on_topic = _on_topic(q, relevant, movies)
+    assert relevant.tolist() == [1, 2] and on_topic.tolist() == [1]
+    liked = Ratings.from_arrays(np.array([7, 7, 7]), np.array([1, 2, 3]), np.array([5.0, 5.0, 5.0]))
+    keys, users = (liked.user_ids << 32) | liked.movie_ids, np.array([7])
+    rel = _relevant_keys(np.isin(liked.movie_ids, relevant), liked, keys, users)
+    rel_topic = _relevant_keys(np.isin(liked.movie_ids, on_topic), liked, keys, users)
+    top = np.array([[2, 1] + [-1] * 8])  # the ghost film first, the zombie film second
+    topical = (np.array([1, 2]), np.array([1, 0]))
+    out = _judge(top, users, rel, rel_topic, topical, movies, np.array([1, 2, 3, 4]))
+    assert (out["n_rel"][0], out["n_topic"][0]) == (2, 1)
+    assert out["ndcg"][0] == pytest.approx(1.0)  # both relevant films fill the first two places
+    assert out["ndcg_topic"][0] == pytest.approx(1 / np.log2(3))  # the one on-topic film second, not first
