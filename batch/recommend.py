@@ -11,11 +11,11 @@ import numpy as np
 from movierec import catalog, runs
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, DEFAULT_TOP_N, SavedQuery, validate
+from movierec.batch.run import resolve_alpha
 from movierec.cf import (
     SOURCE_CF,
     SOURCE_COLD,
     SOURCE_FOLD,
-    check_weights,
     load_current_model,
     mark_folded,
     with_fresh_users,
@@ -51,8 +51,7 @@ def recommend(
 ) -> AdHoc:
     """One user's personalised list for a text, ranked exactly as the nightly batch would rank it
     (`alpha` None: the setting's)."""
-    alpha = settings.alpha if alpha is None else alpha
-    check_weights(alpha, settings.popularity_weight)
+    alpha = resolve_alpha(settings, alpha)
     check_user_id(user_id)
     q = SavedQuery(
         "ad hoc", text, tuple(genres), tuple(exclude_genres), year_min, year_max, candidates, top_n

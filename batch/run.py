@@ -87,8 +87,7 @@ class RunSummary:
 
 def run_batch(settings: Settings, alpha: float | None = None, progress: bool = False) -> RunSummary:
     """Compute and publish one run. Raises our errors on bad state; the previous run stays visible."""
-    alpha = settings.alpha if alpha is None else alpha
-    check_weights(alpha, settings.popularity_weight)  # before any work
+    alpha = resolve_alpha(settings, alpha)  # before any work
     t_start = time.perf_counter()
     with batch_lock(settings), _engine(settings) as ray:
         stages = {} if ray is None else {"start or join Ray": round(time.perf_counter() - t_start, 3)}
@@ -117,6 +116,14 @@ def formula(settings: Settings) -> str:
     """The score formulas a run records (beta and the cold-start weight are settings; alpha has its own
     column)."""
     return f"{CF_FORMULA}, beta = {settings.popularity_weight:g}; {cold_formula(settings.cold_start_weight)}"
+
+
+def resolve_alpha(settings: Settings, alpha: float | None) -> float:
+    """The similarity weight a ranking uses: `alpha`, or the setting's when None (`--alpha` not given),
+    checked with the popularity weight (`cf.check_weights`) so bad weights fail before any work."""
+    alpha = settings.alpha if alpha is None else alpha
+    check_weights(alpha, settings.popularity_weight)
+    return alpha
 
 
 def _start(settings: Settings, alpha: float) -> tuple[int, list[SavedQuery]]:

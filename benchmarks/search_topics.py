@@ -217,12 +217,10 @@ class Catalogue:
         counted = [dict(zip(*tag_keyword_vector(tg, TAG_USERS.get(m["id"], [1] * len(tg))), strict=True))
                    for m, tg in zip(movies, tagged, strict=True)]  # fmt: skip
         self.count_postings: dict[int, list[tuple[int, float]]] = {}
-        for doc, d in enumerate(counted):
-            for i, value in d.items():
-                self.count_postings.setdefault(i, []).append((doc, value))
-        for doc, d in enumerate(tag_sparse):
-            for i, value in d.items():
-                self.tag_postings.setdefault(i, []).append((doc, value))
+        for postings, vectors in ((self.tag_postings, tag_sparse), (self.count_postings, counted)):
+            for doc, d in enumerate(vectors):
+                for i, value in d.items():
+                    postings.setdefault(i, []).append((doc, value))
         self.tag_idf = {
             i: float(np.log(1 + (len(tag_sparse) - len(p) + 0.5) / (len(p) + 0.5)))
             for i, p in self.tag_postings.items()

@@ -324,17 +324,10 @@ def _query_stopwords() -> frozenset[str]:
 def keyword_vector(text: str, query: bool = False) -> tuple[list[int], list[float]]:
     """Sparse (indices, values) of `text`: saturated term frequencies for a movie, 1 per word for a query
     (common function words left out). Indices are sorted and unique."""
-    counts: dict[int, int] = {}
-    words = keywords(text)
-    if query:
-        words = [w for w in words if w not in _query_stopwords()]
-    for w in words:
-        i = _word_index(w)
-        counts[i] = counts.get(i, 0) + 1
-    indices = sorted(counts)
-    if query:
-        return indices, [1.0] * len(indices)
-    return indices, [c * (BM25_K1 + 1) / (c + BM25_K1) for c in (counts[i] for i in indices)]
+    if not query:
+        return tag_keyword_vector((text,), (1,))
+    indices = sorted({_word_index(w) for w in keywords(text) if w not in _query_stopwords()})
+    return indices, [1.0] * len(indices)
 
 
 def tag_keyword_vector(tags: Sequence[str], users: Sequence[int]) -> tuple[list[int], list[float]]:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from movierec.batch import list_queries, run_batch
-from movierec.cf import check_weights, recover_models, stale_reason, train_model
+from movierec.batch.run import resolve_alpha
+from movierec.cf import recover_models, stale_reason, train_model
 from movierec.cf.registry import UpdateRefused
 from movierec.config import Settings
 from movierec.db import connect
@@ -62,8 +63,7 @@ def nightly(
     Without enabled saved queries the batch stage is skipped with a warning, not an error: the data,
     vectors and model are still brought up to date, which is what a first run after install needs.
     """
-    alpha = settings.alpha if alpha is None else alpha
-    check_weights(alpha, settings.popularity_weight)
+    alpha = resolve_alpha(settings, alpha)
     if settings.engine == "ray":  # a missing extra or a dead cluster fails now, not after hours of training
         from movierec.batch.ray_engine import preflight
 
