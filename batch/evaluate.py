@@ -12,8 +12,9 @@ Protocol (one period = one cut-off):
 - each variant ranks top-10 lists through the model contract (`Recommender.recommend`, as the batch does)
   for every user who rates anything in the period, films rated before the cut-off left out;
 - relevant = films the user rated >= `LIKE` in the period that are *on the query's topic*: carrying one of
-  the query's genres when it has genre filters, else among its `max(candidates)` most similar films over the
-  whole catalogue. Only pairs with at least one relevant film count for hit rate, nDCG@10 and recall@10.
+  the query's genres when it has genre filters, else among its `NEAREST` most similar films over the
+  whole catalogue (a fixed number, so adding a variant with more candidates does not move the others).
+  Only pairs with at least one relevant film count for hit rate, nDCG@10 and recall@10.
 - topical precision = share of list films whose title or user tags contain one of the query's topic terms
   (`topic` column of a query file; for saved queries the content words of their text), among the list
   films that can be judged (a tag, or a title match); `topic_judged` says how many could be.
@@ -56,6 +57,7 @@ DEFAULT_CUTOFF = 0.9  # test period: the last 10% of ratings by time
 DEFAULT_VALIDATION = 0.1  # validation period: the 10% of ratings before the test period
 PERSONALISATION_KEEP = 0.9  # a chosen blend keeps at least this share of the old default's personalisation
 OLD_CANDIDATES = 250  # the candidates of the baselines: the default before this evaluation chose one
+NEAREST = 250  # without genre filters, a query's topic is its this many most similar films (catalogue-wide)
 _STOP = {"films", "film", "movies", "movie", "with", "about", "from", "that", "this", "where", "into",
          "their", "them", "they", "have", "some", "kids", "like", "good"}  # fmt: skip
 
@@ -182,7 +184,7 @@ def evaluate_lists(
     wide = [SavedQuery(q.query.name, q.query.text, q.query.genres, candidates=kmax) for q in queries]
     cands = fetch_candidates(settings, vectors, wide)
     # Topic without genre filters: the query's top candidates over the whole catalogue.
-    plain = [SavedQuery(q.query.name, q.query.text, candidates=kmax) for q in queries]
+    plain = [SavedQuery(q.query.name, q.query.text, candidates=NEAREST) for q in queries]
     nearest = fetch_candidates(settings, vectors, plain)
     movies = _movies(settings)
 
@@ -218,7 +220,7 @@ def evaluate_lists(
             "like": LIKE,
             "cold_start_ratings": COLD_RATINGS,
             "relevant": "later ratings >= like of films on the query's topic (a query genre when it has "
-            "genre filters, else among its top candidates by similarity over the whole catalogue)",
+            f"genre filters, else among its {NEAREST} most similar films over the whole catalogue)",
             "topical": "title or user tags contain a topic term, among list films that can be judged",
             "topic_relevant": "relevant films whose title or user tags contain a topic term (of the "
             "query's genres when it has genre filters, else of the whole catalogue)",

@@ -229,3 +229,29 @@ def test_topic_ndcg_counts_later_liked_films_on_the_topic_and_in_the_genre_only(
     assert (out["n_rel"][0], out["n_topic"][0]) == (2, 1)
     assert out["ndcg"][0] == pytest.approx(1.0)  # both relevant films fill the first two places
     assert out["ndcg_topic"][0] == pytest.approx(1 / np.log2(3))  # the one on-topic film second, not first
+
+
+def test_a_plain_querys_topic_does_not_grow_with_the_variants_candidates(world, monkeypatch) -> None:
+    """Without a genre filter a query's relevant films are its `NEAREST` most similar ones. Here the 15
+    ghost films are the 15 nearest to "ghost films", so film 1 (a zombie film, the only one liked later)
+    is relevant to no pair, even when a variant asks for all 40 films as candidates: a variant's figures
+    must not depend on which other variants run beside it (they once took max(candidates) as the topic)."""
+    import movierec.batch.evaluate as ev
+
+    settings, qfile, _ = world
+    plain = qfile.parent / "plain.csv"
+    plain.write_text("name,text,genres,topic\nghosts,ghost films,,ghost\n")
+    monkeypatch.setattr(ev, "NEAREST", 15)
+    variants = [Variant("popularity", "popularity", 40), Variant("cf a0 k250 (old default)", "cf", 40)]
+    report = evaluate_lists(
+        settings, plain, cutoff="2020-06-01", validation=0, variants=variants, hyperparams={"iterations": 3}
+    )
+    (period,) = report["periods"]
+    for m in period["variants"].values():
+        assert m["all"]["pairs_judged"] == 0
+    monkeypatch.setattr(ev, "NEAREST", 40)  # every film is among the 40 nearest: film 1 counts
+    report = evaluate_lists(
+        settings, plain, cutoff="2020-06-01", validation=0, variants=variants, hyperparams={"iterations": 3}
+    )
+    (period,) = report["periods"]
+    assert period["variants"]["popularity"]["all"]["pairs_judged"] == len(KNOWN) + len(COLD) + len(FRESH)
