@@ -72,14 +72,16 @@ class Variant:
 
     name: str
     kind: str
-    candidates: int = DEFAULT_CANDIDATES
+    candidates: int | None = DEFAULT_CANDIDATES  # None: each query's own (a saved query's --candidates)
     alpha: float = 0.0
     pop: float = 0.0
 
 
-def default_variants() -> list[Variant]:
+def default_variants(settings: Settings | None = None) -> list[Variant]:
     """The baselines, the old default (alpha 0) and a grid of blends (alpha x candidates, popularity weights);
-    the product's default (alpha 0.2, 250 candidates) is the blend "cf a0.2 k250"."""
+    the product's default (alpha 0.2, 250 candidates) is the blend "cf a0.2 k250". With `settings`, also
+    the blend they configure (`MOVIEREC_ALPHA`, `MOVIEREC_POPULARITY_WEIGHT`) over each query's own
+    candidates: what the nightly publishes in that home, judged beside the rest (named "configured")."""
     out = [
         Variant("reference: similarity", "similarity", OLD_CANDIDATES, 1.0),
         Variant("popularity", "popularity", OLD_CANDIDATES),
@@ -91,6 +93,9 @@ def default_variants() -> list[Variant]:
                 out.append(Variant(f"cf a{a:g} k{k}", "cf", k, a))
     for p in (-0.2, 0.3, 0.6):  # the popularity weight (MOVIEREC_POPULARITY_WEIGHT): < 0 a discount
         out.append(Variant(f"cf a0 p{p:g} k{OLD_CANDIDATES}", "cf", OLD_CANDIDATES, 0.0, p))
+    if settings is not None:
+        a, p = settings.alpha, settings.popularity_weight
+        out.append(Variant(f"configured: a{a:g} p{p:g}", "cf", None, a, p))
     return out
 
 
@@ -168,7 +173,7 @@ def evaluate_lists(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Validation period, choice of the blend on it, then the test period; a JSON-ready report."""
-    variants = variants or default_variants()
+    variants = variants or default_variants(settings)
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise BadInputError("variant names must be unique")
@@ -179,7 +184,7 @@ def evaluate_lists(
         raise BadInputError("the ratings carry no timestamps: a time split needs them")
     test_cut = resolve_cutoff(cutoff, data.rated_at)
     queries = _queries(settings, query_file)
-    kmax = max(v.candidates for v in variants)
+    kmax = max(v.candidates or q.query.candidates for v in variants for q in queries)
     vectors = encode_texts(settings, [q.query.text for q in queries])
     wide = [SavedQuery(q.query.name, q.query.text, q.query.genres, candidates=kmax) for q in queries]
     cands = fetch_candidates(settings, vectors, wide)
@@ -265,10 +270,10 @@ def choose(period: PeriodResult) -> dict[str, Any] | None:
     name = max(near, key=lambda n: near[n]["known"].get(key) or 0.0)
     v = near[name]
     alpha, pop, k = v.get("alpha", 0.0), v.get("pop_weight", 0.0), v.get("candidates", OLD_CANDIDATES)
+    where = "each saved query's own --candidates" if k is None else f"--candidates {k} on the saved queries"
     return {"variant": name, "period": period.name, "known_ndcg@10": v["known"].get("ndcg@10"),
             "known_topic_ndcg@10": v["known"].get("topic_ndcg@10"),
-            "apply": f"MOVIEREC_ALPHA={alpha:g}, MOVIEREC_POPULARITY_WEIGHT={pop:g}, --candidates {k} on the "
-                     "saved queries",
+            "apply": f"MOVIEREC_ALPHA={alpha:g}, MOVIEREC_POPULARITY_WEIGHT={pop:g}, {where}",
             "rule": f"max known-user {key} among blends with nDCG@10 >= {bar:.4f} (the best's minus one "
                     f"standard error) and personalisation >= {floor:.4f} ({PERSONALISATION_KEEP:g} x the old "
                     "default's)"}  # fmt: skip
@@ -370,7 +375,7 @@ def _period(
             topical = _topical(q.topic, c.movie_ids, movies)
             for v in variants:
                 pbar.set_description(f"{name}: {q.query.name}")
-                k = min(v.candidates, len(c))
+                k = min(v.candidates or q.query.candidates, len(c))
                 model: Recommender = pop if v.kind == "popularity" else cf
                 alpha = 1.0 if v.kind == "similarity" else v.alpha
                 ranked = model.recommend(

@@ -255,3 +255,26 @@ def test_a_plain_querys_topic_does_not_grow_with_the_variants_candidates(world, 
     )
     (period,) = report["periods"]
     assert period["variants"]["popularity"]["all"]["pairs_judged"] == len(KNOWN) + len(COLD) + len(FRESH)
+
+
+def test_the_configured_blend_is_judged_over_each_querys_own_candidates(world) -> None:
+    """A home that set MOVIEREC_ALPHA sees its own blend beside the grid, over each query's own candidate
+    count (the query file's default, 250: all 30 horror films here), so it ranks exactly what a grid
+    blend with the same weights over all 40 films ranks."""
+    from movierec.batch.evaluate import default_variants
+
+    settings, qfile, _ = world
+    configured = default_variants(settings.model_copy(update={"alpha": 0.35, "popularity_weight": -0.1}))[-1]
+    assert (configured.name, configured.candidates) == ("configured: a0.35 p-0.1", None)
+    assert (configured.alpha, configured.pop) == (0.35, -0.1)
+    same = Variant("cf a0.35 p-0.1 k40", "cf", 40, 0.35, -0.1)
+    report = evaluate_lists(settings, qfile, cutoff="2020-06-01", validation=0, variants=[configured, same],
+                            hyperparams={"iterations": 3})  # fmt: skip
+    (period,) = report["periods"]
+    got = period["variants"]
+    assert got[configured.name]["candidates"] is None
+    assert got[configured.name]["all"] == got[same.name]["all"]
+    assert got[configured.name]["all"]["pairs_judged"] > 0
+    # Chosen, it says to keep each query's own count.
+    chosen = choose(PeriodResult("validation", "", "", 1, {}, {configured.name: got[configured.name]}))
+    assert chosen["apply"].endswith("each saved query's own --candidates")
