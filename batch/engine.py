@@ -114,7 +114,7 @@ def score_shard(
     mark_folded(ranked, folded)  # users folded in after training score as 'fold_in'
     te = time.perf_counter()
     if explain is not None:
-        ranked.because = explain.nearest(ranked.user_id, ranked.movie_id)
+        ranked.because = explain.nearest(ranked.user_id, ranked.movie_id, among=query.items)
         ranked.because[ranked.cold] = -1  # a cold-start row comes from the query, not from taste
     t1 = time.perf_counter()
     table = ranked.to_arrow(params.run_id, shard.query_name)

@@ -58,6 +58,59 @@ def test_agrees_with_brute_force_on_random_factors(kept: int, monkeypatch: pytes
         assert got[r] == want, r
 
 
+def _random_model(seed: int, n_users: int = 300, n_movies: int = 500) -> KerasCF:
+    rng = np.random.default_rng(seed)
+    f = world.planted_factors()
+    f = type(f)(np.arange(n_users), np.arange(n_movies), rng.standard_normal((n_users, 8), dtype=np.float32),
+                rng.standard_normal((n_movies, 8), dtype=np.float32), np.zeros(n_users, np.float32),
+                np.zeros(n_movies, np.float32))  # fmt: skip
+    empty = np.zeros(0, np.int64)
+    return KerasCF.from_factors(f, Seen.from_pairs(empty, empty))
+
+
+def _brute(
+    model: KerasCF, users: np.ndarray, recs: np.ndarray, liked_u: np.ndarray, liked_m: np.ndarray
+) -> list:
+    vecs = model.factors.movie_vecs
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    out = []
+    for u, r in zip(users, recs, strict=True):
+        mine = liked_m[(liked_u == u) & (liked_m != r)]
+        out.append(int(mine[np.argmax(unit[mine] @ unit[r])]) if len(mine) else -1)
+    return out
+
+
+def test_a_querys_shards_share_one_table_and_another_model_gets_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch explains a query's lists shard by shard, each with the query's candidates (`among`): the
+    table of cosines is built once per query and thread, never reused for another index (another model),
+    and rows outside `among` are still explained right."""
+    built = []
+    real = explore._scratch
+    monkeypatch.setattr(explore, "_scratch", lambda size: built.append(size) or real(size))
+    rng = np.random.default_rng(1)
+    users = np.repeat(np.arange(300), 10)
+    items = rng.choice(500, 50, replace=False)
+    recs = items[rng.integers(0, 50, len(users))]
+    liked_u = np.repeat(np.arange(300), 5)
+    liked_m = rng.integers(0, 500, len(liked_u))
+    one, two = _random_model(0), _random_model(1)
+    first, second = (explore.Because.prepare(m, liked_u, liked_m) for m in (one, two))
+    half = len(users) // 2
+    got = [first.nearest(users[:half], recs[:half], among=items),
+           first.nearest(users[half:], recs[half:], among=items)]  # fmt: skip
+    assert len(built) == 1  # one table for both shards
+    assert np.concatenate(got).tolist() == _brute(one, users, recs, liked_u, liked_m)
+    assert second.nearest(users, recs, among=items).tolist() == _brute(two, users, recs, liked_u, liked_m)
+    assert len(built) == 2  # same candidates, another model: its own table
+    outside = recs.copy()
+    outside[::7] = 499 if 499 not in items else 498
+    assert first.nearest(users, outside, among=items).tolist() == _brute(
+        one, users, outside, liked_u, liked_m
+    )
+
+
 def test_no_explanation_without_movie_vectors_or_for_unknown_films() -> None:
     pop = Popularity().fit(Ratings.from_arrays([1, 2], [101, 102], [5.0, 4.0]))
     assert because(pop, np.array([1]), np.array([102]), np.array([1]), np.array([101])).tolist() == [-1]
