@@ -35,7 +35,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -184,9 +184,10 @@ def evaluate_lists(
         raise BadInputError("the ratings carry no timestamps: a time split needs them")
     test_cut = resolve_cutoff(cutoff, data.rated_at)
     queries = _queries(settings, query_file)
-    kmax = max(v.candidates or q.query.candidates for v in variants for q in queries)
+    kmax = max(_candidates(v, q) for v in variants for q in queries)
     vectors = encode_texts(settings, [q.query.text for q in queries])
-    wide = [SavedQuery(q.query.name, q.query.text, q.query.genres, candidates=kmax) for q in queries]
+    # The batch's own search: every filter of the query (genres, excluded genres, years), kmax candidates.
+    wide = [replace(q.query, candidates=kmax) for q in queries]
     cands = fetch_candidates(settings, vectors, wide)
     # Topic without genre filters: the query's top candidates over the whole catalogue.
     plain = [SavedQuery(q.query.name, q.query.text, candidates=NEAREST) for q in queries]
@@ -282,6 +283,11 @@ def choose(period: PeriodResult) -> dict[str, Any] | None:
 # ------------------------------------------------------------------------------------------ internals
 
 
+def _candidates(v: Variant, q: EvalQuery) -> int:
+    """How many of the query's candidates the variant ranks (None: the query's own count)."""
+    return q.query.candidates if v.candidates is None else v.candidates
+
+
 def _date(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
 
@@ -375,7 +381,7 @@ def _period(
             topical = _topical(q.topic, c.movie_ids, movies)
             for v in variants:
                 pbar.set_description(f"{name}: {q.query.name}")
-                k = min(v.candidates or q.query.candidates, len(c))
+                k = min(_candidates(v, q), len(c))
                 model: Recommender = pop if v.kind == "popularity" else cf
                 alpha = 1.0 if v.kind == "similarity" else v.alpha
                 ranked = model.recommend(

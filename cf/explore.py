@@ -87,8 +87,8 @@ class Because:
     unit_cols: np.ndarray  # their unit vectors [len(cols), dim]
     unit: np.ndarray  # every movie's unit vector
     # Names this index in the per-thread table cache; random, as an index may be pickled to a Ray worker
-    # that holds another driver's.
-    token: int = field(default_factory=lambda: secrets.randbits(63))
+    # that holds another driver's (and new on `dataclasses.replace`, which may swap the model).
+    token: int = field(default_factory=lambda: secrets.randbits(63), init=False, repr=False, compare=False)
 
     @classmethod
     def prepare(cls, model: Recommender, liked_users: np.ndarray, liked_movies: np.ndarray) -> Because | None:
@@ -122,7 +122,8 @@ class Because:
         candidates): a user's gathers fall in a few short table rows rather than across 250 long ones, and
         the table's memory is reused from call to call (a fresh 42 MB table cost more in page faults than
         its product). With `among`, a call with the same candidates as this thread's last one (the next
-        shard of a query) reuses its table: the product and its set-up were a third of a call."""
+        shard of a query on the local engine) reuses its table: the product and its set-up were a third of
+        a call. A row outside `among` makes the call build a table of its own rows' films, kept for none."""
         out = np.full(len(user_ids), -1, dtype=np.int64)
         if not len(user_ids):
             return out
@@ -152,8 +153,12 @@ class Because:
         users = np.asarray(user_ids, dtype=np.int64)
         rec_at = rec_at.astype(pos)
 
+        # Equal chunks, a multiple of the workers in number (4 x 164k rows, not 200k, 200k, 200k, 55k).
+        workers = default_workers()
+        per = -(-len(users) // (workers * -(-len(users) // (workers * MAX_ROWS))))
+
         def chunk(s: int) -> None:
-            sl = slice(s, s + MAX_ROWS)
+            sl = slice(s, s + per)
             u = users[sl]
             # Per user, not per row: rows of one user are adjacent.
             brk = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
@@ -167,13 +172,12 @@ class Because:
             at = cand.take(np.repeat(np.arange(len(brk)), reps), axis=0)
             at += rec_at[sl, None]
             scores = flat[at]
-            arg = scores.argmax(axis=1)[:, None]
-            found = np.flatnonzero(np.isfinite(np.take_along_axis(scores, arg, axis=1)[:, 0]))
-            best = np.take_along_axis(at, arg, axis=1)[found, 0]
-            out[s + found] = f.movie_ids[cols[best // n_rec]]
+            pick = scores.argmax(axis=1) + np.arange(0, at.size, at.shape[1])  # flat: cheaper than along-axis
+            found = np.flatnonzero(np.isfinite(scores.ravel()[pick]))
+            out[s + found] = f.movie_ids[cols[at.ravel()[pick[found]] // n_rec]]
 
-        starts = range(0, len(users), MAX_ROWS)
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(default_workers()) as pool:
+        starts = range(0, len(users), per)
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
             list(pool.map(chunk, starts))
         return out
 
@@ -184,7 +188,6 @@ class Because:
         size = (n_cols + 1) * n_rec
         if key is not None and getattr(_SCRATCH, "key", None) == key:
             return _SCRATCH.table[:size]
-        _SCRATCH.key = None  # the buffer is about to change
         rec_rows = self.factors.movie_index(rec_movies)
         table = _scratch(size).reshape(n_cols + 1, n_rec)
         np.matmul(self.unit_cols, self.unit[rec_rows.clip(0)].T, out=table[:n_cols])
@@ -208,6 +211,7 @@ def _scratch(size: int) -> np.ndarray:
     the usual size (42 MB at ml-25m size with 250 candidates) is not faulted in afresh per call."""
     if size > SCRATCH_KEPT:
         return np.empty(size, dtype=np.float32)
+    _SCRATCH.key = None  # the caller is about to overwrite whatever table the buffer holds
     buf = getattr(_SCRATCH, "table", None)
     if buf is None or buf.size < size:
         buf = _SCRATCH.table = np.empty(size, dtype=np.float32)

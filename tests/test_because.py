@@ -30,34 +30,6 @@ def test_nearest_liked_film_in_cf_space() -> None:
     assert got.tolist() == [101, 103, 101, 104, -1]  # user 3 liked nothing
 
 
-@pytest.mark.parametrize("kept", [explore.SCRATCH_KEPT, 0])
-def test_agrees_with_brute_force_on_random_factors(kept: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The gathers over chunks give what a per-row cosine over the user's liked films gives, in the
-    reused table and in a fresh one (tables above SCRATCH_KEPT); twice, so the reused one holds the first
-    call's values."""
-    monkeypatch.setattr(explore, "SCRATCH_KEPT", kept)
-    rng = np.random.default_rng(0)
-    n_users, n_movies = 300, 500
-    f = world.planted_factors()
-    f = type(f)(np.arange(n_users), np.arange(n_movies), rng.standard_normal((n_users, 8), dtype=np.float32),
-                rng.standard_normal((n_movies, 8), dtype=np.float32), np.zeros(n_users, np.float32),
-                np.zeros(n_movies, np.float32))  # fmt: skip
-    empty = np.zeros(0, np.int64)
-    model = KerasCF.from_factors(f, Seen.from_pairs(empty, empty))
-    users = np.repeat(np.arange(n_users), 10)
-    recs = rng.integers(0, n_movies, len(users))
-    liked_u = np.repeat(np.arange(n_users), 5)
-    liked_m = rng.integers(0, n_movies, len(liked_u))
-    because(model, users[::-1].copy(), recs[::-1].copy(), liked_u, liked_m)  # leaves other values behind
-    got = because(model, users, recs, liked_u, liked_m)
-    unit = f.movie_vecs / np.linalg.norm(f.movie_vecs, axis=1, keepdims=True)
-    for r in range(len(users)):
-        mine = liked_m[liked_u == users[r]]
-        mine = mine[mine != recs[r]]
-        want = mine[np.argmax(unit[mine] @ unit[recs[r]])] if len(mine) else -1
-        assert got[r] == want, r
-
-
 def _random_model(seed: int, n_users: int = 300, n_movies: int = 500) -> KerasCF:
     rng = np.random.default_rng(seed)
     f = world.planted_factors()
@@ -71,44 +43,77 @@ def _random_model(seed: int, n_users: int = 300, n_movies: int = 500) -> KerasCF
 def _brute(
     model: KerasCF, users: np.ndarray, recs: np.ndarray, liked_u: np.ndarray, liked_m: np.ndarray
 ) -> list:
+    """Per row, by a cosine over the user's liked films (movie id = row of the random models' vectors);
+    -1 for a film the model lacks or a user with no other liked film."""
     vecs = model.factors.movie_vecs
     unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     out = []
     for u, r in zip(users, recs, strict=True):
         mine = liked_m[(liked_u == u) & (liked_m != r)]
-        out.append(int(mine[np.argmax(unit[mine] @ unit[r])]) if len(mine) else -1)
+        known = 0 <= r < len(unit)
+        out.append(int(mine[np.argmax(unit[mine] @ unit[r])]) if len(mine) and known else -1)
     return out
 
 
+@pytest.mark.parametrize(("kept", "rows"), [(explore.SCRATCH_KEPT, explore.MAX_ROWS), (0, explore.MAX_ROWS),
+                                           (explore.SCRATCH_KEPT, 7)])  # fmt: skip
+def test_agrees_with_brute_force_on_random_factors(
+    kept: int, rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gathers over chunks give what a per-row cosine over the user's liked films gives, in the
+    reused table and in a fresh one (tables above SCRATCH_KEPT), and with chunks of a few rows that cut
+    through users' lists; twice, so the reused table holds the first call's values."""
+    monkeypatch.setattr(explore, "SCRATCH_KEPT", kept)
+    monkeypatch.setattr(explore, "MAX_ROWS", rows)
+    rng = np.random.default_rng(0)
+    model = _random_model(0)
+    users = np.repeat(np.arange(300), 10)
+    recs = rng.integers(0, 500, len(users))
+    liked_u = np.repeat(np.arange(300), 5)
+    liked_m = rng.integers(0, 500, len(liked_u))
+    because(model, users[::-1].copy(), recs[::-1].copy(), liked_u, liked_m)  # leaves other values behind
+    assert because(model, users, recs, liked_u, liked_m).tolist() == _brute(
+        model, users, recs, liked_u, liked_m
+    )
+
+
+@pytest.mark.parametrize("kept", [explore.SCRATCH_KEPT, 0])
 def test_a_querys_shards_share_one_table_and_another_model_gets_its_own(
-    monkeypatch: pytest.MonkeyPatch,
+    kept: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The batch explains a query's lists shard by shard, each with the query's candidates (`among`): the
-    table of cosines is built once per query and thread, never reused for another index (another model),
-    and rows outside `among` are still explained right."""
+    table of cosines is built once per query and thread, never reused for another index (another model)
+    or after the buffer held another table; rows outside `among` and candidates the model lacks are still
+    explained right. With SCRATCH_KEPT 0 no table is kept: every call builds its own."""
+    monkeypatch.setattr(explore, "SCRATCH_KEPT", kept)
     built = []
     real = explore._scratch
     monkeypatch.setattr(explore, "_scratch", lambda size: built.append(size) or real(size))
     rng = np.random.default_rng(1)
     users = np.repeat(np.arange(300), 10)
-    items = rng.choice(500, 50, replace=False)
-    recs = items[rng.integers(0, 50, len(users))]
+    items = np.r_[rng.choice(500, 50, replace=False), 777]  # 777: a candidate the model lacks
+    recs = items[rng.integers(0, 51, len(users))]
     liked_u = np.repeat(np.arange(300), 5)
     liked_m = rng.integers(0, 500, len(liked_u))
     one, two = _random_model(0), _random_model(1)
     first, second = (explore.Because.prepare(m, liked_u, liked_m) for m in (one, two))
+    want_one, want_two = (_brute(m, users, recs, liked_u, liked_m) for m in (one, two))
     half = len(users) // 2
     got = [first.nearest(users[:half], recs[:half], among=items),
            first.nearest(users[half:], recs[half:], among=items)]  # fmt: skip
-    assert len(built) == 1  # one table for both shards
-    assert np.concatenate(got).tolist() == _brute(one, users, recs, liked_u, liked_m)
-    assert second.nearest(users, recs, among=items).tolist() == _brute(two, users, recs, liked_u, liked_m)
-    assert len(built) == 2  # same candidates, another model: its own table
+    assert np.concatenate(got).tolist() == want_one
+    assert len(built) == (1 if kept else 2)  # one table for both shards, when tables are kept
+    assert second.nearest(users, recs, among=items).tolist() == want_two
+    assert len(built) == (2 if kept else 3)  # same candidates, another model: its own table
     outside = recs.copy()
-    outside[::7] = 499 if 499 not in items else 498
+    outside[::7] = next(m for m in range(500) if m not in items)
     assert first.nearest(users, outside, among=items).tolist() == _brute(
         one, users, outside, liked_u, liked_m
     )
+    # That call's table (its own rows' films) overwrote the buffer: the next shard of the query builds anew.
+    assert second.nearest(users, recs, among=items).tolist() == want_two
+    real(built[-1]).fill(-1.0)  # any other use of the thread's buffer drops the kept table too
+    assert second.nearest(users, recs, among=items).tolist() == want_two
 
 
 def test_no_explanation_without_movie_vectors_or_for_unknown_films() -> None:

@@ -258,23 +258,33 @@ def test_a_plain_querys_topic_does_not_grow_with_the_variants_candidates(world, 
 
 
 def test_the_configured_blend_is_judged_over_each_querys_own_candidates(world) -> None:
-    """A home that set MOVIEREC_ALPHA sees its own blend beside the grid, over each query's own candidate
-    count (the query file's default, 250: all 30 horror films here), so it ranks exactly what a grid
-    blend with the same weights over all 40 films ranks."""
+    """A home that set MOVIEREC_ALPHA sees its own blend beside the grid, ranked over each saved query's
+    own candidate count (here 12 of the 30 horror films), as the nightly ranks it: the same lists as a
+    grid blend with the same weights over 12 candidates, not those over the grid's 250 (all 30)."""
     from movierec.batch.evaluate import default_variants
+    from movierec.batch.queries import SavedQuery, add_query, remove_query
 
-    settings, qfile, _ = world
-    configured = default_variants(settings.model_copy(update={"alpha": 0.35, "popularity_weight": -0.1}))[-1]
+    settings, _, _ = world
+    home = settings.model_copy(update={"alpha": 0.35, "popularity_weight": -0.1})
+    configured = default_variants(home)[-1]
     assert (configured.name, configured.candidates) == ("configured: a0.35 p-0.1", None)
     assert (configured.alpha, configured.pop) == (0.35, -0.1)
-    same = Variant("cf a0.35 p-0.1 k40", "cf", 40, 0.35, -0.1)
-    report = evaluate_lists(settings, qfile, cutoff="2020-06-01", validation=0, variants=[configured, same],
-                            hyperparams={"iterations": 3})  # fmt: skip
+    twelve = Variant("cf a0.35 p-0.1 k12", "cf", 12, 0.35, -0.1)
+    every = Variant("cf a0.35 p-0.1 k250", "cf", 250, 0.35, -0.1)
+    with connect(settings) as con:
+        add_query(con, SavedQuery("zombies", "zombie films", ("Horror",), candidates=12))
+    try:
+        variants = [configured, twelve, every]
+        report = evaluate_lists(home, None, cutoff="2020-06-01", validation=0, variants=variants,
+                                hyperparams={"iterations": 3})  # fmt: skip
+    finally:
+        with connect(settings) as con:
+            remove_query(con, "zombies")
     (period,) = report["periods"]
     got = period["variants"]
     assert got[configured.name]["candidates"] is None
-    assert got[configured.name]["all"] == got[same.name]["all"]
-    assert got[configured.name]["all"]["pairs_judged"] > 0
+    assert got[configured.name]["all"] == got[twelve.name]["all"]
+    assert got[configured.name]["all"]["coverage"] < got[every.name]["all"]["coverage"]  # 12 films, not 30
     # Chosen, it says to keep each query's own count.
     chosen = choose(PeriodResult("validation", "", "", 1, {}, {configured.name: got[configured.name]}))
     assert chosen["apply"].endswith("each saved query's own --candidates")
