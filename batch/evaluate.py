@@ -43,7 +43,7 @@ import numpy as np
 
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, SavedQuery, list_queries, validate
-from movierec.cf import KerasCF, Popularity, Ratings, Recommender, load_ratings
+from movierec.cf import KerasCF, Popularity, Ratings, Recommender, check_weights, load_ratings
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError, NotFoundError
@@ -179,6 +179,9 @@ def evaluate_lists(
         raise BadInputError("variant names must be unique")
     if not 0 <= validation < 1:
         raise BadInputError(f"--validation must be in [0, 1), got {validation}")
+    for v in variants:  # before any model is fitted (the configured blend comes from the environment)
+        if v.kind == "cf":
+            check_weights(v.alpha, v.pop)
     data = load_ratings(settings)
     if not data.rated_at.any():
         raise BadInputError("the ratings carry no timestamps: a time split needs them")

@@ -285,6 +285,9 @@ def test_the_configured_blend_is_judged_over_each_querys_own_candidates(world) -
     assert got[configured.name]["candidates"] is None
     assert got[configured.name]["all"] == got[twelve.name]["all"]
     assert got[configured.name]["all"]["coverage"] < got[every.name]["all"]["coverage"]  # 12 films, not 30
+    # A configured blend the batch would refuse is refused before any model is fitted, in one line.
+    with pytest.raises(BadInputError, match="exceeds 1"):
+        evaluate_lists(settings.model_copy(update={"alpha": 0.9, "popularity_weight": 0.5}))
     # Chosen, it says to keep each query's own count.
     chosen = choose(PeriodResult("validation", "", "", 1, {}, {configured.name: got[configured.name]}))
     assert chosen["apply"].endswith("each saved query's own --candidates")
