@@ -9,8 +9,9 @@ Tuning, the same courtesy on both sides: movierec's default fit chooses its own 
 (`cf.tune`: a per-user 75/25 split *inside the training part*, coordinate search, ~11 fits). `implicit`
 ALS gets a grid (`PEER_GRID`: factors x regularization x alpha, 45 fits) scored on exactly the same inner
 split (`cf.tune.make_split`, the same scoring code), then one fit of the winner on the whole training part.
-The test part chooses nothing. Reported per row: nDCG@10, recall@10, coverage, the final fit's seconds
-and the tuning seconds (the budget). Popularity is the floor; movierec with `--no-tune` defaults is shown
+The test part chooses nothing. Reported per row: nDCG@10, each movierec row's nDCG@10 minus the tuned
+peer's user by user (mean ± standard error: both rank the same users, so this is the comparison's own
+noise), recall@10, coverage, the final fit's seconds and the tuning seconds (the budget). Popularity is the floor; movierec with `--no-tune` defaults is shown
 too.
 
 Data sets: ml-latest-small (real, `--small`), a `movierec data synth` set of the same shape (`--synth`,
@@ -100,13 +101,28 @@ def run(name: str, make, train: Ratings, test: Ratings, tune_s: float = 0.0) -> 
     t = time.perf_counter()
     model = make().fit(train)
     seconds = time.perf_counter() - t
-    r = rank_eval(model, test)
+    r = rank_eval(model, test, per_user=True)
     metrics = {k: r[k] for k in ("ndcg@10", "recall@10", "coverage")}
     search = getattr(model, "tuning", None)
     if search is not None:  # movierec's fit includes its search: split the two
         tune_s, seconds = search.seconds, seconds - search.seconds
         name = f"{name} {json.dumps(search.chosen)}"
-    return {"model": name, "fit_s": round(seconds, 2), "tune_s": round(tune_s, 2), **metrics}
+    # "_users"/"_ndcg": each scored user's nDCG@10, for `paired` (left out of the printed rows)
+    return {"model": name, "fit_s": round(seconds, 2), "tune_s": round(tune_s, 2), **metrics,
+            "_users": r["user_ids"], "_ndcg": r["ndcg_per_user"]}  # fmt: skip
+
+
+def public(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def paired(row: dict, peer: dict) -> tuple[float, float]:
+    """nDCG@10 of `row` minus `peer`'s, user by user over the users both scored: (mean, standard error).
+    Why: the two are ranked for the same users on the same split, so their difference per user is far
+    less noisy than either mean; a gap within two standard errors is not evidence either way."""
+    _, ia, ib = np.intersect1d(row["_users"], peer["_users"], return_indices=True)
+    d = row["_ndcg"][ia] - peer["_ndcg"][ib]
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
 
 
 def tune_peer(train: Ratings) -> tuple[dict, float, list[dict]]:
@@ -155,7 +171,7 @@ def compare(
     for kw in ours:
         tag = "movierec (tuned)" if not kw else "movierec " + json.dumps(kw)
         rows.append(run(tag, lambda kw=kw: KerasCF(**kw), train, test))
-        print(json.dumps(rows[-1]), flush=True)
+        print(json.dumps(public(rows[-1])), flush=True)
     if large:
         best, tune_s = {"factors": 64, "regularization": 0.05, "alpha": 1.0}, 0.0
     elif peer_params:  # a grid winner from an earlier run on the same split (the grid takes minutes)
@@ -168,19 +184,22 @@ def compare(
     alpha = p.pop("alpha")
     peer = lambda: ImplicitPeer("als", alpha=alpha, iterations=15, **p)  # noqa: E731
     rows.append(run(f"implicit ALS (tuned) {json.dumps(best)}", peer, train, test, tune_s))
-    print(json.dumps(rows[-1]), flush=True)
+    print(json.dumps(public(rows[-1])), flush=True)
+    for row in rows[:-1]:  # each movierec row against the tuned peer, user by user
+        row["vs_peer"], row["vs_peer_se"] = (round(x, 5) for x in paired(row, rows[-1]))
     rows.append(run("popularity", Popularity, train, test))
-    print(json.dumps(rows[-1]), flush=True)
+    print(json.dumps(public(rows[-1])), flush=True)
     return rows
 
 
 def table(label: str, rows: list[dict]) -> None:
     print(f"\n{label}\n")
-    print("| model | nDCG@10 | recall@10 | coverage | fit s | tuning s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| model | nDCG@10 | minus the peer's, paired ± s.e. | recall@10 | coverage | fit s | tuning s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
+        vs = f"{r['vs_peer']:+.4f} ± {r['vs_peer_se']:.4f}" if "vs_peer" in r else ""
         print(
-            f"| {r['model']} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | {r['coverage']:.4f} "
+            f"| {r['model']} | {r['ndcg@10']:.4f} | {vs} | {r['recall@10']:.4f} | {r['coverage']:.4f} "
             f"| {r['fit_s']:.1f} | {r['tune_s']:.1f} |"
         )
 

@@ -19,9 +19,12 @@ K = 10
 METRICS = ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "hit@10", "coverage")
 
 
-def ranking_metrics(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, n_movies: int) -> dict:
+def ranking_metrics(
+    top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, n_movies: int, *, per_user: bool = False
+) -> dict:
     """Mean top-K metrics from recommendations `top` [U, K] (movie rows, -1 = none), a boolean hit matrix
-    `relevant` [U, K] (recommended movie is held out for that user), and held-out counts per user."""
+    `relevant` [U, K] (recommended movie is held out for that user), and held-out counts per user. With
+    `per_user`, also each user's nDCG@10 (`ndcg_per_user`), so two models can be compared pair by pair."""
     k = top.shape[1]
     hits = relevant & (top >= 0)
     n_hits = hits.sum(axis=1)
@@ -32,19 +35,24 @@ def ranking_metrics(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarra
     precision_at_i = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
     ap = (precision_at_i * hits).sum(axis=1) / np.maximum(ideal_len, 1)
     shown = np.unique(top[top >= 0])
-    return {
+    ndcg = np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1), 0.0)
+    out = {
         "precision@10": float(np.mean(n_hits / k)),
         "recall@10": float(np.mean(n_hits / np.maximum(n_relevant, 1))),
-        "ndcg@10": float(np.mean(np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1), 0.0))),
+        "ndcg@10": float(np.mean(ndcg)),
         "map@10": float(np.mean(ap)),
         "hit@10": float(np.mean(n_hits > 0)),
         "coverage": float(len(shown) / n_movies) if n_movies else 0.0,
     }
+    if per_user:
+        out["ndcg_per_user"] = ndcg
+    return out
 
 
-def rank_eval(model: Recommender, test: Ratings) -> dict:
+def rank_eval(model: Recommender, test: Ratings, *, per_user: bool = False) -> dict:
     """Ranking metrics of a fitted model for every test user the model knows, ranked by the contract's
-    engine over the whole catalogue with the training ratings left out."""
+    engine over the whole catalogue with the training ratings left out. With `per_user`, also the users
+    (`user_ids`) and each one's nDCG@10 (`ndcg_per_user`), for paired comparisons between models."""
     users = np.unique(test.user_ids)
     users = users[model.user_rows(users) >= 0]
     ranked = model.recommend(users, K)
@@ -59,8 +67,10 @@ def rank_eval(model: Recommender, test: Ratings) -> dict:
     t_rows = index_of(model.movie_ids, test.movie_ids[known])
     held = np.unique(t_pos[known][t_rows >= 0] * n_movies + t_rows[t_rows >= 0])
     rel = np.isin(np.arange(len(users))[:, None] * n_movies + top, held) & (top >= 0)
-    out = ranking_metrics(top, rel, n_relevant, n_movies)
+    out = ranking_metrics(top, rel, n_relevant, n_movies, per_user=per_user)
     out["users"] = int(len(users))
+    if per_user:
+        out["user_ids"] = users
     return out
 
 

@@ -216,6 +216,8 @@ def test_ranking_metrics_known_answer() -> None:
     assert m["map@10"] == pytest.approx(((1 + 2 / 3) / 2) / 2)
     assert m["hit@10"] == pytest.approx(0.5)
     assert m["coverage"] == pytest.approx(5 / 10)
+    per = ranking_metrics(top, rel, np.array([2, 1]), n_movies=10, per_user=True)["ndcg_per_user"]
+    assert per == pytest.approx([(d[0] + d[2]) / (d[0] + d[1]), 0.0])  # what a paired comparison uses
 
 
 def test_per_user_time_split_holds_out_each_users_latest_quarter() -> None:
