@@ -11,8 +11,8 @@ ALS gets a grid (`PEER_GRID`: factors x regularization x alpha, 45 fits) scored 
 split (`cf.tune.make_split`, the same scoring code), then one fit of the winner on the whole training part.
 The test part chooses nothing. Reported per row: nDCG@10, each movierec row's nDCG@10 minus the tuned
 peer's user by user (mean ± standard error: both rank the same users, so this is the comparison's own
-noise), recall@10, coverage, the final fit's seconds and the tuning seconds (the budget). Popularity is the floor; movierec with `--no-tune` defaults is shown
-too.
+noise), recall@10, coverage, the final fit's seconds and the tuning seconds (the budget). Popularity is
+the floor; movierec with `--no-tune` defaults is shown too.
 
 Data sets: ml-latest-small (real, `--small`), a `movierec data synth` set of the same shape (`--synth`,
 generated in a temp dir), and optionally a large ratings.csv directory (`--large`, one peer config: the
