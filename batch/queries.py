@@ -15,7 +15,7 @@ import duckdb
 
 from movierec.catalog import validate_genres
 from movierec.errors import BadInputError, NotFoundError
-from movierec.limits import MAX_LIST, check_range, check_user_id, check_year
+from movierec.limits import MAX_LIST, MAX_RANK, check_range, check_user_id, check_year
 
 DEFAULT_CANDIDATES = 250  # at most movierec.limits.MAX_LIST (100,000)
 DEFAULT_TOP_N = 10
@@ -63,6 +63,7 @@ def validate(con: duckdb.DuckDBPyConnection, q: SavedQuery) -> SavedQuery:
         if value <= 0:
             raise BadInputError(f"query {name!r}: --{label} must be a positive number, got {value}")
     check_range("--candidates", q.candidates, 1, MAX_LIST, f"query {name!r}: ")
+    check_range("--top-n", q.top_n, 1, MAX_RANK, f"query {name!r}: ")
     if q.top_n > q.candidates:
         raise BadInputError(
             f"query {name!r}: --top-n {q.top_n} is larger than --candidates {q.candidates}; "

@@ -11,6 +11,7 @@ from movierec.errors import BadInputError
 
 MAX_ID = 2**31 - 1  # DuckDB INTEGER, the type of every user and movie id
 MAX_LIST = 100_000  # candidates per query, list lengths, search/similar limits
+MAX_RANK = 2**15 - 1  # a saved query's --top-n: published ranks are SMALLINT (2 bytes a row at ml-25m scale)
 YEARS = (1, 9999)
 MAX_SEED = 2**32 - 1  # numpy's seed range
 

@@ -87,6 +87,10 @@ def test_add_list_show_update_enable_remove(catalogue: Settings) -> None:
         (["queries", "add", "q", "zombies", "--top-n", "300"], "--top-n 300 is larger than --candidates 250"),
         (["queries", "add", "q", "zombies", "--candidates", "0"], "--candidates must be a positive number"),
         (["queries", "add", "q", "zombies", "--top-n", "-1"], "--top-n must be a positive number"),
+        (  # published ranks are SMALLINT: a longer list would wrap to negative ranks
+            ["queries", "add", "q", "zombies", "--candidates", "40000", "--top-n", "40000"],
+            "--top-n must be between 1 and 32,767, got 40000",
+        ),
         (["queries", "add", "q", "zombies", "--year-min", "0"], "--year-min must be a positive year"),
         (
             ["queries", "add", "q", "zombies", "--year-min", "2000", "--year-max", "1990"],
