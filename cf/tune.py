@@ -75,10 +75,8 @@ class Search:
     trials: list[dict[str, Any]] = field(default_factory=list)
     sample: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
-
-    @property
-    def best_ndcg(self) -> float | None:
-        return max((t["ndcg@10"] for t in self.trials), default=None)
+    best_ndcg: float | None = None  # the chosen setting's validation nDCG@10 (not the highest trial's:
+    # a longer fit that scored a little higher without clearing the bar for more sweeps is not chosen)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -268,7 +266,7 @@ def search(
         for it, s in sorted(at.items()):
             if s > score * 1.005:
                 best, score = replace(best, iterations=it), s
-    rec.chosen = {k: getattr(best, k) for k in TUNABLE}
+    rec.chosen, rec.best_ndcg = {k: getattr(best, k) for k in TUNABLE}, round(score, 5)
     rec.seconds = time.perf_counter() - t0
     say(f"tuned in {rec.seconds:.1f}s: {rec.chosen} (nDCG@10 {score:.4f} on the sample)", enabled=progress)
     return best, rec

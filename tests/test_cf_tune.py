@@ -58,6 +58,10 @@ def test_search_leaves_a_bad_start_and_keeps_fixed_values() -> None:
     assert all(t["reg"] == 25.0 and t["iterations"] == 4 for t in rec.trials)
     assert rec.fixed == ["iterations", "reg"]
     assert rec.chosen == {k: getattr(hp, k) for k in tune.TUNABLE}
+    # The reported nDCG is the chosen setting's own trial, whatever a rejected longer fit scored.
+    assert rec.best_ndcg in [
+        t["ndcg@10"] for t in rec.trials if all(t[k] == v for k, v in rec.chosen.items())
+    ]
 
 
 def test_everything_fixed_is_one_trial_and_no_data_to_hold_out_is_none() -> None:
