@@ -146,14 +146,15 @@ def topic_terms(text: str, genres: tuple[str, ...] = ()) -> tuple[str, ...]:
 
 def resolve_cutoff(value: str | float | None, rated_at: np.ndarray, default: float = DEFAULT_CUTOFF) -> int:
     """Epoch seconds of a cut-off given as a share of ratings (0.9: the time by which 90% happened) or a
-    date (YYYY-MM-DD)."""
+    date (YYYY-MM-DD, read as UTC; an ISO time with an offset is that instant)."""
     if value is None or value == "":
         value = default
     try:
         share = float(value)
     except (TypeError, ValueError):
         try:
-            return int(datetime.fromisoformat(str(value)).replace(tzinfo=UTC).timestamp())
+            when = datetime.fromisoformat(str(value))
+            return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
         except ValueError:
             raise BadInputError(
                 f"--cutoff {value!r}: give a share of ratings (e.g. 0.9) or a date (YYYY-MM-DD)"

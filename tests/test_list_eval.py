@@ -150,6 +150,8 @@ def test_cutoff_as_share_or_date() -> None:
     assert resolve_cutoff(None, ts) == 90  # the time by which 90% of ratings happened
     assert resolve_cutoff("0.5", ts) == 50
     assert resolve_cutoff("1970-01-01", ts) == 0
+    assert resolve_cutoff("1970-01-01T01:00:00+01:00", ts) == 0  # an offset names that instant
+    assert resolve_cutoff("1970-01-01T00:00:00-00:30", ts) == 1800
     for bad in ("1.5", "0", "next week"):
         with pytest.raises(BadInputError):
             resolve_cutoff(bad, ts)
