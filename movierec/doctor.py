@@ -195,7 +195,7 @@ def _reencoded_sample(settings: Settings, store: Any) -> str | None:
 
     stored = store.payload_values("text_hash")
     with connect(settings, read_only=True) as con:
-        texts = {m.movie_id: m for m in movie_texts(con)}
+        texts = {m.movie_id: m for m in movie_texts(con, with_tags=False)}
         tagged = {m.movie_id: m for m in movie_texts(con, with_tags=True)}
     same = [
         m
