@@ -25,7 +25,8 @@ Systems, all in one run over the same texts (exact cosine in numpy, the store's 
 `rank_bm25`, a benchmark-only extra):
 - `ref`: the reference design's recipe, one dense text: title without parentheses + genre labels;
 - `ref+tags`: the same plus the movie's tags;
-- `bm25`: BM25 over title + genre labels + tags;
+- `bm25`: BM25 over title + genre labels + tags (the texts' top tags); `bm25a`: the same over every tag
+  of the text half;
 - `mix-w`: movierec's two texts, `normalise(w * v(title + tags) + v(genre words))` (w = 0.5 was the
   default before this benchmark);
 - `hybrid-w`: reciprocal-rank fusion (RRF, k = `RRF_K`, Qdrant's default) of `mix-w`'s dense ranking and
@@ -35,10 +36,11 @@ Systems, all in one run over the same texts (exact cosine in numpy, the store's 
 - `rrf(A,B,..)` / `dbsf(A,B,..)` (`--fusions`): Qdrant's fusions of prefetches of depth `PREFETCH`, each
   a base ranking: `mix-w`, `ref`, `ref+tags`, `tt` (the title + tags vector alone), `kw` (keyword vectors
   over title + tags + genre labels, the store's before 2026-12-02), `kwt` (over the tags alone),
-  `kwc` (the same, each word weighted by the users behind its tags: the store's now), `kwg` / `kwtg`
+  `kwc` (the same, each word weighted by the users behind its tags: the store's until 2026-12-03), `kwa`
+  (`kwc` over every tag of the text half, not only its top few: the store's now), `kwg` / `kwtg`
   (the genre vocabulary dropped from the query); DBSF maps each list's scores from mean -/+ 3 sample std
   to 0..1 and sums them (what the store does, prefetches of `PREFETCH` = the store's FUSION_DEPTH: the
-  shipped search is `dbsf(mix-0.6,kwc)`; this simulation breaks ties by catalogue order, where the store
+  shipped search is `dbsf(mix-0.6,kwa)`; this simulation breaks ties by catalogue order, where the store
   admits tied films arbitrarily);
 - `z-w` (`--fusions`): `w * z(title + tags) + z(genre words)`, cosines standardised over the catalogue.
 
@@ -82,6 +84,7 @@ GENRE_SETS = {"dev": ROOT.parent / "shared" / "eval" / "queries.csv", "heldout":
 RRF_K = 2  # Qdrant's reciprocal-rank fusion constant
 GENRE_VOCABULARY = frozenset(keywords(" ".join([*GENRE_WORDS, *GENRE_WORDS.values()])))
 TAG_USERS: dict[int, list[int]] = {}  # users behind each of `load`'s top tags (the `kwc` prefetch)
+ALL_TAGS: dict[int, tuple[list[str], list[int]]] = {}  # every text-half tag and its users (`kwa`, `bm25a`)
 PREFETCH = 250  # each prefetch's depth in the fusion systems (the batch's candidate count)
 CACHE = Path(os.environ.get("TOPIC_CACHE", "/tmp/movierec-topic-cache"))
 
@@ -138,6 +141,10 @@ def load(
     }
     TAG_USERS.clear()
     TAG_USERS.update({m: [len(counts[m][t]) for t in ts] for m, ts in top.items()})
+    ALL_TAGS.clear()
+    ALL_TAGS.update(
+        {m: ([t for t in sorted(tags)], [len(tags[t]) for t in sorted(tags)]) for m, tags in counts.items()}
+    )
     return movies, top, relevance
 
 
@@ -217,7 +224,16 @@ class Catalogue:
         counted = [dict(zip(*tag_keyword_vector(tg, TAG_USERS.get(m["id"], [1] * len(tg))), strict=True))
                    for m, tg in zip(movies, tagged, strict=True)]  # fmt: skip
         self.count_postings: dict[int, list[tuple[int, float]]] = {}
-        for postings, vectors in ((self.tag_postings, tag_sparse), (self.count_postings, counted)):
+        # `kwa`: every one of the text half's tags of a film, each word weighted by its users.
+        every = [
+            dict(zip(*tag_keyword_vector(*ALL_TAGS.get(m["id"], ([], []))), strict=True)) for m in movies
+        ]
+        self.all_postings: dict[int, list[tuple[int, float]]] = {}
+        for postings, vectors in (
+            (self.tag_postings, tag_sparse),
+            (self.count_postings, counted),
+            (self.all_postings, every),
+        ):
             for doc, d in enumerate(vectors):
                 for i, value in d.items():
                     postings.setdefault(i, []).append((doc, value))
@@ -225,6 +241,17 @@ class Catalogue:
             i: float(np.log(1 + (len(tag_sparse) - len(p) + 0.5) / (len(p) + 0.5)))
             for i, p in self.tag_postings.items()
         }
+        self.all_idf = {
+            i: float(np.log(1 + (len(every) - len(p) + 0.5) / (len(p) + 0.5)))
+            for i, p in self.all_postings.items()
+        }
+        # `bm25a`: the BM25 baseline over title + genre labels + every tag of the text half (each tag once).
+        self.bm25_all = BM25Okapi(
+            [
+                words(" ".join([t, g, *ALL_TAGS.get(m["id"], ([], []))[0]]))
+                for t, g, m in zip(titles, labels, movies, strict=True)
+            ]
+        )
         self.postings: dict[int, list[tuple[int, float]]] = {}
         for doc, d in enumerate(self.sparse):
             for i, value in d.items():
@@ -265,8 +292,8 @@ class Catalogue:
             zg = np.where(has, (g - g[has].mean()) / (g[has].std() or 1.0), 0.0)
             order = np.argsort(-(float(system[2:]) * zt + zg), kind="stable")[:depth]
             return [int(self.ids[i]) for i in order]
-        if system == "bm25":
-            return self._keyword(qtext, depth)
+        if system in ("bm25", "bm25a"):
+            return self._keyword(qtext, depth, self.bm25 if system == "bm25" else self.bm25_all)
         if system.startswith("mix-"):
             return self._dense(self.mix(float(system[4:])), qvec, depth)
         if system.startswith("hybrid"):  # hybrid-W (equal RRF weights) or hybridD-W (dense weight D)
@@ -290,6 +317,8 @@ class Catalogue:
             postings, idf = (self.tag_postings, self.tag_idf) if "t" in base else (self.postings, self.idf)
             if base == "kwc":
                 postings = self.count_postings
+            if base == "kwa":
+                postings, idf = self.all_postings, self.all_idf
             for i in keyword_vector(q, query=True)[0]:
                 for doc, value in postings.get(i, []):
                     scores[doc] += idf[i] * value
@@ -315,8 +344,8 @@ class Catalogue:
         order = np.argsort(-scores, kind="stable")[:depth]
         return [int(self.ids[i]) for i in order if scores[i] > 0]
 
-    def _keyword(self, qtext: str, depth: int) -> list[int]:
-        scores = self.bm25.get_scores(words(qtext))
+    def _keyword(self, qtext: str, depth: int, index) -> list[int]:
+        scores = index.get_scores(words(qtext))
         order = np.argsort(-scores, kind="stable")[:depth]
         return [int(self.ids[i]) for i in order if scores[i] > 0]
 
@@ -349,7 +378,7 @@ def main() -> None:
     by_id = {m["id"]: m for m in movies}
     weights = [float(w) for w in args.weights.split(",")]
     systems = (
-        ["ref", "ref+tags", "bm25"]
+        ["ref", "ref+tags", "bm25", "bm25a"]
         + [f"mix-{w:g}" for w in weights]
         + [
             f"hybrid{d if d != '1' else ''}-{w:g}"

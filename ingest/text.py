@@ -58,7 +58,7 @@ GENRE_WORDS: dict[str, str] = {
 
 # Names the recipe above (texts, vocabulary, weight) in every point's hash: changing any of them re-embeds
 # every movie once on the next `movierec embed`, and never leaves vectors of two recipes in one store.
-TEXT_RECIPE = f"title*{TITLE_WEIGHT}+genre-words-v1+keywords-tags-v3-users"
+TEXT_RECIPE = f"title*{TITLE_WEIGHT}+genre-words-v1+keywords-all-tags-v4-users"
 
 _PARENS = re.compile(r"\([^)]*\)")
 _SPACES = re.compile(r"\s+")
@@ -95,7 +95,7 @@ class MovieText:
     genres: list[str]
     title_text: str
     genre_text: str
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # every tag, most users first (the title text holds the first few)
     tag_users: tuple[int, ...] = ()  # users behind each tag, rounded down to a power of two (`user_bucket`)
 
     @property
@@ -105,9 +105,11 @@ class MovieText:
 
     @property
     def keyword_text(self) -> str:
-        """What the keyword vector is made of: the movie's tags alone. Titles are the dense side's job, and
-        their words are what misleads a keyword match ("War of the Worlds" for "the second world war"); the
-        genre labels are the genre text's (BENCHMARKS.md, "Denser real tags")."""
+        """What the keyword vector is made of: every tag of the movie, and nothing else. Every tag, not the
+        few in the title text: on a catalogue where popular films carry hundreds of tags a topic ("time
+        travel") is often a film's tenth or fortieth, and BM25 over all tags finds it there. Titles are the
+        dense side's job, and their words are what misleads a keyword match ("War of the Worlds" for "the
+        second world war"); the genre labels are the genre text's (BENCHMARKS.md, "Denser real tags")."""
         return " ".join(self.tags)
 
     @property
@@ -116,13 +118,18 @@ class MovieText:
         (`movierec.embedder.tag_keyword_vector`)."""
         from movierec.embedder import tag_keyword_vector
 
-        return tag_keyword_vector(self.tags, self.tag_users or (1,) * len(self.tags))
+        return tag_keyword_vector(self.tags, self._users)
+
+    @property
+    def _users(self) -> tuple[int, ...]:
+        return self.tag_users or (1,) * len(self.tags)
 
     def point_hash(self, model_name: str) -> str:
-        """Changes when the vector or the payload would: texts, recipe and model, plus title, year and
-        genres (so a corrected year updates the point although the text, without parentheses, is the same)."""
-        users = ",".join(map(str, self.tag_users))
-        key = f"{TEXT_RECIPE}\0{self.text}\0{self.title}\0{self.year}\0{'|'.join(self.genres)}\0{users}"
+        """Changes when the vectors or the payload would: texts, recipe and model, every tag with its users'
+        bucket (the keyword vector), plus title, year and genres (so a corrected year updates the point
+        although the text, without parentheses, is the same)."""
+        words = "|".join(f"{t}:{n}" for t, n in zip(self.tags, self._users, strict=True))
+        key = f"{TEXT_RECIPE}\0{self.text}\0{self.title}\0{self.year}\0{'|'.join(self.genres)}\0{words}"
         return text_hash(key, model_name)
 
     def payload(self, model_name: str) -> dict[str, object]:
@@ -136,9 +143,10 @@ class MovieText:
         }
 
 
-# Most frequent tags per movie, counted case-insensitively over distinct users (one user repeating a tag
-# does not make it the movie's topic); ties broken alphabetically so the text (and so its hash) is stable
-# from run to run. A movie whose tags change gets a new text, so the next `embed` re-embeds it alone.
+# Every tag of each movie, most frequent first, counted case-insensitively over distinct users (one user
+# repeating a tag does not make it the movie's topic); ties broken alphabetically so the text (and so its
+# hash) is stable from run to run. A movie whose tags change gets a new hash, so the next `embed`
+# re-embeds it alone.
 _TOP_TAGS_SQL = """
 WITH counted AS (
     SELECT movie_id, lower(trim(tag)) AS tag, count(DISTINCT user_id) AS n
@@ -148,8 +156,7 @@ WITH counted AS (
     SELECT movie_id, tag, n, row_number() OVER (PARTITION BY movie_id ORDER BY n DESC, tag) AS r
     FROM counted
 )
-SELECT movie_id, list(tag ORDER BY r) AS tags, list(n ORDER BY r) AS users FROM ranked WHERE r <= ?
-GROUP BY movie_id
+SELECT movie_id, list(tag ORDER BY r) AS tags, list(n ORDER BY r) AS users FROM ranked GROUP BY movie_id
 """
 
 
@@ -163,12 +170,13 @@ def user_bucket(n: int) -> int:
 def movie_texts(
     con: duckdb.DuckDBPyConnection, with_tags: bool = True, tags_per_movie: int = TAGS_PER_MOVIE
 ) -> list[MovieText]:
-    """Every movie of the `movies` table with its embedding texts, ordered by movie id."""
+    """Every movie of the `movies` table with its embedding texts, ordered by movie id: its `tags_per_movie`
+    most frequent tags in the title text, every tag in the keyword vector."""
     rows = con.execute("SELECT movie_id, title, year, genres FROM movies ORDER BY movie_id").fetchall()
     tags: dict[int, list[str]] = {}
     users: dict[int, tuple[int, ...]] = {}
     if with_tags:
-        for mid, names, counts in con.execute(_TOP_TAGS_SQL, [tags_per_movie]).fetchall():
+        for mid, names, counts in con.execute(_TOP_TAGS_SQL).fetchall():
             tags[mid], users[mid] = names, tuple(user_bucket(n) for n in counts)
     return [
         MovieText(
@@ -176,7 +184,7 @@ def movie_texts(
             title,
             year,
             list(genres or []),
-            title_text(title, tags.get(mid, [])),
+            title_text(title, tags.get(mid, [])[:tags_per_movie]),
             genre_text(genres or []),
             tuple(tags.get(mid, [])),
             users.get(mid, ()),

@@ -304,6 +304,24 @@ def test_keyword_text_is_the_tags_alone(catalogue: Settings) -> None:
     }
 
 
+def test_keyword_side_has_every_tag_the_title_text_the_most_frequent(settings: Settings) -> None:
+    """A topic is often a film's tenth tag where popular films carry hundreds: the keyword vector holds
+    every tag (BM25 over all tags finds it), the dense title text only the first few; a new tag beyond
+    those few still changes the point, so the next embed updates the keyword vector."""
+    add_movies(settings)
+    with connect(settings, read_only=True) as con:
+        before = {m.movie_id: m for m in movie_texts(con, tags_per_movie=1)}[14]
+    with connect(settings) as con:
+        con.execute("INSERT INTO tags (user_id, movie_id, tag) VALUES (9, 14, 'Time Travel')")
+    with connect(settings, read_only=True) as con:
+        after = {m.movie_id: m for m in movie_texts(con, tags_per_movie=1)}[14]
+    assert after.title_text == before.title_text == "Godfather, The mafia"
+    assert after.keyword_text == "mafia al pacino classic time travel"
+    (travel,) = keyword_vector("travel")[0]
+    assert travel in after.keyword_vector[0] and travel not in before.keyword_vector[0]
+    assert after.point_hash("m") != before.point_hash("m")
+
+
 def _vec(sparse: tuple[list[int], list[float]]) -> dict[int, float]:
     return dict(zip(*sparse, strict=True))
 
