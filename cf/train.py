@@ -303,6 +303,9 @@ def fit_als(
     if start is None:
         rng = np.random.default_rng(hp.seed)
         X, Y = als.init_factors(n_users, hp.dim, rng), als.init_factors(n_movies, hp.dim, rng)
+        # A row no sweep solves (every rating of it held out for validation) would keep its random start
+        # and rank at random for everyone: zero is the neutral score of a row the model lacks.
+        X[by_user.lengths == 0], Y[by_movie.lengths == 0] = 0.0, 0.0
     else:
         X, Y = (a.astype(np.float32, copy=True) for a in start)
     hist = History(samples_per_epoch=int((~pv).sum()) if start is None else len(ratings))

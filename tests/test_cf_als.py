@@ -191,6 +191,22 @@ def test_update_keeps_untouched_vectors_and_adds_new_users_and_movies() -> None:
     assert 380 in upd.movie_ids
 
 
+def test_a_movie_rated_only_in_the_validation_share_is_neutral_not_its_random_start() -> None:
+    """A film whose every rating the fit held out for validation is in the model's id map but was never
+    solved: its vector must be zero (interaction 0, the neutral score of a film the model lacks), not the
+    random start, which ranked it at random for every user (54 such films on ml-latest-small)."""
+    data = checkerboard()
+    model = KerasCF(**{**ALS, "val_frac": 0.3}).fit(data)
+    _, inv, cnt = np.unique(data.user_ids, return_inverse=True, return_counts=True)
+    held = validation_mask(data.user_ids, data.movie_ids, 0.3, counts=cnt[inv])
+    never = np.setdiff1d(data.movie_ids, data.movie_ids[~held])
+    assert len(never) and np.isin(never, model.movie_ids).all()  # the case exists here
+    vecs = model.factors.movie_vecs[model.factors.movie_index(never)]
+    assert not vecs.any()
+    trained = np.setdiff1d(model.movie_ids, never)
+    assert model.factors.movie_vecs[model.factors.movie_index(trained)].any(axis=1).all()
+
+
 def test_planted_top_movies_are_recovered_on_synthetic_data(tmp_path) -> None:
     """Known answer on `movierec data synth` data: which movies a user rates is drawn from popularity alone
     there, so taste shows only in the rating values. The default model's top-10 must land in each user's
