@@ -86,7 +86,7 @@ def file_lock(path: Path, what: str, wait: float = 0.0, busy: str | None = None)
         # buffered write would fail here and again when the lock is released (a second, confusing line)
         with suppress(OSError):
             os.ftruncate(fh.fileno(), 0)
-            os.pwrite(fh.fileno(), line.encode(), 0)
+            os.pwrite(fh.fileno(), line.encode(errors="backslashreplace"), 0)
         yield
     finally:
         with suppress(OSError, ValueError):

@@ -110,3 +110,27 @@ def test_our_errors_become_one_line_and_exit_1(tmp_path: Path) -> None:
         main.commands.pop("_raise_for_test")
     assert result.exit_code == 1
     assert result.output.strip() == "Error: no such thing: 42"
+
+
+def test_text_that_is_not_utf8_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A Latin-1 file name or a stray byte in a query reaches Python as surrogates, which failed deep
+    inside (a lock's holder line, the tokenizer, DuckDB) with a traceback; the CLI refuses them first."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOVIEREC_")}
+    env["MOVIEREC_HOME"] = str(tmp_path / "home")
+    cases = [
+        (["search", b"zomb\xff\xfeie"], env, "argument 'zomb\\xff\\xfeie' is not valid UTF-8"),
+        (["ingest", str(tmp_path).encode() + b"/caf\xe9"], env, "is not valid UTF-8"),
+        (["sql", "select 1"], {**env, "MOVIEREC_HOME": str(tmp_path).encode() + b"/h\xe9"},
+         "$MOVIEREC_HOME is not valid UTF-8"),
+    ]  # fmt: skip
+    for args, environ, expected in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "movierec.cli", *args], env=environ, capture_output=True, timeout=60
+        )
+        err = proc.stderr.decode("utf-8", "replace")
+        assert proc.returncode == 1 and expected in err and "Traceback" not in err, err
+    assert not (tmp_path / "home").exists()  # refused before anything was opened or created

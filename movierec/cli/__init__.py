@@ -7,6 +7,7 @@ commands, so `movierec --help` loads neither DuckDB, numpy nor TensorFlow.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -21,6 +22,24 @@ class MovierecGroup(click.Group):
     """Turns our own exceptions into a one-line error and exit code 1, wherever they are raised; so are
     database errors and OS errors (a damaged file found mid-command, a disk full), which name what failed
     and point at `movierec check`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse text that is not UTF-8 before any command sees it: Python hands such bytes over as
+        surrogates, which fail deep inside (a lock's holder line, the tokenizer, DuckDB) as tracebacks."""
+        named = [(f"argument {a!r}", a) for a in args]
+        named += [
+            (f"${k}", v) for k, v in os.environ.items() if k.startswith("MOVIEREC_") or k == "QDRANT_URL"
+        ]
+        for what, text in named:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                what = what if what.startswith("$") else f"argument '{shown}'"
+                raise click.ClickException(
+                    f"{what} is not valid UTF-8; movierec reads text, paths and settings as UTF-8"
+                ) from None
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
