@@ -468,7 +468,7 @@ def require_all_readable(con: duckdb.DuckDBPyConnection) -> None:
         more = f" (and {len(bad) - 1} more runs)" if len(bad) > 1 else ""
         raise DamagedError(
             f"run {run_id}'s published files {where} are missing or damaged{more}, so the lists would be "
-            f"incomplete: {RECOVER}, or filter on run_id to read the intact runs through `recommendations`"
+            f"incomplete: {RECOVER}"
         )
 
 
