@@ -33,6 +33,18 @@ def test_sql_prints_rows_as_table_and_json(settings: Settings) -> None:
     ]
 
 
+def test_sql_json_is_strict_json_with_nan_and_infinity_as_null(settings: Settings) -> None:
+    _seed(settings)
+    query = "SELECT ln(0) AS a, 'NaN'::DOUBLE AS b, 1.5::DOUBLE AS c"
+    out = CliRunner().invoke(main, ["sql", query, "--json"])
+    assert out.exit_code == 0, out.output
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    assert json.loads(out.output, parse_constant=refuse) == [{"a": None, "b": None, "c": 1.5}]
+
+
 def test_sql_cannot_write(settings: Settings) -> None:
     _seed(settings)
     result = CliRunner().invoke(main, ["sql", "DELETE FROM movies"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -131,8 +132,19 @@ quiet_option = click.option(
 
 
 def echo_json(data: Any) -> None:
-    """JSON to stdout, one document, stable key order."""
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    """JSON to stdout, one document, stable key order. Strict JSON: a NaN or infinity (an analyst's
+    `ln(0)`) is null, since `NaN` and `-Infinity` are not JSON and break `jq` and most parsers."""
+    click.echo(json.dumps(_finite(data), indent=2, default=str, ensure_ascii=False, allow_nan=False))
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 def echo_table(rows: list[dict[str, Any]], columns: list[str], headers: dict[str, str] | None = None) -> None:
