@@ -219,6 +219,7 @@ def _save_locked(
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
+    _prune(root, keep=settings.keep_models, current=version)
     return ModelRecord(version, final.resolve(), objective, trained_at, snapshot.get("n_ratings"), max_ts,
                        metrics)  # fmt: skip
 
@@ -234,6 +235,23 @@ def _train_lock(settings: Settings, wait: float | None = None) -> Any:
         f"the CF model directory {settings.models_path}",
         wait=settings.write_wait if wait is None else wait,
     )
+
+
+def _prune(root: Path, keep: int, current: str) -> None:
+    """Delete the directories of all but the newest `keep` versions (never `current`): every nightly
+    that sees new ratings saves one (tens of MB at ml-25m size), and only the current one is ever loaded.
+    Their `cf_models` rows stay as the history of what was trained. Only call while holding the lock."""
+    versions = []
+    for d in root.iterdir():
+        if not d.name.startswith(".") and (d / MANIFEST).is_file():
+            try:  # by the time each was trained (a name holds it only to the second)
+                versions.append((datetime.fromisoformat(read_manifest(d)["trained_at"]), d))
+            except (ModelError, KeyError, TypeError, ValueError):
+                continue  # not a version directory we wrote: leave it alone
+    versions.sort()
+    for _, d in versions[: max(len(versions) - keep, 0)]:
+        if d.name != current:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _delete_partial(root: Path) -> None:

@@ -319,6 +319,19 @@ def test_update_by_rule_and_lineage(settings: Settings, monkeypatch: pytest.Monk
     assert train_model(settings, update=True, **ALS).metrics["mode"] == "full"
 
 
+def test_only_the_newest_model_directories_are_kept(settings: Settings) -> None:
+    """Every save that sees new ratings writes a version (tens of MB at ml-25m size): the oldest
+    directories go, the rows stay as history, and the current model still loads."""
+    _ratings_world(settings, checkerboard())
+    settings = settings.model_copy(update={"keep_models": 2})
+    saved = [train_model(settings, **ALS).version for _ in range(3)]
+    on_disk = sorted(d.name for d in settings.models_path.iterdir() if not d.name.startswith("."))
+    assert on_disk == sorted(saved[1:])  # the oldest went (names share the second: not by name)
+    with connect(settings, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM cf_models").fetchone()[0] == 3
+    assert current_model(settings).version == saved[-1] and load_current_model(settings)[1] is not None
+
+
 def _snapshot_dir(path, data: Ratings):
     """`data` as a MovieLens directory, for the real ingest."""
     path.mkdir()
