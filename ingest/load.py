@@ -290,8 +290,45 @@ def _stage(con: duckdb.DuckDBPyConnection, source: Source, table: str) -> str:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {stage} AS {sql}")
     # e.g. an invalid encoding: not a per-line problem DuckDB can put in the rejects table
     except duckdb.InvalidInputException as exc:
-        raise BadInputError(f"{source.files[table]}: cannot read: {str(exc).splitlines()[0]}") from exc
+        path = source.files[table]
+        mixed = mixed_line_endings(path)
+        if mixed is not None:  # DuckDB says only "the CSV Parser state machine reached an invalid state"
+            raise BadInputError(
+                f"{path}: cannot read: mixed line endings (line 1 ends with {mixed[1]}, line {mixed[0]:,} "
+                f"with {mixed[2]}; e.g. a row appended with `echo` to a GroupLens file); save it with one "
+                "kind (`dos2unix FILE`)"
+            ) from exc
+        raise BadInputError(f"{path}: cannot read: {str(exc).splitlines()[0]}") from exc
     return stage
+
+
+def mixed_line_endings(path: Path, chunk: int = 1 << 24) -> tuple[int, str, str] | None:
+    """(line number, first kind, other kind) of the first line whose ending differs from line 1's (CRLF
+    or LF), or None. Only read on the error path: a pass over the file at disk speed (blocks that hold
+    one kind are counted, not walked)."""
+    kinds = {True: "CRLF", False: "LF"}
+    first: bool | None = None
+    line, carry = 1, b""
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            data, skip = carry + block, len(carry)  # carry: a CR that ended the previous block
+            n_lf = data.count(b"\n", skip)
+            n_crlf = data.count(b"\r\n", max(skip - 1, 0))
+            if n_lf and first is None:
+                at = data.find(b"\n", skip)
+                first = at > 0 and data[at - 1 : at] == b"\r"
+            if n_lf and n_crlf in (0, n_lf) and (n_crlf > 0) == first:
+                line += n_lf  # the whole block has the first line's kind
+            elif n_lf:
+                at = data.find(b"\n", skip)
+                while at >= 0:
+                    crlf = at > 0 and data[at - 1 : at] == b"\r"
+                    if crlf != first:
+                        return line, kinds[bool(first)], kinds[crlf]
+                    line += 1
+                    at = data.find(b"\n", at + 1)
+            carry = block[-1:]
+    return None
 
 
 def _bad_rows_sql(table: str, stage: str) -> str:

@@ -277,6 +277,16 @@ BAD_INPUTS = [
         {"ratings.csv": RATINGS_HEAD + "\n1,3,9.0,964982703\n"},
         r"ratings\.csv:5: rating out",
     ),
+    (  # a row appended with `echo` to a GroupLens file (CRLF): DuckDB only says "invalid state"
+        "mixed line endings",
+        {
+            "ratings.csv": "".join([RATINGS_HEAD, *(f"{u},1,4.0,964982703\n" for u in range(2, 62))]).replace(
+                "\n", "\r\n"
+            )
+            + "1,3,4.0,964982703\n"
+        },  # DuckDB reads a short file of mixed endings
+        r"ratings\.csv: cannot read: mixed line endings \(line 1 ends with CRLF, line 64 with LF",
+    ),
     (
         "bad rating after a malformed line",
         {"ratings.csv": RATINGS_HEAD + "x,1,1.0,1\n1,3,9,1\n"},
