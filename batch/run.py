@@ -43,7 +43,7 @@ from movierec.cf import (
 )
 from movierec.config import Settings
 from movierec.db import connect, transaction
-from movierec.errors import DamagedError, NotFoundError
+from movierec.errors import BadInputError, DamagedError, NotFoundError
 from movierec.progress import bar
 
 
@@ -215,6 +215,13 @@ def _compute_and_publish(
     ]
     if not sum(st.n_rows for st in stats):
         runs.discard(params.run_dir)
+        empty = [q.name for q, c in zip(queries, cands, strict=True) if not len(c)]
+        if len(empty) == len(queries):  # the user's filters, not damage: say which queries
+            raise BadInputError(
+                f"the run produced no rows: no film matches saved quer{'y' if len(empty) == 1 else 'ies'} "
+                f"{', '.join(map(repr, empty))} (its genre and year filters exclude every film); nothing was "
+                "published; change it with `movierec queries update NAME` or disable it"
+            )
         raise DamagedError(runs.NO_ROWS)
     scoring_s = sum(st.seconds for st in stats)
     flops = sum(st.flops for st in stats)

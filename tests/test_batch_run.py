@@ -150,6 +150,17 @@ def test_no_saved_queries_is_a_clear_error(settings: Settings) -> None:
     assert _runs(settings) == []
 
 
+def test_a_query_no_film_matches_is_named_not_called_damage(settings: Settings) -> None:
+    """Filters that exclude every film are the user's choice to revisit, not a damaged store."""
+    from movierec.batch.queries import SavedQuery
+
+    world.build(settings, (SavedQuery("future", "zombie films", genres=("Horror",), year_min=2999),))
+    result = CliRunner().invoke(main, ["batch", "run"])
+    assert result.exit_code == 1
+    assert "no film matches saved query 'future'" in result.output and "movierec check" not in result.output
+    assert [r[1] for r in _runs(settings)] == ["failed"]
+
+
 def test_retention_keeps_last_n_runs(planted: Settings) -> None:
     keep2 = Settings(home=planted.home, keep_runs=2)
     for _ in range(3):
