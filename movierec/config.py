@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         description="Seconds one `movierec sql` (or API .sql) query may run before it is stopped.",
     )  # fmt: skip
     sql_memory_limit: str = Field(
-        "25%", pattern=r"^\s*\d+(\.\d+)?\s*(%|[KMGT]i?B|[KMGT]?B)\s*$",
+        "25%", pattern=r"^\s*((100|[1-9]\d?)(\.\d+)?\s*%|\d+(\.\d+)?\s*([KMGT]i?B|[KMGT]?B))\s*$",
         description="DuckDB memory limit of one `movierec sql` query: a share of RAM (25%) or a size (2GB).",
     )  # fmt: skip
     runs_uri: str | None = Field(

@@ -83,6 +83,7 @@ def test_bad_settings_are_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         ("MOVIEREC_KEEP_RUNS", "abc", "bad setting keep_runs"),
         ("MOVIEREC_LOCK_TIMEOUT", "inf", "bad setting lock_timeout"),
         ("MOVIEREC_COLD_START_WEIGHT", "2", "bad setting cold_start_weight"),
+        ("MOVIEREC_SQL_MEMORY_LIMIT", "200%", "bad setting sql_memory_limit"),  # DuckDB would refuse it later
     ):
         with monkeypatch.context() as m:
             m.setenv(key, value)
