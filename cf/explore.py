@@ -51,8 +51,11 @@ def bias_extremes(
     model: Recommender, counts: np.ndarray, min_ratings: int = 20, n: int = 10
 ) -> tuple[list[tuple[int, float, int]], list[tuple[int, float, int]]]:
     """(highest, lowest) learned movie biases as (movie_id, bias, n_ratings), among movies with at least
-    `min_ratings` training ratings (`counts` aligned with the model's movie_ids)."""
+    `min_ratings` training ratings (`counts` aligned with the model's movie_ids). Both empty for a model
+    that learns no biases (implicit ALS: every bias 0, so any order would be the ids' order)."""
     factors = _factors(model)
+    if not factors.movie_bias.any():
+        return [], []
     eligible = np.flatnonzero(counts >= min_ratings)
     order = eligible[np.argsort(-factors.movie_bias[eligible], kind="stable")]
 

@@ -502,3 +502,12 @@ def test_id_helpers_agree_with_numpy_on_dense_and_sparse_ids(lo: int, span: int,
     seen = Seen.from_pairs(users, np.abs(a))
     np.testing.assert_array_equal(seen.movie_ids, np.unique(np.abs(a)))
     assert seen.indptr[-1] == len(a) and (np.diff(seen.indptr) > 0).all()
+
+
+def test_an_implicit_model_has_no_bias_lists() -> None:
+    """ALS learns no movie biases (all 0): `model show` leaves the lists out rather than print the ids'
+    order as 'highest' and 'lowest' bias."""
+    from movierec.cf.explore import bias_extremes
+
+    model = KerasCF(**ALS).fit(checkerboard())
+    assert bias_extremes(model, model.seen.counts(model.movie_ids), min_ratings=1) == ([], [])

@@ -276,8 +276,8 @@ def model() -> None:
 def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
     """The current model's record, and the movies with the highest and lowest learned bias.
 
-    For a rating model the bias says how well a movie is rated beyond its raters' habits; for an implicit
-    model it mostly says how often it is watched (popularity).
+    For a rating model the bias says how well a movie is rated beyond its raters' habits; an implicit ALS
+    model learns none (the lists are left out).
     """
     from movierec import catalog
     from movierec.cf import load_current_model
@@ -301,6 +301,9 @@ def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
         return
     for key, value in out["model"].items():
         click.echo(f"{key:>13}: {value}")
+    if not high:
+        click.echo("\nno learned movie biases: this model's scores are its factors alone (implicit ALS)")
+        return
     for label, items in (("highest", out["highest_bias"]), ("lowest", out["lowest_bias"])):
         click.echo(f"\n{label} learned movie bias (>= {min_ratings} ratings):")
         echo_table(items, ["bias", "ratings", "movie_id", "title"])
