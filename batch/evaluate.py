@@ -188,6 +188,10 @@ def evaluate_lists(
         raise BadInputError("the ratings carry no timestamps: a time split needs them")
     test_cut = resolve_cutoff(cutoff, data.rated_at)
     queries = _queries(settings, query_file)
+    if not (data.rated_at >= test_cut).any():  # say so before a validation model is fitted
+        raise BadInputError(f"no ratings after {_date(test_cut)}: choose an earlier --cutoff")
+    if not (data.rated_at < test_cut).any():
+        raise BadInputError(f"no ratings before {_date(test_cut)}: choose a later --cutoff")
     kmax = max(_candidates(v, q) for v in variants for q in queries)
     vectors = encode_texts(settings, [q.query.text for q in queries])
     # The batch's own search: every filter of the query (genres, excluded genres, years), kmax candidates.

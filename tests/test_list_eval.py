@@ -122,6 +122,10 @@ def test_lists_cli_json_and_bad_cutoff(world) -> None:
     env = {"MOVIEREC_HOME": str(settings.home)}
     bad = CliRunner().invoke(cli, ["evaluate", "--lists", "--cutoff", "someday"], env=env)
     assert bad.exit_code == 1 and "--cutoff 'someday'" in bad.output and "Traceback" not in bad.output
+    for cut, says in (("2999-01-01", "no ratings after 2999-01-01"), ("1971-01-01", "no ratings before")):
+        args = ["evaluate", "--lists", "--queries", str(qfile), "--cutoff", cut, "--quiet"]
+        late = CliRunner().invoke(cli, args, env=env)
+        assert late.exit_code == 1 and says in late.output and "fitting" not in late.output, late.output
     missing = CliRunner().invoke(cli, ["evaluate", "--lists", "--queries", "/no/such.csv"], env=env)
     assert missing.exit_code == 1 and "cannot read query file" in missing.output
     ok = CliRunner().invoke(
