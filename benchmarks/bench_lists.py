@@ -54,7 +54,7 @@ def main(query_file: str, cutoff: str | None, validation: float, json_out: str |
         for name, m in p["variants"].items():
             a, k = m["all"], m["known"]
             vals = (k.get("ndcg@10"), k.get("topic_ndcg@10"), k.get("hit@10"), k.get("recall@10"),
-                    a.get("topical_precision"), a.get("topic_judged"), a.get("personalisation"),
+                    a.get("topical_precision"), a.get("topic_judged"), k.get("personalisation"),
                     a.get("coverage"), a.get("novelty_pop_rank"), m["fresh"].get("ndcg@10"),
                     m["cold_start"].get("ndcg@10"))  # fmt: skip
             cells = ["-" if v is None else f"{v:g}" for v in vals]

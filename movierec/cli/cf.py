@@ -215,14 +215,14 @@ def _evaluate_lists(settings, hyperparams: dict, query_file: str | None, cutoff:
             f"\n{period['name']} period {period['cutoff']} .. {period['end']} ({period['train_ratings']:,} "
             f"training ratings; users: {u['known']:,} known, {u['cold_start']:,} cold-start, {u['fresh']:,} "
             "fresh). nDCG/hit/recall: known users, later liked films of the query's genres (or nearest); "
-            "topic nDCG: those on its topic by title or tags"
+            "topic nDCG: those on its topic by title or tags; personal: among known users' lists"
         )
         rows = []
         for name, m in period["variants"].items():
             a, k = m["all"], m["known"]
             rows.append(dict(zip(LIST_COLUMNS, (
                 name, k.get("ndcg@10"), k.get("topic_ndcg@10"), k.get("hit@10"), k.get("recall@10"),
-                a.get("topical_precision"), a.get("topic_judged"), a.get("personalisation"),
+                a.get("topical_precision"), a.get("topic_judged"), k.get("personalisation"),
                 a.get("coverage"), a.get("novelty_pop_rank"), m["fresh"].get("ndcg@10"),
                 m["cold_start"].get("ndcg@10")), strict=True)))  # fmt: skip
         echo_table(rows, list(LIST_COLUMNS))
