@@ -187,15 +187,16 @@ def test_choose_takes_the_most_on_topic_blend_within_noise_of_the_best() -> None
         "reference: similarity": m(0.9, 0.9, 0.9),  # baselines: never chosen
         "popularity": m(0.8, 0.9, 0.9),
         "cf a0 k250 (old default)": m(0.20, 0.10, 0.50),
-        "more on topic, within noise": {**m(0.195, 0.20, 0.46), "alpha": 0.2, "pop_weight": 0.0,
+        "more on topic, within noise": {**m(0.195, 0.20, 0.51), "alpha": 0.2, "pop_weight": -0.1,
                                         "candidates": 250},  # fmt: skip
+        "on topic, a little less personal": m(0.195, 0.25, 0.49),  # personalisation fell: not chosen
         "most on topic, fewer later hits": m(0.15, 0.40, 0.50),  # below the best's nDCG minus its SE
-        "on topic, the same list for all": m(0.20, 0.30, 0.40),  # personalisation < 0.9 x 0.50
+        "on topic, the same list for all": m(0.20, 0.30, 0.40),  # personalisation < the old default's
     })  # fmt: skip
     chosen = choose(period)
     assert chosen["variant"] == "more on topic, within noise"
     # What to set to publish the chosen lists.
-    assert chosen["apply"].startswith("MOVIEREC_ALPHA=0.2, MOVIEREC_POPULARITY_WEIGHT=0, --candidates 250")
+    assert chosen["apply"].startswith("MOVIEREC_ALPHA=0.2, MOVIEREC_POPULARITY_WEIGHT=-0.1, --candidates 250")
     # Where no later-liked film is on any topic, nDCG decides under the same floors.
     for v in period.variants.values():
         v["known"]["topic_ndcg@10"] = None
