@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     keyword_fusion: bool = Field(
         True, description="Fuse the dense search with the keyword (sparse, IDF) search of the query's words."
     )
+
+    @field_validator("sql_memory_limit")
+    @classmethod
+    def _share_of_ram(cls, value: str) -> str:
+        """A share must be in (0, 100]%: DuckDB refuses more, and would say so only at the first query."""
+        if value.strip().endswith("%") and not 0 < float(value.strip()[:-1]) <= 100:
+            raise ValueError(f"a share of RAM must be above 0% and at most 100%, got {value.strip()}")
+        return value
+
     # Run knobs: how long to wait for locks, what to keep, how to score.
     keep_runs: int = Field(7, ge=1, le=10_000, description="Batch runs kept in the recommendations view.")
     keep_models: int = Field(
@@ -138,7 +147,7 @@ class Settings(BaseSettings):
         description="Seconds one `movierec sql` (or API .sql) query may run before it is stopped.",
     )  # fmt: skip
     sql_memory_limit: str = Field(
-        "25%", pattern=r"^\s*((100|[1-9]\d?)(\.\d+)?\s*%|\d+(\.\d+)?\s*([KMGT]i?B|[KMGT]?B))\s*$",
+        "25%", pattern=r"^\s*(\d+(\.\d+)?\s*%|\d+(\.\d+)?\s*([KMGT]i?B|[KMGT]?B))\s*$",
         description="DuckDB memory limit of one `movierec sql` query: a share of RAM (25%) or a size (2GB).",
     )  # fmt: skip
     runs_uri: str | None = Field(

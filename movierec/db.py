@@ -326,7 +326,12 @@ def confine(con: duckdb.DuckDBPyConnection, files: list[Path], memory_limit: str
         listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
         con.execute(f"SET allowed_paths = [{listing}]")
     if memory_limit:  # one query must not take the machine's memory from the nightly job
-        con.execute("SET memory_limit = ?", [memory_limit])
+        try:
+            con.execute("SET memory_limit = ?", [memory_limit])
+        except duckdb.Error as exc:  # a size too small to run in, or one DuckDB cannot parse
+            raise BadInputError(
+                f"MOVIEREC_SQL_MEMORY_LIMIT {memory_limit!r}: {str(exc).splitlines()[0]}"
+            ) from None
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
     con.execute("SET enable_external_access = false")
@@ -429,4 +434,6 @@ def run_analyst_sql(settings: Settings, query: str) -> tuple[list[str], list[tup
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             hint = f" ({CONFINED})" if isinstance(exc, duckdb.PermissionException) else ""
+            if isinstance(exc, duckdb.OutOfMemoryException):
+                hint = f" (MOVIEREC_SQL_MEMORY_LIMIT is {settings.sql_memory_limit}; ask for less)"
             raise BadInputError(f"SQL failed: {first}{hint}") from None

@@ -59,8 +59,8 @@ def _external_error(exc: Exception) -> str | None:
 
     first = (str(exc).splitlines() or [""])[0][:300]
     if type(exc).__module__.split(".")[0] in ("duckdb", "_duckdb"):
-        if type(exc).__name__ == "OutOfMemoryException":  # a query or a limit too tight, not damage
-            return f"database error: {first}; raise MOVIEREC_SQL_MEMORY_LIMIT or ask for less at once"
+        if type(exc).__name__ == "OutOfMemoryException":  # not damage: nothing to look for with `check`
+            return f"database error: {first}; free memory (other jobs) and run it again"
         if advice := unwritable(first):  # a full or read-only disk: nothing is damaged, nothing to rebuild
             return f"database error: {first}; {advice}"
         return f"database error: {first}; run `movierec check` to see what is damaged and how to recover"
