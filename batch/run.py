@@ -216,7 +216,8 @@ def _compute_and_publish(
     if not sum(st.n_rows for st in stats):
         runs.discard(params.run_dir)
         empty = [q.name for q, c in zip(queries, cands, strict=True) if not len(c)]
-        if len(empty) == len(queries):  # the user's filters, not damage: say which queries
+        filtered = all(q.genres or q.exclude_genres or q.year_min or q.year_max for q in queries)
+        if len(empty) == len(queries) and filtered:  # the user's filters, not damage: say which queries
             raise BadInputError(
                 f"the run produced no rows: no film matches saved quer{'y' if len(empty) == 1 else 'ies'} "
                 f"{', '.join(map(repr, empty))} (its genre and year filters exclude every film); nothing was "

@@ -49,13 +49,13 @@ def similar_movies(model: Recommender, movie_id: int, limit: int = 10) -> tuple[
 
 def bias_extremes(
     model: Recommender, counts: np.ndarray, min_ratings: int = 20, n: int = 10
-) -> tuple[list[tuple[int, float, int]], list[tuple[int, float, int]]]:
+) -> tuple[list[tuple[int, float, int]], list[tuple[int, float, int]]] | None:
     """(highest, lowest) learned movie biases as (movie_id, bias, n_ratings), among movies with at least
-    `min_ratings` training ratings (`counts` aligned with the model's movie_ids). Both empty for a model
-    that learns no biases (implicit ALS: every bias 0, so any order would be the ids' order)."""
+    `min_ratings` training ratings (`counts` aligned with the model's movie_ids). None for a model that
+    learns no biases (implicit ALS: every bias 0, so any order would be the ids' order)."""
     factors = _factors(model)
     if not factors.movie_bias.any():
-        return [], []
+        return None
     eligible = np.flatnonzero(counts >= min_ratings)
     order = eligible[np.argsort(-factors.movie_bias[eligible], kind="stable")]
 

@@ -23,7 +23,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,7 +219,8 @@ def _save_locked(
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
-    _prune(root, keep=settings.keep_models, current=version)
+    with suppress(OSError):  # the save succeeded; an unreadable old directory must not undo that
+        _prune(root, keep=settings.keep_models, current=version)
     return ModelRecord(version, final.resolve(), objective, trained_at, snapshot.get("n_ratings"), max_ts,
                        metrics)  # fmt: skip
 
@@ -240,16 +241,21 @@ def _train_lock(settings: Settings, wait: float | None = None) -> Any:
 def _prune(root: Path, keep: int, current: str) -> None:
     """Delete the directories of all but the newest `keep` versions (never `current`): every nightly
     that sees new ratings saves one (tens of MB at ml-25m size), and only the current one is ever loaded.
-    Their `cf_models` rows stay as the history of what was trained. Only call while holding the lock."""
+    Their `cf_models` rows stay as the history of what was trained. `keep` >= 2 spares the version that
+    was current until now, which a command that looked it up a moment ago may be loading. Best effort:
+    the save it follows has succeeded. Only call while holding the lock."""
     versions = []
     for d in root.iterdir():
-        if not d.name.startswith(".") and (d / MANIFEST).is_file():
-            try:  # by the time each was trained (a name holds it only to the second)
-                versions.append((datetime.fromisoformat(read_manifest(d)["trained_at"]), d))
-            except (ModelError, KeyError, TypeError, ValueError):
-                continue  # not a version directory we wrote: leave it alone
+        if d.name.startswith(".") or not (d / MANIFEST).is_file():
+            continue
+        try:  # by the time each was trained (a name holds it only to the second)
+            doc = read_manifest(d)
+            if doc.get("version") == d.name:  # not a copy someone made of a version
+                versions.append((datetime.fromisoformat(doc["trained_at"]).replace(tzinfo=None), d))
+        except (ModelError, KeyError, TypeError, ValueError):
+            continue  # not a version directory we wrote: leave it alone
     versions.sort()
-    for _, d in versions[: max(len(versions) - keep, 0)]:
+    for _, d in versions[: max(len(versions) - max(keep, 2), 0)]:
         if d.name != current:
             shutil.rmtree(d, ignore_errors=True)
 

@@ -3,7 +3,8 @@
 The vector of a movie is `normalise(TITLE_WEIGHT * v(title text) + v(genre text))` (see
 `ingest.embed.movie_vectors`):
 - the **title text** is the title without anything in parentheses (the year, alternative titles), plus the
-  movie's most frequent user tags with `with_tags`, e.g. "Toy Story";
+  movie's `TAGS_PER_MOVIE` most frequent user tags with `with_tags`, e.g. "Toy Story" (every tag goes into
+  the sparse keyword vector, `MovieText.keyword_vector`);
 - the **genre text** describes each genre with the words people use for it (`GENRE_WORDS`, a fixed
   vocabulary per genre, the same for every movie), e.g. "romance, romantic love story. comedy, funny, ...".
 
@@ -147,7 +148,7 @@ class MovieText:
 # repeating a tag does not make it the movie's topic); ties broken alphabetically so the text (and so its
 # hash) is stable from run to run. A movie whose tags change gets a new hash, so the next `embed`
 # re-embeds it alone.
-_TOP_TAGS_SQL = """
+_TAGS_SQL = """
 WITH counted AS (
     SELECT movie_id, lower(trim(tag)) AS tag, count(DISTINCT user_id) AS n
     FROM tags WHERE trim(tag) <> ''
@@ -176,7 +177,7 @@ def movie_texts(
     tags: dict[int, list[str]] = {}
     users: dict[int, tuple[int, ...]] = {}
     if with_tags:
-        for mid, names, counts in con.execute(_TOP_TAGS_SQL).fetchall():
+        for mid, names, counts in con.execute(_TAGS_SQL).fetchall():
             tags[mid], users[mid] = names, tuple(user_bucket(n) for n in counts)
     return [
         MovieText(

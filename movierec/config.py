@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     # Run knobs: how long to wait for locks, what to keep, how to score.
     keep_runs: int = Field(7, ge=1, le=10_000, description="Batch runs kept in the recommendations view.")
     keep_models: int = Field(
-        5, ge=1, le=10_000,
+        5, ge=2, le=10_000,
         description="CF model versions whose directories stay on disk (the newest, the current among them); "
         "older ones are deleted after each save, their cf_models rows kept as history.",
     )  # fmt: skip

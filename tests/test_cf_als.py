@@ -510,4 +510,4 @@ def test_an_implicit_model_has_no_bias_lists() -> None:
     from movierec.cf.explore import bias_extremes
 
     model = KerasCF(**ALS).fit(checkerboard())
-    assert bias_extremes(model, model.seen.counts(model.movie_ids), min_ratings=1) == ([], [])
+    assert bias_extremes(model, model.seen.counts(model.movie_ids), min_ratings=1) is None

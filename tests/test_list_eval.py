@@ -117,15 +117,17 @@ def test_every_variant_is_judged_with_topic_and_spread_metrics(world) -> None:
     assert min(novelty, key=novelty.get) == "popularity"
 
 
-def test_lists_cli_json_and_bad_cutoff(world) -> None:
+def test_lists_cli_json_and_bad_cutoff(world, monkeypatch) -> None:
     settings, qfile, _ = world
     env = {"MOVIEREC_HOME": str(settings.home)}
     bad = CliRunner().invoke(cli, ["evaluate", "--lists", "--cutoff", "someday"], env=env)
     assert bad.exit_code == 1 and "--cutoff 'someday'" in bad.output and "Traceback" not in bad.output
-    for cut, says in (("2999-01-01", "no ratings after 2999-01-01"), ("1971-01-01", "no ratings before")):
-        args = ["evaluate", "--lists", "--queries", str(qfile), "--cutoff", cut, "--quiet"]
-        late = CliRunner().invoke(cli, args, env=env)
-        assert late.exit_code == 1 and says in late.output and "fitting" not in late.output, late.output
+    with monkeypatch.context() as m:  # a cut-off outside the data is refused before any model is fitted
+        m.setattr("movierec.batch.evaluate.KerasCF.fit", lambda *a, **k: pytest.fail("fitted a model"))
+        for cut, says in (("2999-01-01", "no ratings after 2999-01-01"), ("1971-01-01", "no ratings before")):
+            args = ["evaluate", "--lists", "--queries", str(qfile), "--cutoff", cut, "--quiet"]
+            late = CliRunner().invoke(cli, args, env=env)
+            assert late.exit_code == 1 and says in late.output, late.output
     missing = CliRunner().invoke(cli, ["evaluate", "--lists", "--queries", "/no/such.csv"], env=env)
     assert missing.exit_code == 1 and "cannot read query file" in missing.output
     ok = CliRunner().invoke(

@@ -286,7 +286,8 @@ def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
 
     record, rec = load_current_model(settings)
     counts = rec.seen.counts(rec.movie_ids)  # training ratings per movie
-    high, low = bias_extremes(rec, counts, min_ratings, limit)
+    extremes = bias_extremes(rec, counts, min_ratings, limit)
+    high, low = extremes or ([], [])
     with connect(settings, read_only=True) as con:
         titles = catalog.titles(con)
 
@@ -301,7 +302,7 @@ def show(settings, min_ratings: int, limit: int, as_json: bool) -> None:
         return
     for key, value in out["model"].items():
         click.echo(f"{key:>13}: {value}")
-    if not high:
+    if extremes is None:
         click.echo("\nno learned movie biases: this model's scores are its factors alone (implicit ALS)")
         return
     for label, items in (("highest", out["highest_bias"]), ("lowest", out["lowest_bias"])):

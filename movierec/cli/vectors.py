@@ -39,7 +39,8 @@ BATCH_SIZE = 64
     "--with-tags/--without-tags",
     default=True,
     show_default=True,
-    help="Append each movie's most frequent user tags (counted over users) to its text.",
+    help="User tags in the movie texts: the 5 most frequent (counted over users) in the title text, "
+    "every tag in the keyword vector.",
 )
 @click.option(
     "--rebuild", is_flag=True, help="Re-embed every movie into a new store that replaces the old one."
