@@ -419,7 +419,35 @@ def _period(
             "all": _summary(parts, np.ones(len(users), bool), len(movies.ids)),
             **{g: _summary(parts, group == g, len(movies.ids)) for g in ("known", "cold_start", "fresh")},
         }
+    base = acc.get(BASELINES[2])
+    if base is not None:  # each variant against the old default on the same (user, query) pairs
+        for v in variants:
+            known = result.variants[v.name]["known"]
+            for key, count, name in (
+                ("ndcg", "n_rel", "ndcg@10"),
+                ("ndcg_topic", "n_topic", "topic_ndcg@10"),
+            ):
+                diff = _paired(acc[v.name], base, group == "known", key, count)
+                if diff is not None:
+                    known[f"{name}_vs_old"], known[f"{name}_vs_old_se"] = diff
     return result
+
+
+def _paired(
+    parts: list[dict[str, np.ndarray]],
+    base: list[dict[str, np.ndarray]],
+    mask: np.ndarray,
+    key: str,
+    count: str,
+) -> tuple[float, float] | None:
+    """Mean and standard error of a variant's per-pair `key` minus the base's, over the pairs both judge
+    (the same pairs: relevance does not depend on the ranking). Paired, the comparison's own noise is far
+    smaller than either mean's standard error."""
+    diffs = [(p[key][mask] - b[key][mask])[b[count][mask] > 0] for p, b in zip(parts, base, strict=True)]
+    d = np.concatenate(diffs) if diffs else np.zeros(0)
+    if len(d) < 2:
+        return None
+    return round(float(d.mean()), 4), round(float(d.std(ddof=1) / np.sqrt(len(d))), 4)
 
 
 def _relevant_movies(q: EvalQuery, cands: Any, near: Any, movies: _Movies) -> np.ndarray:

@@ -41,8 +41,8 @@ def main(query_file: str, cutoff: str | None, validation: float, json_out: str |
         Path(json_out).write_text(json.dumps({**report, "seconds": seconds, "uptime": uptime}, indent=1))
     click.echo(f"home {settings.home}, queries {query_file}, {len(report['queries'])} queries, "
                f"{seconds:.0f} s; load before {load_before[0]:.2f}; after: {uptime}")  # fmt: skip
-    cols = ("variant", "nDCG@10", "topic nDCG@10", "hit@10", "recall@10", "topical", "judged", "personal.",
-            "coverage", "novelty", "fresh nDCG", "cold nDCG")  # fmt: skip
+    cols = ("variant", "nDCG@10", "vs old default (paired)", "topic nDCG@10", "hit@10", "recall@10",
+            "topical", "judged", "personal.", "coverage", "novelty", "fresh nDCG", "cold nDCG")  # fmt: skip
     for p in report["periods"]:
         u = p["users"]
         judged = next(iter(p["variants"].values()))["known"]["pairs_judged"]
@@ -53,13 +53,16 @@ def main(query_file: str, cutoff: str | None, validation: float, json_out: str |
         click.echo("|" + " --- |" * len(cols))
         for name, m in p["variants"].items():
             a, k = m["all"], m["known"]
-            vals = (k.get("ndcg@10"), k.get("topic_ndcg@10"), k.get("hit@10"), k.get("recall@10"),
+            vals = (k.get("ndcg@10"), k.get("ndcg@10_vs_old"), k.get("topic_ndcg@10"), k.get("hit@10"),
+                    k.get("recall@10"),
                     a.get("topical_precision"), a.get("topic_judged"), k.get("personalisation"),
                     a.get("coverage"), a.get("novelty_pop_rank"), m["fresh"].get("ndcg@10"),
                     m["cold_start"].get("ndcg@10"))  # fmt: skip
             cells = ["-" if v is None else f"{v:g}" for v in vals]
             if k.get("ndcg@10_se") is not None:
                 cells[0] += f" ± {k['ndcg@10_se']:g}"
+            if k.get("ndcg@10_vs_old_se") is not None:
+                cells[1] = f"{k['ndcg@10_vs_old']:+g} ± {k['ndcg@10_vs_old_se']:g}"
             click.echo(f"| {name} | " + " | ".join(cells) + " |")
     click.echo(f"\nchosen: {json.dumps(report['chosen'])}")
 

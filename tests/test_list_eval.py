@@ -115,6 +115,12 @@ def test_every_variant_is_judged_with_topic_and_spread_metrics(world) -> None:
     # first, so its novelty (mean popularity rank) is the lowest of all variants'.
     novelty = {n: m["all"]["novelty_pop_rank"] for n, m in period["variants"].items()}
     assert min(novelty, key=novelty.get) == "popularity"
+    # Each variant against the old default pair by pair: the difference of the two means, with its error.
+    for m in period["variants"].values():
+        k = m["known"]
+        old = period["variants"]["cf a0 k250 (old default)"]["known"]
+        assert k["ndcg@10_vs_old"] == pytest.approx(k["ndcg@10"] - old["ndcg@10"], abs=2e-4)
+    assert period["variants"]["cf a0 k250 (old default)"]["known"]["ndcg@10_vs_old_se"] == 0.0
 
 
 def test_lists_cli_json_and_bad_cutoff(world, monkeypatch) -> None:
