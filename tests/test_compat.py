@@ -34,6 +34,7 @@ def old_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     with tarfile.open(ARCHIVE) as tar:
         tar.extractall(PLACE.parent, filter="data")
     monkeypatch.setenv("MOVIEREC_HOME", str(PLACE / "home"))
+    monkeypatch.setenv("MOVIEREC_POPULARITY_WEIGHT", "0")  # v0.1's blend: no popularity term (now -0.1)
     yield PLACE
     shutil.rmtree(PLACE, ignore_errors=True)
 
