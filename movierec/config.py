@@ -87,15 +87,6 @@ class Settings(BaseSettings):
     keyword_fusion: bool = Field(
         True, description="Fuse the dense search with the keyword (sparse, IDF) search of the query's words."
     )
-
-    @field_validator("sql_memory_limit")
-    @classmethod
-    def _share_of_ram(cls, value: str) -> str:
-        """A share must be in (0, 100]%: DuckDB refuses more, and would say so only at the first query."""
-        if value.strip().endswith("%") and not 0 < float(value.strip()[:-1]) <= 100:
-            raise ValueError(f"a share of RAM must be above 0% and at most 100%, got {value.strip()}")
-        return value
-
     # Run knobs: how long to wait for locks, what to keep, how to score.
     keep_runs: int = Field(7, ge=1, le=10_000, description="Batch runs kept in the recommendations view.")
     keep_models: int = Field(
@@ -150,6 +141,15 @@ class Settings(BaseSettings):
         "25%", pattern=r"^\s*(\d+(\.\d+)?\s*%|\d+(\.\d+)?\s*([KMGT]i?B|[KMGT]?B))\s*$",
         description="DuckDB memory limit of one `movierec sql` query: a share of RAM (25%) or a size (2GB).",
     )  # fmt: skip
+
+    @field_validator("sql_memory_limit")
+    @classmethod
+    def _share_of_ram(cls, value: str) -> str:
+        """A share must be in (0, 100]%: DuckDB refuses more, and would say so only at the first query."""
+        if value.strip().endswith("%") and not 0 < float(value.strip()[:-1]) <= 100:
+            raise ValueError(f"a share of RAM must be above 0% and at most 100%, got {value.strip()}")
+        return value
+
     runs_uri: str | None = Field(
         None,
         description="Where runs' Parquet files go: a directory every Ray worker can reach, or a URI that "
