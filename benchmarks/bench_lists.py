@@ -5,7 +5,7 @@ on the ratings before its cut-off). Prints, per period, one markdown row per var
 settings, and the blend chosen on the validation period:
 
     MOVIEREC_HOME=... python benchmarks/bench_lists.py [--queries benchmarks/list_queries_small.csv]
-        [--cutoff 0.9] [--validation 0.1] [--json-out results.json]
+        [--cutoff 0.9] [--validation 0.1] [--folds 3] [--json-out results.json]
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ HERE = Path(__file__).resolve().parent
 @click.option("--queries", "query_file", type=click.Path(exists=True, dir_okay=False),
               default=str(HERE / "list_queries_small.csv"), show_default=True)  # fmt: skip
 @click.option("--cutoff", default=None, help="Share of ratings (0.9) or a date; default 0.9.")
-@click.option("--validation", type=float, default=0.1, show_default=True)
+@click.option("--validation", type=float, default=0.1, show_default=True, help="Share of ratings per fold.")
+@click.option("--folds", type=int, default=3, show_default=True, help="Validation folds, pooled.")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the full report here.")
-def main(query_file: str, cutoff: str | None, validation: float, json_out: str | None) -> None:
+def main(query_file: str, cutoff: str | None, validation: float, folds: int, json_out: str | None) -> None:
     settings = Settings()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    report = evaluate_lists(settings, query_file, cutoff, validation, progress=True)
+    report = evaluate_lists(settings, query_file, cutoff, validation, progress=True, folds=folds)
     seconds = time.perf_counter() - t0
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     if json_out:
@@ -48,7 +49,11 @@ def main(query_file: str, cutoff: str | None, validation: float, json_out: str |
         judged = next(iter(p["variants"].values()))["known"]["pairs_judged"]
         click.echo(f"\n{p['name']}: {p['cutoff']} .. {p['end']}, {p['train_ratings']:,} training ratings, "
                    f"users {u['known']} known / {u['cold_start']} cold-start / {u['fresh']} fresh; "
-                   f"(user, query) pairs judged (known users): {judged}\n")  # fmt: skip
+                   f"(user, query) pairs judged (known users): {judged}")  # fmt: skip
+        for f in p.get("folds") or []:
+            click.echo(f"- fold {f['cutoff']} .. {f['end']}: {f['train_ratings']:,} training ratings, "
+                       f"{f['users']['known']} known users")  # fmt: skip
+        click.echo()
         click.echo("| " + " | ".join(cols) + " |")
         click.echo("|" + " --- |" * len(cols))
         for name, m in p["variants"].items():

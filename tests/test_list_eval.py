@@ -205,6 +205,16 @@ def test_choose_takes_the_most_on_topic_blend_within_noise_of_the_best() -> None
     assert chosen["variant"] == "more on topic, within noise"
     # What to set to publish the chosen lists.
     assert chosen["apply"].startswith("MOVIEREC_ALPHA=0.2, MOVIEREC_POPULARITY_WEIGHT=-0.1, --candidates 250")
+    # Paired with the old default on the same pairs, the chosen blend's small loss turns out plain
+    # (-0.005 with a paired s.e. of 0.002): the next most on-topic blend whose loss is noise is chosen.
+    period.variants["more on topic, within noise"]["known"].update({"ndcg@10_vs_old": -0.005,
+                                                                    "ndcg@10_vs_old_se": 0.002})  # fmt: skip
+    period.variants["a little on topic"] = m(0.199, 0.15, 0.50)
+    period.variants["a little on topic"]["known"].update(
+        {"ndcg@10_vs_old": -0.001, "ndcg@10_vs_old_se": 0.002}
+    )
+    assert choose(period)["variant"] == "a little on topic"
+    assert "paired standard error" in choose(period)["rule"]
     # Where no later-liked film is on any topic, nDCG decides under the same floors.
     for v in period.variants.values():
         v["known"]["topic_ndcg@10"] = None
@@ -308,3 +318,55 @@ def test_the_configured_blend_is_judged_over_each_querys_own_candidates(world) -
     # Chosen, it says to keep each query's own count.
     chosen = choose(PeriodResult("validation", "", "", 1, {}, {configured.name: got[configured.name]}))
     assert chosen["apply"].endswith("each saved query's own --candidates")
+
+
+def test_validation_folds_are_pooled_pair_by_pair() -> None:
+    """Two folds whose users differ: the pooled period judges every fold's (user, query) pairs, so its
+    means and paired differences are those of the pairs put together, not of the folds' means."""
+    from movierec.batch.evaluate import _Fold, _pooled
+
+    variants = [Variant("cf a0 k250 (old default)", "cf", 250), Variant("blend", "cf", 250, 0.2)]
+
+    def part(ndcg: list[float], top: list[list[int]]) -> dict[str, np.ndarray]:
+        n = len(ndcg)
+        return {"top": np.array(top), "n_rel": np.ones(n, int), "n_topic": np.ones(n, int),
+                "hit": np.array(ndcg) > 0, "ndcg": np.array(ndcg), "ndcg_topic": np.array(ndcg),
+                "recall": np.array(ndcg), "judged": np.ones(n, int), "on": np.ones(n, int),
+                "listed": np.ones(n, int), "poprank": np.ones(n, int)}  # fmt: skip
+
+    # Fold 1: two known users and a fresh one (whose lists do not count for the known figures).
+    one = _Fold({"cf a0 k250 (old default)": [part([1.0, 0.0, 0.5], [[1], [2], [3]])],
+                 "blend": [part([1.0, 0.5, 0.5], [[1], [4], [3]])]},
+                np.array(["known", "known", "fresh"]))  # fmt: skip
+    # Fold 2: one known user, where the blend loses.
+    two = _Fold({"cf a0 k250 (old default)": [part([1.0], [[5]])], "blend": [part([0.0], [[6]])]},
+                np.array(["known"]))  # fmt: skip
+    spans = [PeriodResult(f"validation {i}/2", c, e, n, {"known": k, "cold_start": 0, "fresh": f})
+             for i, (c, e, n, k, f) in enumerate((("2019-01-01", "2020-01-01", 10, 2, 1),
+                                                 ("2020-01-01", "2021-01-01", 20, 1, 0)), 1)]  # fmt: skip
+    pooled = _pooled(spans, [one, two], variants, n_movies=10)
+    assert (pooled.name, pooled.cutoff, pooled.end) == ("validation", "2019-01-01", "2021-01-01")
+    assert pooled.users == {"known": 3, "cold_start": 0, "fresh": 1} and len(pooled.folds) == 2
+    known = pooled.variants["blend"]["known"]
+    assert known["pairs_judged"] == 3 and known["ndcg@10"] == pytest.approx(0.5)  # (1 + 0.5 + 0) / 3
+    assert pooled.variants["blend"]["all"]["pairs_judged"] == 4
+    # Paired: differences 0, +0.5, -1 -> mean -1/6, s.e. = sd / sqrt(3).
+    d = np.array([0.0, 0.5, -1.0])
+    assert known["ndcg@10_vs_old"] == pytest.approx(d.mean(), abs=1e-4)
+    assert known["ndcg@10_vs_old_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(3), abs=1e-4)
+    # Coverage counts the films listed in any fold: 1, 4, 3 and 6 (of 10) for the blend's lists.
+    assert pooled.variants["blend"]["all"]["coverage"] == pytest.approx(0.4)
+
+
+def test_validation_folds_that_do_not_fit_are_refused_before_fitting(world, monkeypatch) -> None:
+    settings, qfile, _ = world
+    monkeypatch.setattr("movierec.batch.evaluate.KerasCF.fit", lambda *a, **k: pytest.fail("fitted a model"))
+    # The world's ratings fall on two days: three folds cannot be cut from the ratings before the cut-off.
+    with pytest.raises(BadInputError, match="validation fold"):
+        evaluate_lists(settings, qfile, cutoff="2020-06-01", validation=0.05, folds=3)
+    with pytest.raises(BadInputError, match="lower --folds or --validation"):
+        evaluate_lists(settings, qfile, cutoff="2020-06-01", validation=0.4, folds=3)
+    bad = CliRunner().invoke(
+        cli, ["evaluate", "--lists", "--folds", "0"], env={"MOVIEREC_HOME": str(settings.home)}
+    )
+    assert bad.exit_code == 2 and "--folds" in bad.output

@@ -154,13 +154,20 @@ def train(settings, hyperparams: dict, update: bool, as_json: bool, quiet: bool)
     type=FiniteFloat(min=0, max=1, max_open=True),
     default=0.1,
     show_default=True,
-    help="With --lists: share of ratings before the cut-off that forms the validation period the "
-    "blend is chosen on (0: none).",
+    help="With --lists: share of ratings in each validation fold the blend is chosen on (0: none).",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(1, 20),
+    default=3,
+    show_default=True,
+    help="With --lists: validation folds before the cut-off, each with its own model, pooled for the "
+    "choice (one period holds few users who are known and active).",
 )
 @json_option
 @quiet_option
 def evaluate(settings, hyperparams: dict, split: str, lists: bool, query_file: str | None, cutoff: str | None,
-             validation: float, as_json: bool, quiet: bool) -> None:  # fmt: skip
+             validation: float, folds: int, as_json: bool, quiet: bool) -> None:  # fmt: skip
     """Train on a holdout split and compare the CF model with popularity and bias-only baselines.
 
     RMSE/MAE on a random 90/10 split (rating models only); precision, recall, nDCG, MAP, hit rate @10 and
@@ -170,7 +177,7 @@ def evaluate(settings, hyperparams: dict, split: str, lists: bool, query_file: s
     from movierec.cf import HyperParams, KerasCF
 
     if lists:
-        _evaluate_lists(settings, hyperparams, query_file, cutoff, validation, as_json, quiet)
+        _evaluate_lists(settings, hyperparams, query_file, cutoff, validation, folds, as_json, quiet)
         return
     if query_file or cutoff:
         raise click.UsageError("--queries and --cutoff go with --lists")
@@ -199,13 +206,13 @@ LIST_COLUMNS = ("variant", "ndcg@10", "topic ndcg", "hit@10", "recall@10", "topi
 
 
 def _evaluate_lists(settings, hyperparams: dict, query_file: str | None, cutoff: str | None,
-                    validation: float, as_json: bool, quiet: bool) -> None:  # fmt: skip
+                    validation: float, folds: int, as_json: bool, quiet: bool) -> None:  # fmt: skip
     from movierec.batch.evaluate import evaluate_lists
     from movierec.cf import HyperParams
 
     HyperParams(**hyperparams)
     report = evaluate_lists(settings, query_file, cutoff, validation, hyperparams=hyperparams,
-                            progress=not quiet)  # fmt: skip
+                            progress=not quiet, folds=folds)  # fmt: skip
     if as_json:
         echo_json(report)
         return
@@ -216,6 +223,7 @@ def _evaluate_lists(settings, hyperparams: dict, query_file: str | None, cutoff:
             f"training ratings; users: {u['known']:,} known, {u['cold_start']:,} cold-start, {u['fresh']:,} "
             "fresh). nDCG/hit/recall: known users, later liked films of the query's genres (or nearest); "
             "topic nDCG: those on its topic by title or tags; personal: among known users' lists"
+            + (f"; {len(period['folds'])} folds pooled" if len(period["folds"]) > 1 else "")
         )
         rows = []
         for name, m in period["variants"].items():
