@@ -86,8 +86,8 @@ class Variant:
 
 def default_variants(settings: Settings | None = None) -> list[Variant]:
     """The baselines, the old default (alpha 0) and a grid of blends (alpha x candidates, popularity weights,
-    alpha with a discount); the product's default (alpha 0.2, a discount of 0.1, 250 candidates) is the
-    blend "cf a0.2 p-0.1 k250". With `settings`, also
+    alpha with a discount); the product's default (alpha 0.1, a discount of 0.1, 250 candidates) is the
+    blend "cf a0.1 p-0.1 k250". With `settings`, also
     the blend they configure (`MOVIEREC_ALPHA`, `MOVIEREC_POPULARITY_WEIGHT`) over each query's own
     candidates: what the nightly publishes in that home, judged beside the rest (named "configured")."""
     out = [

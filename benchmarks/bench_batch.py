@@ -187,7 +187,7 @@ def main() -> None:
     ap.add_argument("--before", help="PYTHONPATH of another movierec version to compare with, same set-up")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each side with --before / --*-ab")
     ap.add_argument("--because-ab", action="store_true", help="runs without and with 'because you liked'")
-    ap.add_argument("--alpha-ab", action="store_true", help="runs at alpha 0 and at the default 0.2")
+    ap.add_argument("--alpha-ab", action="store_true", help="runs at alpha 0 and at 0.2")
     args = ap.parse_args()
 
     home = OUT / "bench-batch-home"

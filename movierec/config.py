@@ -111,14 +111,14 @@ class Settings(BaseSettings):
         description="Weight of popularity (vs query similarity) in the cold-start ranking.",
     )  # fmt: skip
     alpha: float = Field(
-        0.2, ge=0, le=1, allow_inf_nan=False,
+        0.1, ge=0, le=1, allow_inf_nan=False,
         description="Weight of query similarity against CF in known users' lists (0 = CF only); "
-        "`movierec evaluate --lists` chose 0.2 (BENCHMARKS.md). `--alpha` overrides it per command.",
+        "`movierec evaluate --lists` chose 0.1 (BENCHMARKS.md). `--alpha` overrides it per command.",
     )  # fmt: skip
     popularity_weight: float = Field(
         -0.1, ge=-1, le=1, allow_inf_nan=False,
         description="Weight of the candidates' log popularity against CF in known users' lists (< 0: a "
-        "discount); `movierec evaluate --lists` chose -0.1 with alpha 0.2 (BENCHMARKS.md).",
+        "discount); `movierec evaluate --lists` chose -0.1 with alpha 0.1 (BENCHMARKS.md).",
     )  # fmt: skip
     # Where the batch scores: this process ("local") or the tasks of a Ray cluster ("ray", extra `ray`).
     engine: Literal["local", "ray"] = Field("local", description="Batch scoring engine.")

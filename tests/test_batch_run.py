@@ -112,7 +112,7 @@ def test_alpha_setting_is_the_default_and_the_flag_wins(planted: Settings) -> No
     assert json.loads(result.stdout)["alpha"] == 0.0
     result = CliRunner().invoke(main, ["batch", "run", "--json"])  # no setting: the default
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["alpha"] == 0.2  # chosen by `movierec evaluate --lists`
+    assert json.loads(result.stdout)["alpha"] == 0.1  # chosen by `movierec evaluate --lists`
     bad = CliRunner().invoke(main, ["batch", "run"], env={"MOVIEREC_ALPHA": "1.5"})
     assert bad.exit_code == 1 and isinstance(bad.exception, SystemExit), bad.output
     assert bad.output.startswith("Error: bad setting alpha") and bad.output.count("\n") == 1, bad.output

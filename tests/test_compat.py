@@ -75,7 +75,7 @@ def test_a_v01_home_reads_ranks_and_republishes_the_same_lists(old_home: Path) -
     assert all(r.pop("because_movie_id") is None and r.pop("because_title") is None for r in shown)
     _same(shown, json.loads((old_home / "show7.json").read_text()))
     # Computed live by the new engine from the old model directory (legacy recommender.json manifest), at
-    # v0.1's alpha 0 (the default is 0.2 since the list evaluation chose it).
+    # v0.1's alpha 0 (the default is 0.1 since the list evaluation chose it).
     _same(
         _json(["recommend", "7", "scary films", "--alpha", "0", "--json"]),
         json.loads((old_home / "rec7.json").read_text()),

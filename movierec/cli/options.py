@@ -110,7 +110,7 @@ alpha_option = click.option(
     "--alpha", type=float, default=None,
     help="Weight of query similarity in the score, 0..1; alpha + |popularity weight| <= 1, so at most 0.9 "
     "with the default discount (MOVIEREC_POPULARITY_WEIGHT=0 and --alpha 1: similarity only) "
-    "[default: the alpha setting (MOVIEREC_ALPHA or movierec.toml), 0.2 unless set].",
+    "[default: the alpha setting (MOVIEREC_ALPHA or movierec.toml), 0.1 unless set].",
 )  # fmt: skip
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")
 
