@@ -12,7 +12,8 @@ split (`cf.tune.make_split`, the same scoring code), then one fit of the winner 
 The test part chooses nothing. Reported per row: nDCG@10, each movierec row's nDCG@10 minus the tuned
 peer's user by user (mean ± standard error: both rank the same users, so this is the comparison's own
 noise), recall@10, coverage, the final fit's seconds and the tuning seconds (the budget). Popularity is
-the floor; movierec with `--no-tune` defaults is shown too.
+the floor; movierec with `--no-tune` defaults is shown too. Each row is also printed as a JSON line as it
+finishes, and each movierec row's paired difference as one more line once the peer has run.
 
 Data sets: ml-latest-small (real, `--small`), a `movierec data synth` set of the same shape (`--synth`,
 generated in a temp dir), and optionally a large ratings.csv directory (`--large`, one peer config: the
@@ -187,6 +188,7 @@ def compare(
     print(json.dumps(public(rows[-1])), flush=True)
     for row in rows[:-1]:  # each movierec row against the tuned peer, user by user
         row["vs_peer"], row["vs_peer_se"] = (round(x, 5) for x in paired(row, rows[-1]))
+        print(json.dumps({k: row[k] for k in ("model", "vs_peer", "vs_peer_se")}), flush=True)
     rows.append(run("popularity", Popularity, train, test))
     print(json.dumps(public(rows[-1])), flush=True)
     return rows
