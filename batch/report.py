@@ -4,7 +4,13 @@
   them, so anything below 1.0 means filtering went wrong); None when the query has no genre filter;
 - personalisation: 1 - mean Jaccard overlap between two users' lists, over random pairs of a sample of
   users (all pairs of up to PERSONALISATION_SAMPLE users): 0 = everyone gets the same list;
-- coverage: distinct recommended movies / movies in the catalogue.
+- coverage: distinct recommended movies / movies in the catalogue;
+- what users did next (`SINCE`): ratings written by ingests after the last one the run's lists saw
+  (`batch_runs.last_ingest`) judge its lists, the nightly's own outcome (`movierec evaluate --lists`
+  replays the past instead). Over the users a query served who rated anything since: hit rate (their list
+  holds a film they then rated >= `LIKE`), precision (share of their listed films they then liked), and
+  the hit rate of one list for everyone, the films the run listed most for that query (minus what each
+  user had rated): the simplest baseline, beside the lists in the same report.
 """
 
 from __future__ import annotations
@@ -21,6 +27,13 @@ from movierec.db import connect
 from movierec.errors import BadInputError
 
 PERSONALISATION_SAMPLE = 400
+LIKE = 4.0  # a later rating at or above this is a liked film (as `movierec evaluate --lists`)
+SINCE = (
+    "ratings written by ingests after the run's lists were computed; over the users a query served who "
+    f"rated anything since: hit rate (the list holds a film they then rated >= {LIKE:g}), precision (listed "
+    "films they then liked / listed), and the hit rate of the run's most-listed films for the query given "
+    "to everyone (minus what each user had rated): a baseline"
+)
 
 
 def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
@@ -69,13 +82,85 @@ def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
                     "cold_start_share": None if cold is None else round(float(cold), 4),
                 }
             )
+        since = _since(con, run) if run["status"] == "succeeded" else None
     notes = [
         f"run {r} (started {t:%Y-%m-%d %H:%M:%S}) was abandoned: its process died before publishing"
         for r, t in dead
     ]
     if run["status"] == "abandoned":
         notes.insert(0, f"run {run['run_id']} was abandoned: its process died before publishing")
-    return {"run": run, "catalogue_movies": catalogue, "queries": queries, "notes": notes}
+    if since is None:
+        notes.append(
+            "what users did next: not known for this run (it published nothing, or before runs recorded "
+            "their last ingest)"
+        )
+    elif not since["ratings"]:
+        notes.append("what users did next: no ratings ingested since the run yet")
+    for q in queries:
+        q.update((since or {}).get("queries", {}).get(q["query"], dict.fromkeys(SINCE_FIELDS)))
+    summary = None if since is None else {k: v for k, v in since.items() if k != "queries"}
+    return {"run": run, "catalogue_movies": catalogue, "queries": queries, "since": summary, "notes": notes}
+
+
+SINCE_FIELDS = ("active_since", "hit_rate_since", "precision_since", "same_list_hit_rate_since")
+
+
+def _since(con: Any, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's lists judged by the ratings ingested after them (module docstring); None when the run
+    did not record which ingest its lists saw."""
+    if run.get("last_ingest") is None:
+        return None
+    params = {"run": run["run_id"], "last": int(run["last_ingest"]), "like": LIKE}
+    ingests, ratings, users = con.execute(
+        "SELECT (SELECT count(*) FROM ingests WHERE ingest_id > $last), count(*), count(DISTINCT user_id) "
+        "FROM ratings WHERE ingest_id > $last",
+        {"last": params["last"]},
+    ).fetchone()
+    rows = con.execute(
+        """
+        WITH later AS (SELECT user_id, movie_id, rating FROM ratings WHERE ingest_id > $last),
+        q AS (SELECT query_name, top_n FROM batch_run_queries WHERE run_id = $run),
+        lists AS (
+            SELECT r.query_name, r.user_id, r.movie_id FROM recommendations r
+            SEMI JOIN (SELECT DISTINCT user_id FROM later) a USING (user_id) WHERE r.run_id = $run
+        ),
+        judged AS (
+            SELECT query_name, user_id, count(*) AS listed, count(*) FILTER (x.rating >= $like) AS liked
+            FROM lists l LEFT JOIN later x USING (user_id, movie_id) GROUP BY ALL
+        ),
+        -- the baseline: each query's most-listed films, in that order, minus what a user had rated before
+        listed AS (
+            SELECT query_name, movie_id, count(*) AS n FROM recommendations WHERE run_id = $run
+            GROUP BY query_name, movie_id
+        ),
+        most AS (
+            SELECT l.query_name, l.movie_id, l.n FROM listed l JOIN q USING (query_name)
+            QUALIFY row_number() OVER (PARTITION BY l.query_name ORDER BY l.n DESC, l.movie_id) <= 3 * q.top_n
+        ),
+        same AS (
+            SELECT j.query_name, j.user_id, m.movie_id,
+                   row_number() OVER (PARTITION BY j.query_name, j.user_id ORDER BY m.n DESC, m.movie_id) AS k
+            FROM judged j JOIN most m USING (query_name)
+            ANTI JOIN (SELECT user_id, movie_id FROM ratings WHERE ingest_id IS NULL OR ingest_id <= $last) b
+                USING (user_id, movie_id)
+        ),
+        same_hit AS (
+            SELECT s.query_name, s.user_id FROM same s JOIN q USING (query_name)
+            JOIN later x USING (user_id, movie_id) WHERE s.k <= q.top_n AND x.rating >= $like
+            GROUP BY ALL
+        )
+        SELECT j.query_name, count(*), avg((j.liked > 0)::INT), sum(j.liked) / sum(j.listed),
+               (SELECT count(*) FROM same_hit h WHERE h.query_name = j.query_name) / count(*)
+        FROM judged j GROUP BY j.query_name
+        """,
+        params,
+    ).fetchall()
+    per_query = {
+        name: dict(zip(SINCE_FIELDS, (int(n), *(round(float(x), 4) for x in (hit, prec, same))), strict=True))
+        for name, n, hit, prec, same in rows
+    }
+    return {"last_ingest": run.get("last_ingest"), "ingests": ingests, "ratings": ratings, "users": users,
+            "definition": SINCE, "queries": per_query}  # fmt: skip
 
 
 def _personalisation(con: Any, run_id: int, query: str) -> float | None:

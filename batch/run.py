@@ -167,7 +167,10 @@ def _compute_and_publish(
     lap("fetch candidates")
 
     all_movies = np.unique(np.concatenate([c.movie_ids for c in cands] + [np.zeros(0, np.int64)]))
-    with connect(settings, read_only=True) as con:
+    # One snapshot: the ratings the lists leave out and the last ingest they came from (later ingests'
+    # ratings are what users did next: `movierec batch report`).
+    with connect(settings, read_only=True) as con, transaction(con):
+        last_ingest = con.execute("SELECT coalesce(max(ingest_id), 0) FROM ingests").fetchone()[0]
         everyone = catalog.user_ids(con)
         seen = catalog.Seen.load(con, all_movies)
         lap("read users and candidates' ratings")
@@ -229,7 +232,7 @@ def _compute_and_publish(
     matmul_s = sum(st.matmul_seconds for st in stats)
     n_rows = sum(s.n_rows for s in stats)
     n_users = int(len(np.unique(np.concatenate(targets)))) if targets else 0
-    lock_s = _publish(settings, run_id, queries, stats, record, n_users, n_rows)
+    lock_s = _publish(settings, run_id, queries, stats, record, n_users, n_rows, last_ingest)
     lap("publish (incl. waiting for readers)")
     return RunSummary(
         run_id=run_id,
@@ -256,6 +259,7 @@ def _publish(
     record: Any,
     n_users: int,
     n_rows: int,
+    last_ingest: int | None,
 ) -> float:
     """The one write of the results: the run file named by the view and the 'succeeded' mark commit
     together or not at all. Returns how long other processes were locked out of the database."""
@@ -275,7 +279,7 @@ def _publish(
             "n_rows": [s.n_rows for s in stats],
         }
     )
-    return runs.publish(settings, run_id, query_rows, str(record.version), n_users, n_rows)
+    return runs.publish(settings, run_id, query_rows, str(record.version), n_users, n_rows, last_ingest)
 
 
 def _mark_failed(settings: Settings, run_id: int, exc: BaseException) -> None:

@@ -111,7 +111,10 @@ CREATE TABLE IF NOT EXISTS batch_runs(
     -- written to (NULL: beside the database). Recorded at the start, so a run stays readable (and
     -- deletable) after `runs_uri` changes, and relative, so a copied home reads its own files.
     output           VARCHAR,
-    runs_uri         VARCHAR
+    runs_uri         VARCHAR,
+    -- The last ingest whose ratings the run's lists saw (0: none; NULL: a run from before it was recorded):
+    -- ratings of later ingests are what users did next (`movierec batch report`).
+    last_ingest      INTEGER
 );
 -- What each run asked and found, per saved query (a snapshot: queries may change after the run).
 CREATE TABLE IF NOT EXISTS batch_run_queries(
@@ -149,9 +152,15 @@ def _number_ingests(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     con.execute("ALTER TABLE ratings ADD COLUMN IF NOT EXISTS ingest_id INTEGER")
 
 
+def _runs_see_ingests(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    # Runs published before stay NULL: what users did after them is not known.
+    con.execute("ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS last_ingest INTEGER")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[duckdb.DuckDBPyConnection, Path], None]], ...] = (
     (2, "published runs recorded relative to their location, not by absolute path", _migrate_run_paths),
     (3, "ratings record the ingest that wrote them", _number_ingests),
+    (4, "runs record the last ingest their lists saw", _runs_see_ingests),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

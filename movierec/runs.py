@@ -228,12 +228,14 @@ def latest_run_id(con: duckdb.DuckDBPyConnection) -> int | None:
 
 
 RUN_FIELDS = ("run_id", "status", "started_at", "finished_at", "cf_model_version", "embedding_model", "alpha",
-              "formula", "n_queries", "n_users", "n_rows", "error")  # fmt: skip
+              "formula", "n_queries", "n_users", "n_rows", "error", "last_ingest")  # fmt: skip
 
 
 def run_record(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dict[str, Any]:
-    """One run's ledger row (default: the latest succeeded), or NotFoundError saying what exists."""
-    cols = ", ".join(RUN_FIELDS)
+    """One run's ledger row (default: the latest succeeded), or NotFoundError saying what exists. A field
+    the database does not have yet (read-only, before a writer migrated it) reads as None."""
+    have = {d[0] for d in con.execute("SELECT * FROM batch_runs LIMIT 0").description}
+    cols = ", ".join(f if f in have else f"NULL AS {f}" for f in RUN_FIELDS)
     if run_id is None:
         row = con.execute(
             f"SELECT {cols} FROM batch_runs WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT 1"
@@ -610,7 +612,13 @@ def _delete(ref: RunRef, db_path: Path) -> None:
 
 
 def publish(
-    settings: Settings, run_id: int, query_rows: pa.Table, cf_model_version: str, n_users: int, n_rows: int
+    settings: Settings,
+    run_id: int,
+    query_rows: pa.Table,
+    cf_model_version: str,
+    n_users: int,
+    n_rows: int,
+    last_ingest: int | None = None,
 ) -> float:
     """The one write of the results: the run marked succeeded (with its per-query snapshot), runs whose files
     are gone recorded as lost, runs beyond `keep_runs` dropped, the views repointed, in one transaction;
@@ -625,8 +633,8 @@ def publish(
         con.unregister("_new_queries")
         con.execute(
             "UPDATE batch_runs SET status = 'succeeded', finished_at = ?, cf_model_version = ?, "
-            "n_users = ?, n_rows = ? WHERE run_id = ?",
-            [datetime.now(), cf_model_version, n_users, n_rows, run_id],
+            "n_users = ?, n_rows = ?, last_ingest = ? WHERE run_id = ?",
+            [datetime.now(), cf_model_version, n_users, n_rows, last_ingest, run_id],
         )
         for lost, where in missing(con, db_path).items():  # deleted or damaged since: no longer served
             con.execute(

@@ -239,6 +239,17 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
         click.echo(f"note: {note}")
     echo_table(rep["queries"], ["query", "candidates_found", "users_served", "genre_precision",
                            "personalisation", "coverage", "distinct_movies"])  # fmt: skip
+    since = rep["since"]
+    if since and since["ratings"]:
+        click.echo(
+            f"\nwhat users did next: {since['ratings']:,} ratings by {since['users']:,} users in "
+            f"{since['ingests']} ingest(s) since the run; hit rate = the list holds a film the user then "
+            "rated >= 4; same list = the run's most-listed films for the query, given to everyone"
+        )
+        echo_table([{"query": q["query"], "active users": q["active_since"], "hit rate": q["hit_rate_since"],
+                     "same list hit rate": q["same_list_hit_rate_since"], "precision": q["precision_since"]}
+                    for q in rep["queries"]],
+                   ["query", "active users", "hit rate", "same list hit rate", "precision"])  # fmt: skip
 
 
 # --------------------------------------------------------------------------- ad hoc
