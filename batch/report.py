@@ -5,8 +5,9 @@
 - personalisation: 1 - mean Jaccard overlap between two users' lists, over random pairs of a sample of
   users (all pairs of up to PERSONALISATION_SAMPLE users): 0 = everyone gets the same list;
 - coverage: distinct recommended movies / movies in the catalogue;
-- what users did next (`SINCE`): ratings written by ingests after the last one the run's lists saw
-  (`batch_runs.last_ingest`) judge its lists, the nightly's own outcome (`movierec evaluate --lists`
+- what users did next (`SINCE`): the (user, film) pairs first rated in ingests after the last one the
+  run's lists saw (`batch_runs.last_ingest`, `ratings.first_ingest`; a changed rating of a film rated
+  before is not a new watch) judge its lists, the nightly's own outcome (`movierec evaluate --lists`
   replays the past instead). Over the users a query served who rated anything since: hit rate (their list
   holds a film they then rated >= `LIKE`), precision (share of their listed films they then liked), and
   the hit rate of one list for everyone, the films the run listed most for that query (minus what each
@@ -29,7 +30,7 @@ from movierec.errors import BadInputError
 PERSONALISATION_SAMPLE = 400
 LIKE = 4.0  # a later rating at or above this is a liked film (as `movierec evaluate --lists`)
 SINCE = (
-    "ratings written by ingests after the run's lists were computed; over the users a query served who "
+    "films first rated in ingests after the run's lists were computed; over the users a query served who "
     f"rated anything since: hit rate (the list holds a film they then rated >= {LIKE:g}), precision (listed "
     "films they then liked / listed), and the hit rate of the run's most-listed films for the query given "
     "to everyone (minus what each user had rated): a baseline"
@@ -83,6 +84,13 @@ def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
                 }
             )
         since = _since(con, run) if run["status"] == "succeeded" else None
+        judged = None
+        if since is not None and not since["ratings"]:  # the newest run later ingests can judge
+            judged = con.execute(
+                "SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded' AND run_id <> ? "
+                "AND last_ingest < (SELECT coalesce(max(ingest_id), 0) FROM ingests)",
+                [run["run_id"]],
+            ).fetchone()[0]
     notes = [
         f"run {r} (started {t:%Y-%m-%d %H:%M:%S}) was abandoned: its process died before publishing"
         for r, t in dead
@@ -90,14 +98,17 @@ def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
     if run["status"] == "abandoned":
         notes.insert(0, f"run {run['run_id']} was abandoned: its process died before publishing")
     if since is None:
-        notes.append(
-            "what users did next: not known for this run (it published nothing, or before runs recorded "
-            "their last ingest)"
-        )
+        why = "it was published before runs recorded their last ingest" if run["status"] == "succeeded" else (
+            f"it is {run['status']}")  # fmt: skip
+        notes.append(f"what users did next: not known for this run ({why})")
     elif not since["ratings"]:
-        notes.append("what users did next: no ratings ingested since the run yet")
+        later = f"; run {judged} can be judged: `movierec batch report {judged}`" if judged else ""
+        notes.append(f"what users did next: no new ratings ingested since this run yet{later}")
+    none = (
+        dict.fromkeys(SINCE_FIELDS) if since is None else {**dict.fromkeys(SINCE_FIELDS), "active_since": 0}
+    )
     for q in queries:
-        q.update((since or {}).get("queries", {}).get(q["query"], dict.fromkeys(SINCE_FIELDS)))
+        q.update((since or {}).get("queries", {}).get(q["query"], none))
     summary = None if since is None else {k: v for k, v in since.items() if k != "queries"}
     return {"run": run, "catalogue_movies": catalogue, "queries": queries, "since": summary, "notes": notes}
 
@@ -108,17 +119,19 @@ SINCE_FIELDS = ("active_since", "hit_rate_since", "precision_since", "same_list_
 def _since(con: Any, run: dict[str, Any]) -> dict[str, Any] | None:
     """The run's lists judged by the ratings ingested after them (module docstring); None when the run
     did not record which ingest its lists saw."""
-    if run.get("last_ingest") is None:
+    have = {d[0] for d in con.execute("SELECT * FROM ratings LIMIT 0").description}
+    if run.get("last_ingest") is None or "first_ingest" not in have:  # a run or database from before
         return None
     params = {"run": run["run_id"], "last": int(run["last_ingest"]), "like": LIKE}
+    # Later = pairs first written after the run: a re-rating of a film rated before is not a new watch.
     ingests, ratings, users = con.execute(
         "SELECT (SELECT count(*) FROM ingests WHERE ingest_id > $last), count(*), count(DISTINCT user_id) "
-        "FROM ratings WHERE ingest_id > $last",
+        "FROM ratings WHERE first_ingest > $last",
         {"last": params["last"]},
     ).fetchone()
     rows = con.execute(
         """
-        WITH later AS (SELECT user_id, movie_id, rating FROM ratings WHERE ingest_id > $last),
+        WITH later AS (SELECT user_id, movie_id, rating FROM ratings WHERE first_ingest > $last),
         q AS (SELECT query_name, top_n FROM batch_run_queries WHERE run_id = $run),
         lists AS (
             SELECT r.query_name, r.user_id, r.movie_id FROM recommendations r
@@ -133,16 +146,26 @@ def _since(con: Any, run: dict[str, Any]) -> dict[str, Any] | None:
             SELECT query_name, movie_id, count(*) AS n FROM recommendations WHERE run_id = $run
             GROUP BY query_name, movie_id
         ),
+        before AS (  -- what the active users had rated when the run computed its lists
+            SELECT user_id, movie_id FROM ratings
+            SEMI JOIN (SELECT DISTINCT user_id FROM judged) a USING (user_id)
+            WHERE first_ingest IS NULL OR first_ingest <= $last
+        ),
+        -- enough of the most-listed films that every user keeps top_n after leaving out what they rated
+        depth AS (
+            SELECT q.query_name, q.top_n + coalesce(max(r.c), 0) AS d FROM q LEFT JOIN (
+                SELECT m.query_name, b.user_id, count(*) AS c FROM before b JOIN listed m USING (movie_id)
+                GROUP BY ALL
+            ) r USING (query_name) GROUP BY q.query_name, q.top_n
+        ),
         most AS (
-            SELECT l.query_name, l.movie_id, l.n FROM listed l JOIN q USING (query_name)
-            QUALIFY row_number() OVER (PARTITION BY l.query_name ORDER BY l.n DESC, l.movie_id) <= 3 * q.top_n
+            SELECT l.query_name, l.movie_id, l.n FROM listed l JOIN depth USING (query_name)
+            QUALIFY row_number() OVER (PARTITION BY l.query_name ORDER BY l.n DESC, l.movie_id) <= depth.d
         ),
         same AS (
             SELECT j.query_name, j.user_id, m.movie_id,
                    row_number() OVER (PARTITION BY j.query_name, j.user_id ORDER BY m.n DESC, m.movie_id) AS k
-            FROM judged j JOIN most m USING (query_name)
-            ANTI JOIN (SELECT user_id, movie_id FROM ratings WHERE ingest_id IS NULL OR ingest_id <= $last) b
-                USING (user_id, movie_id)
+            FROM judged j JOIN most m USING (query_name) ANTI JOIN before b USING (user_id, movie_id)
         ),
         same_hit AS (
             SELECT s.query_name, s.user_id FROM same s JOIN q USING (query_name)

@@ -177,7 +177,7 @@ def _compute_and_publish(
         liked = catalog.liked(con, BECAUSE_LIKED) if settings.because else None
     if liked is not None:
         lap("because you liked: read liked films")
-    model, folded = with_fresh_users(settings, model, everyone)
+    model, folded = with_fresh_users(settings, model, everyone, last_ingest)
     lap(f"fold in {len(folded):,} users newer than the model")
     explain = Because.prepare(model, *liked) if liked is not None else None
     if liked is not None:

@@ -18,10 +18,12 @@ from movierec.db import connect
 
 
 def with_fresh_users(
-    settings: Settings, model: Recommender, user_ids: np.ndarray
+    settings: Settings, model: Recommender, user_ids: np.ndarray, last_ingest: int | None = None
 ) -> tuple[Recommender, np.ndarray]:
     """`model` plus folded-in vectors for those of `user_ids` it lacks but who have ratings in DuckDB, and
-    the ids folded in (sorted). A model that cannot fold in (not ALS) comes back unchanged."""
+    the ids folded in (sorted). A model that cannot fold in (not ALS) comes back unchanged. `last_ingest`:
+    only ratings of pairs first written by that ingest or before (the batch's snapshot), so a run's
+    lists never learn from ratings that judge them later."""
     from movierec.cf.keras_cf import KerasCF
 
     none = np.zeros(0, dtype=np.int64)
@@ -33,8 +35,9 @@ def with_fresh_users(
     if len(fresh) == 0:
         return model, none
     with connect(settings, read_only=True) as con:
+        snapshot = "" if last_ingest is None else f" AND coalesce(first_ingest, 0) <= {int(last_ingest)}"
         cols = con.execute(
-            "SELECT user_id, movie_id, rating FROM ratings WHERE user_id IN (SELECT unnest(?))",
+            f"SELECT user_id, movie_id, rating FROM ratings WHERE user_id IN (SELECT unnest(?)){snapshot}",
             [fresh.tolist()],
         ).fetchnumpy()
     ids, vecs, bias = factors.fold_in(cols["user_id"], cols["movie_id"], cols["rating"])

@@ -483,7 +483,11 @@ def _upsert(
     keys, values = _KEYS[table]
     cols = ", ".join(keys + values)
     number = "NULL" if ingest is None else str(int(ingest))
-    into, select = (f"{cols}, ingest_id", f"{cols}, {number}") if table == "ratings" else (cols, cols)
+    into, select = (
+        (f"{cols}, ingest_id, first_ingest", f"{cols}, {number}, {number}")
+        if table == "ratings"
+        else (cols, cols)
+    )
     stored = _count(con, f"SELECT count(*) FROM {table}")
     if stored == 0:
         # Fresh table: everything is new, no join needed (the fast path at ml-25m scale).
@@ -500,10 +504,21 @@ def _upsert(
     if table in ("movies", "links"):  # primary key: replace in place
         con.execute(f"INSERT OR REPLACE INTO {table} ({into}) SELECT {select} FROM _changed")
     else:  # no index on ratings/tags: delete the old version of changed keys, insert the new
+        match = " AND ".join(f"t.{k} = c.{k}" for k in keys)
+        if updated and table == "ratings":  # a changed rating keeps the ingest that first wrote its pair
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _first AS SELECT t.user_id, t.movie_id, t.first_ingest "
+                f"FROM ratings t JOIN _changed c ON c.existed AND {match}"
+            )
         if updated:
-            match = " AND ".join(f"t.{k} = c.{k}" for k in keys)
             con.execute(f"DELETE FROM {table} t USING _changed c WHERE c.existed AND {match}")
         con.execute(f"INSERT INTO {table} ({into}) SELECT {select} FROM _changed")
+        if updated and table == "ratings":
+            con.execute(
+                "UPDATE ratings t SET first_ingest = f.first_ingest FROM _first f "
+                "WHERE t.user_id = f.user_id AND t.movie_id = f.movie_id"
+            )
+            con.execute("DROP TABLE _first")
     if diff is None:
         con.execute("DROP TABLE _changed")
     else:

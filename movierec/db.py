@@ -46,7 +46,10 @@ CREATE TABLE IF NOT EXISTS ratings(
     movie_id  INTEGER NOT NULL,
     rating    FLOAT NOT NULL,
     rated_at  TIMESTAMP,
-    ingest_id INTEGER
+    ingest_id INTEGER,
+    -- first_ingest: the ingest that first wrote the (user, movie) pair; a changed rating keeps it (ingest_id
+    -- moves): what users did after a run is the pairs first written after it (`movierec batch report`).
+    first_ingest INTEGER
 );
 -- One row per ingest that committed; `token` tells two copies of a database apart once they diverge.
 CREATE TABLE IF NOT EXISTS ingests(
@@ -157,10 +160,17 @@ def _runs_see_ingests(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     con.execute("ALTER TABLE batch_runs ADD COLUMN IF NOT EXISTS last_ingest INTEGER")
 
 
+def _first_ingests(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    # Rows stored before: their latest ingest is the best known (a pair re-rated earlier counts from it).
+    con.execute("ALTER TABLE ratings ADD COLUMN IF NOT EXISTS first_ingest INTEGER")
+    con.execute("UPDATE ratings SET first_ingest = ingest_id WHERE ingest_id IS NOT NULL")
+
+
 MIGRATIONS: tuple[tuple[int, str, Callable[[duckdb.DuckDBPyConnection, Path], None]], ...] = (
     (2, "published runs recorded relative to their location, not by absolute path", _migrate_run_paths),
     (3, "ratings record the ingest that wrote them", _number_ingests),
     (4, "runs record the last ingest their lists saw", _runs_see_ingests),
+    (5, "ratings record the ingest that first wrote their pair", _first_ingests),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -397,6 +397,12 @@ def test_ratings_carry_the_ingest_that_wrote_them(settings: Settings, tmp_path: 
         ingests = con.execute("SELECT ingest_id, source, length(token) FROM ingests ORDER BY 1").fetchall()
     assert stamps.pop((1, 1)) == stamps.pop((4, 9)) == 2
     assert set(stamps.values()) == {1} and len(stamps) == 7
+    with connect(settings) as con:  # the re-rated pair keeps the ingest that first wrote it; the new one not
+        first = dict(
+            ((u, m), i)
+            for u, m, i in con.execute("SELECT user_id, movie_id, first_ingest FROM ratings").fetchall()
+        )
+    assert first[(1, 1)] == 1 and first[(4, 9)] == 2 and set(first.values()) == {1, 2}
     assert ingests == [(1, str(tmp_path / "v1"), 32), (2, str(newer), 32), (3, str(newer), 32)]
 
 

@@ -36,16 +36,24 @@ def test_a_runs_lists_are_judged_by_the_ratings_ingested_after_it(tmp_path: Path
     run_batch(settings)
     rep = report(settings)
     assert rep["run"]["last_ingest"] == 0 and rep["since"]["ratings"] == 0  # nothing ingested yet
-    assert any("no ratings ingested since" in n for n in rep["notes"])
+    assert any("no new ratings ingested since" in n for n in rep["notes"])
 
     lists = {u: [m for m, _ in ms] for u, ms in world.lists(settings).items()}
     top_n = world.ZOMBIES.top_n
     # After the run: users 2 and 6 like the first film of their lists, user 3 watches its first film and
-    # dislikes it, user 5 likes a comedy no zombie list holds. Four active users, two hits.
+    # dislikes it, user 5 likes a comedy no zombie list holds. Four active users, two hits. User 4 only
+    # changes its rating of a film rated before the run (4.5 -> 5.0): not a new watch, not active, and no
+    # credit to the baseline (whose list could hold the film: lists leave out what users had rated).
     later = [(2, lists[2][0], 5.0), (3, lists[3][0], 2.0), (5, 201, 4.5), (6, lists[6][0], 4.0)]
-    ingest_dir(settings, _later(tmp_path, later))
+    rerated = [(u, m, 5.0 if m == 104 else r) for u, m, r in world.RATINGS if u == 4]
+    ingest_dir(settings, _later(tmp_path, later + rerated))
     rep = report(settings, 1)
     assert (rep["since"]["ingests"], rep["since"]["ratings"], rep["since"]["users"]) == (1, 4, 4)
+    with connect(settings, read_only=True) as con:  # the ingest did write user 4's changed rating
+        assert (
+            con.execute("SELECT rating FROM ratings WHERE user_id = 4 AND movie_id = 104").fetchone()[0]
+            == 5.0
+        )
     z = rep["queries"][0]
     assert z["active_since"] == 4
     assert z["hit_rate_since"] == pytest.approx(2 / 4, abs=1e-4)
@@ -71,9 +79,13 @@ def test_a_runs_lists_are_judged_by_the_ratings_ingested_after_it(tmp_path: Path
     )
     assert js["queries"][0]["hit_rate_since"] == z["hit_rate_since"]
 
-    # A run after the ingest saw it: nothing has happened since that run yet.
+    # A run after the ingest saw it: nothing has happened since that run yet, and the report says which
+    # run the later ratings can judge.
     run_batch(settings)
-    assert report(settings)["run"]["last_ingest"] == 1 and report(settings)["since"]["ratings"] == 0
+    now = report(settings)
+    assert now["run"]["last_ingest"] == 1 and now["since"]["ratings"] == 0
+    assert now["queries"][0]["active_since"] == 0
+    assert any("`movierec batch report 1`" in n for n in now["notes"]), now["notes"]
     # A run published before runs recorded their last ingest: what came next is not known, and said.
     with connect(settings) as con:
         con.execute("UPDATE batch_runs SET last_ingest = NULL WHERE run_id = 1")
