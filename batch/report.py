@@ -86,11 +86,7 @@ def report(settings: Settings, run_id: int | None = None) -> dict[str, Any]:
         since = _since(con, run) if run["status"] == "succeeded" else None
         judged = None
         if since is not None and not since["ratings"]:  # the newest run later ingests can judge
-            judged = con.execute(
-                "SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded' AND run_id <> ? "
-                "AND last_ingest < (SELECT coalesce(max(ingest_id), 0) FROM ingests)",
-                [run["run_id"]],
-            ).fetchone()[0]
+            judged = runs.latest_judgeable(con, run["run_id"])
     notes = [
         f"run {r} (started {t:%Y-%m-%d %H:%M:%S}) was abandoned: its process died before publishing"
         for r, t in dead

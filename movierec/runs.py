@@ -252,6 +252,16 @@ def run_record(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dic
     return dict(zip(RUN_FIELDS, row, strict=True))
 
 
+def latest_judgeable(con: duckdb.DuckDBPyConnection, other_than: int) -> int | None:
+    """The newest succeeded run (not `other_than`) whose lists saw fewer ingests than there are now: later
+    ratings can judge it (`movierec batch report`)."""
+    return con.execute(
+        "SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded' AND run_id <> ? "
+        "AND last_ingest < (SELECT coalesce(max(ingest_id), 0) FROM ingests)",
+        [other_than],
+    ).fetchone()[0]
+
+
 def abandoned_after(con: duckdb.DuckDBPyConnection, run_id: int) -> list[tuple[int, datetime]]:
     return con.execute(
         "SELECT run_id, started_at FROM batch_runs WHERE status = 'abandoned' AND run_id > ? ORDER BY 1",
