@@ -49,6 +49,7 @@ import numpy as np
 
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, SavedQuery, list_queries, validate
+from movierec.catalog import LIKED_RATING
 from movierec.cf import KerasCF, Popularity, Ratings, Recommender, check_weights, load_ratings
 from movierec.config import Settings
 from movierec.db import connect
@@ -56,7 +57,7 @@ from movierec.errors import BadInputError, NotFoundError
 from movierec.progress import bar, say
 
 K = 10  # list length judged (the saved queries' default top-N)
-LIKE = 4.0  # a later rating at or above this is a "liked" film
+LIKE = LIKED_RATING  # a later rating at or above it is a "liked" film (one threshold for every judgement)
 COLD_RATINGS = 5  # users with fewer training ratings are reported as cold-start
 PERSONALISATION_SAMPLE = 400
 DEFAULT_CUTOFF = 0.9  # test period: the last 10% of ratings by time

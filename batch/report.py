@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from movierec import runs
+from movierec.catalog import LIKED_RATING
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError
 
 PERSONALISATION_SAMPLE = 400
-LIKE = 4.0  # a later rating at or above this is a liked film (as `movierec evaluate --lists`)
+LIKE = LIKED_RATING  # a later rating at or above it is a liked film (one threshold for every judgement)
 SINCE = (
     "films first rated in ingests after the run's lists were computed; over the users a query served who "
     f"rated anything since: hit rate (the list holds a film they then rated >= {LIKE:g}), precision (listed "

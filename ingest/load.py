@@ -505,19 +505,17 @@ def _upsert(
         con.execute(f"INSERT OR REPLACE INTO {table} ({into}) SELECT {select} FROM _changed")
     else:  # no index on ratings/tags: delete the old version of changed keys, insert the new
         match = " AND ".join(f"t.{k} = c.{k}" for k in keys)
+        source = "_changed"
         if updated and table == "ratings":  # a changed rating keeps the ingest that first wrote its pair
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _first AS SELECT t.user_id, t.movie_id, t.first_ingest "
-                f"FROM ratings t JOIN _changed c ON c.existed AND {match}"
+                f"CREATE OR REPLACE TEMP TABLE _first AS SELECT c.*, t.first_ingest AS _kept "
+                f"FROM _changed c LEFT JOIN ratings t ON c.existed AND {match}"
             )
+            source, select = "_first", f"{cols}, {number}, CASE WHEN existed THEN _kept ELSE {number} END"
         if updated:
             con.execute(f"DELETE FROM {table} t USING _changed c WHERE c.existed AND {match}")
-        con.execute(f"INSERT INTO {table} ({into}) SELECT {select} FROM _changed")
-        if updated and table == "ratings":
-            con.execute(
-                "UPDATE ratings t SET first_ingest = f.first_ingest FROM _first f "
-                "WHERE t.user_id = f.user_id AND t.movie_id = f.movie_id"
-            )
+        con.execute(f"INSERT INTO {table} ({into}) SELECT {select} FROM {source}")
+        if source == "_first":
             con.execute("DROP TABLE _first")
     if diff is None:
         con.execute("DROP TABLE _changed")

@@ -127,7 +127,9 @@ def user_ids(con: duckdb.DuckDBPyConnection) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-LIKED_RATING = 4.0  # a rating at or above it is a liked film (the "because you liked" explanations)
+# A rating at or above it is a liked film: the "because you liked" explanations, and the later-liked films
+# that judge lists (`movierec evaluate --lists`, `movierec batch report`).
+LIKED_RATING = 4.0
 
 
 def liked(con: duckdb.DuckDBPyConnection, per_user: int) -> tuple[np.ndarray, np.ndarray]:

@@ -222,6 +222,7 @@ def batch_run(settings: Settings, alpha: float | None, as_json: bool, quiet: boo
 def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_json: bool) -> None:
     """Quality of a run's lists per query (default: the latest successful run)."""
     from movierec.batch.report import report, write_chart
+    from movierec.catalog import LIKED_RATING
 
     rep = report(settings, run_id)
     if chart:
@@ -244,7 +245,8 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
         click.echo(
             f"\nwhat users did next: {since['ratings']:,} ratings by {since['users']:,} users in "
             f"{since['ingests']} ingest(s) since the run; hit rate = the list holds a film the user then "
-            "rated >= 4; same list = the run's most-listed films for the query, given to everyone"
+            f"rated >= {LIKED_RATING:g}; same list = the run's most-listed films for the query, given to "
+            "everyone"
         )
         echo_table([{"query": q["query"], "active users": q["active_since"], "hit rate": q["hit_rate_since"],
                      "same list hit rate": q["same_list_hit_rate_since"], "precision": q["precision_since"]}
