@@ -220,7 +220,8 @@ def batch_run(settings: Settings, alpha: float | None, as_json: bool, quiet: boo
 @json_option
 @settings_options
 def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_json: bool) -> None:
-    """Quality of a run's lists per query (default: the latest successful run)."""
+    """Quality of a run's lists per query (default: the latest successful run), and once later ingests
+    bring new ratings, what its users did next: hit rate and precision against one list for everyone."""
     from movierec.batch.report import report, write_chart
     from movierec.catalog import LIKED_RATING
 
