@@ -179,8 +179,12 @@ def evaluate(settings, hyperparams: dict, split: str, lists: bool, query_file: s
     if lists:
         _evaluate_lists(settings, hyperparams, query_file, cutoff, validation, folds, as_json, quiet)
         return
-    if query_file or cutoff:
-        raise click.UsageError("--queries and --cutoff go with --lists")
+    ctx = click.get_current_context()
+    given = [flag for flag, name in (("--queries", "query_file"), ("--cutoff", "cutoff"),
+                                     ("--validation", "validation"), ("--folds", "folds"))
+             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]  # fmt: skip
+    if given:
+        raise click.UsageError(f"{', '.join(given)} only apply with --lists")
     from movierec.cf.data import load_ratings
     from movierec.cf.evaluate import METRICS
     from movierec.cf.evaluate import evaluate as run
