@@ -33,7 +33,8 @@ Choosing the default (`choose`) happens on validation periods before the test pe
 never steers the choice: `DEFAULT_FOLDS` consecutive folds of `DEFAULT_VALIDATION` of the ratings, the last
 ending where the test period starts, each with a model trained on the ratings before it (a rolling origin),
 their (user, query) pairs pooled: one period holds few users who are both known and active (21 of
-ml-latest-small's 671), and three give the choice about three times the evidence.
+ml-latest-small's 671), and three give the choice about three times the evidence. Every standard error is
+clustered by user (`_clustered_se`): a user's lists for twelve queries are not twelve independent draws.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import numpy as np
 
 from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, SavedQuery, list_queries, validate
+from movierec.batch.report import personalisation
 from movierec.catalog import LIKED_RATING
 from movierec.cf import KerasCF, Popularity, Ratings, Recommender, check_weights, load_ratings
 from movierec.config import Settings
@@ -59,7 +61,6 @@ from movierec.progress import bar, say
 K = 10  # list length judged (the saved queries' default top-N)
 LIKE = LIKED_RATING  # a later rating at or above it is a "liked" film (one threshold for every judgement)
 COLD_RATINGS = 5  # users with fewer training ratings are reported as cold-start
-PERSONALISATION_SAMPLE = 400
 DEFAULT_CUTOFF = 0.9  # test period: the last 10% of ratings by time
 DEFAULT_VALIDATION = 0.1  # a validation fold: 10% of the ratings
 DEFAULT_FOLDS = 3  # validation folds before the test period, pooled for the choice
@@ -507,14 +508,33 @@ def _paired(
     count: str,
 ) -> tuple[float, float] | None:
     """Mean and standard error of a variant's per-pair `key` minus the base's, over the pairs both judge
-    (the same pairs: relevance does not depend on the ranking). Paired, the comparison's own noise is far
-    smaller than either mean's standard error."""
-    diffs = [(p[key][m] - b[key][m])[b[count][m] > 0] for p, b, m in zip(parts, base, masks, strict=True)]
-    d = np.concatenate(diffs) if diffs else np.zeros(0)
-    if len(d) < 2:
+    (the same pairs: relevance does not depend on the ranking), the error clustered by user. Paired, the
+    comparison's own noise is far smaller than either mean's standard error."""
+    keep = [b[count][m] > 0 for b, m in zip(base, masks, strict=True)]
+    d = _cat([(p[key][m] - b[key][m])[j] for p, b, m, j in zip(parts, base, masks, keep, strict=True)])
+    se = _clustered_se(d, _cat([b["user"][m][j] for b, m, j in zip(base, masks, keep, strict=True)]))
+    if se is None:
         return None
     # six places: the rule compares these (at ml-25m size a standard error is about 1e-4)
-    return round(float(d.mean()), 6), round(float(d.std(ddof=1) / np.sqrt(len(d))), 6)
+    return round(float(d.mean()), 6), round(se, 6)
+
+
+def _cat(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
+def _clustered_se(values: np.ndarray, users: np.ndarray) -> float | None:
+    """Standard error of the mean of per-(user, query) values, clustered by user (the cluster-robust
+    sandwich, with the G / (G - 1) small-sample factor). Why not std / sqrt(n): one user's lists for
+    several queries and folds rise and fall together (the same model, the same later ratings), so they
+    are not independent draws, and the plain formula understates the noise by about sqrt(pairs per
+    user). None below two users."""
+    _, inv = np.unique(users, return_inverse=True)
+    g = int(inv.max()) + 1 if len(inv) else 0
+    if g < 2:
+        return None
+    resid = np.bincount(inv, weights=values - values.mean(), minlength=g)
+    return float(np.sqrt(g / (g - 1) * (resid**2).sum()) / len(values))
 
 
 def _relevant_movies(q: EvalQuery, cands: Any, near: Any, movies: _Movies) -> np.ndarray:
@@ -589,6 +609,7 @@ def _judge(
     judged, on = t >= 0, t == 1
     return {
         "top": top,
+        "user": users,
         "n_rel": n_rel,
         "n_topic": n_topic,
         "hit": hits.any(axis=1),
@@ -613,10 +634,12 @@ def _summary(parts: list[dict[str, np.ndarray]], masks: list[np.ndarray], n_movi
         return round(float(sum(p[key][j].sum() for p, j in zip(parts, judged, strict=True)) / n), 4) \
             if n else None  # fmt: skip
 
-    per_pair = np.concatenate([p["ndcg"][j] for p, j in zip(parts, judged, strict=True)])
+    per_pair = _cat([p["ndcg"][j] for p, j in zip(parts, judged, strict=True)])
+    se = _clustered_se(per_pair, _cat([p["user"][j] for p, j in zip(parts, judged, strict=True)]))
     on_topic = [p["n_topic"] > 0 for p in parts]
     n_topic = int(sum(j.sum() for j in on_topic))
-    topic_pairs = np.concatenate([p["ndcg_topic"][j] for p, j in zip(parts, on_topic, strict=True)])
+    topic_pairs = _cat([p["ndcg_topic"][j] for p, j in zip(parts, on_topic, strict=True)])
+    topic_se = _clustered_se(topic_pairs, _cat([p["user"][j] for p, j in zip(parts, on_topic, strict=True)]))
     listed = sum(int(p["listed"].sum()) for p in parts)
     judged_items = sum(int(p["judged"].sum()) for p in parts)
     shown = np.unique(np.concatenate([p["top"].ravel() for p in parts]))
@@ -625,15 +648,13 @@ def _summary(parts: list[dict[str, np.ndarray]], masks: list[np.ndarray], n_movi
         "pairs_judged": n,
         "hit@10": mean("hit"),
         "ndcg@10": mean("ndcg"),
-        # standard error of that mean: differences smaller than about twice it are noise
-        "ndcg@10_se": round(float(per_pair.std(ddof=1) / np.sqrt(n)), 4) if n > 1 else None,
+        # standard error of that mean, clustered by user: differences smaller than about twice it are noise
+        "ndcg@10_se": round(se, 4) if se is not None else None,
         "recall@10": mean("recall"),
         # the same nDCG where only later-liked films on the query's topic by title or tags count
         "topic_pairs": n_topic,
         "topic_ndcg@10": round(float(topic_pairs.mean()), 4) if n_topic else None,
-        "topic_ndcg@10_se": round(float(topic_pairs.std(ddof=1) / np.sqrt(n_topic)), 4)
-        if n_topic > 1
-        else None,
+        "topic_ndcg@10_se": round(topic_se, 4) if topic_se is not None else None,
         "topical_precision": round(sum(int(p["on"].sum()) for p in parts) / judged_items, 4)
         if judged_items
         else None,
@@ -644,22 +665,3 @@ def _summary(parts: list[dict[str, np.ndarray]], masks: list[np.ndarray], n_movi
         if listed
         else None,
     }
-
-
-def personalisation(top: np.ndarray, sample: int = PERSONALISATION_SAMPLE) -> float | None:
-    """1 - mean pairwise Jaccard overlap of lists (rows of movie ids, -1 = empty slot), over an evenly
-    spaced sample of up to `sample` users (deterministic, so reruns agree)."""
-    rows = top[np.any(top >= 0, axis=1)]
-    if len(rows) < 2:
-        return None
-    rows = rows[np.linspace(0, len(rows) - 1, min(sample, len(rows))).astype(int)]
-    ids, inv = np.unique(rows, return_inverse=True)
-    x = np.zeros((len(rows), len(ids)), dtype=np.float32)
-    x[np.repeat(np.arange(len(rows)), rows.shape[1]), inv.ravel()] = 1.0
-    x[:, ids == -1] = 0.0
-    inter = x @ x.T
-    size = x.sum(axis=1)
-    union = size[:, None] + size[None, :] - inter
-    iu = np.triu_indices(len(rows), k=1)
-    jac = np.divide(inter[iu], union[iu], out=np.zeros(len(iu[0]), np.float32), where=union[iu] > 0)
-    return float(1.0 - jac.mean())

@@ -184,7 +184,8 @@ def _since(con: Any, run: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _personalisation(con: Any, run_id: int, query: str) -> float | None:
-    """1 - mean pairwise Jaccard over a deterministic sample of users (hash order, so reruns agree)."""
+    """`personalisation` of a published query's lists, over a deterministic sample of users (hash order, so
+    reruns agree; only the sample's rows are read)."""
     rows = con.execute(
         """
         WITH users AS (
@@ -192,23 +193,37 @@ def _personalisation(con: Any, run_id: int, query: str) -> float | None:
             ORDER BY hash(user_id) LIMIT ?
         )
         SELECT user_id, movie_id FROM recommendations JOIN users USING (user_id)
-        WHERE run_id = ? AND query_name = ?
+        WHERE run_id = ? AND query_name = ? ORDER BY user_id
         """,
         [run_id, query, PERSONALISATION_SAMPLE, run_id, query],
     ).fetchnumpy()
     users, movies = rows["user_id"], rows["movie_id"]
-    u_ids, u = np.unique(users, return_inverse=True)
-    if len(u_ids) < 2:
+    if len(users) == 0:
         return None
-    _, m = np.unique(movies, return_inverse=True)
-    x = np.zeros((len(u_ids), m.max() + 1), dtype=np.float32)
-    x[u, m] = 1.0
+    u_ids, u, n = np.unique(users, return_inverse=True, return_counts=True)
+    top = np.full((len(u_ids), int(n.max())), -1, dtype=np.int64)
+    top[u, np.arange(len(u)) - np.repeat(np.cumsum(n) - n, n)] = movies  # rows sorted by user: a slot each
+    value = personalisation(top)
+    return round(value, 4) if value is not None else None
+
+
+def personalisation(top: np.ndarray, sample: int = PERSONALISATION_SAMPLE) -> float | None:
+    """1 - mean pairwise Jaccard overlap of lists (rows of movie ids, -1 = empty slot), over an evenly
+    spaced sample of up to `sample` users (deterministic, so reruns agree)."""
+    rows = top[np.any(top >= 0, axis=1)]
+    if len(rows) < 2:
+        return None
+    rows = rows[np.linspace(0, len(rows) - 1, min(sample, len(rows))).astype(int)]
+    ids, inv = np.unique(rows, return_inverse=True)
+    x = np.zeros((len(rows), len(ids)), dtype=np.float32)
+    x[np.repeat(np.arange(len(rows)), rows.shape[1]), inv.ravel()] = 1.0
+    x[:, ids == -1] = 0.0
     inter = x @ x.T
-    sizes = x.sum(axis=1)
-    union = sizes[:, None] + sizes[None, :] - inter
-    iu = np.triu_indices(len(u_ids), k=1)
-    jaccard = np.divide(inter[iu], union[iu], out=np.zeros(len(iu[0]), dtype=np.float32), where=union[iu] > 0)
-    return round(float(1.0 - jaccard.mean()), 4)
+    size = x.sum(axis=1)
+    union = size[:, None] + size[None, :] - inter
+    iu = np.triu_indices(len(rows), k=1)
+    jac = np.divide(inter[iu], union[iu], out=np.zeros(len(iu[0]), np.float32), where=union[iu] > 0)
+    return float(1.0 - jac.mean())
 
 
 def write_chart(rep: dict[str, Any], path: str | Path) -> None:

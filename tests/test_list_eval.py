@@ -327,19 +327,20 @@ def test_validation_folds_are_pooled_pair_by_pair() -> None:
 
     variants = [Variant("cf a0 k250 (old default)", "cf", 250), Variant("blend", "cf", 250, 0.2)]
 
-    def part(ndcg: list[float], top: list[list[int]]) -> dict[str, np.ndarray]:
+    def part(ndcg: list[float], top: list[list[int]], users: list[int]) -> dict[str, np.ndarray]:
         n = len(ndcg)
-        return {"top": np.array(top), "n_rel": np.ones(n, int), "n_topic": np.ones(n, int),
-                "hit": np.array(ndcg) > 0, "ndcg": np.array(ndcg), "ndcg_topic": np.array(ndcg),
+        return {"top": np.array(top), "user": np.array(users), "n_rel": np.ones(n, int),
+                "n_topic": np.ones(n, int), "hit": np.array(ndcg) > 0, "ndcg": np.array(ndcg),
+                "ndcg_topic": np.array(ndcg),
                 "recall": np.array(ndcg), "judged": np.ones(n, int), "on": np.ones(n, int),
                 "listed": np.ones(n, int), "poprank": np.ones(n, int)}  # fmt: skip
 
     # Fold 1: two known users and a fresh one (whose lists do not count for the known figures).
-    one = _Fold({"cf a0 k250 (old default)": [part([1.0, 0.0, 0.5], [[1], [2], [3]])],
-                 "blend": [part([1.0, 0.5, 0.5], [[1], [4], [3]])]},
+    one = _Fold({"cf a0 k250 (old default)": [part([1.0, 0.0, 0.5], [[1], [2], [3]], [10, 11, 12])],
+                 "blend": [part([1.0, 0.5, 0.5], [[1], [4], [3]], [10, 11, 12])]},
                 np.array(["known", "known", "fresh"]))  # fmt: skip
-    # Fold 2: one known user, where the blend loses.
-    two = _Fold({"cf a0 k250 (old default)": [part([1.0], [[5]])], "blend": [part([0.0], [[6]])]},
+    # Fold 2: user 10 again, where the blend loses.
+    two = _Fold({"cf a0 k250 (old default)": [part([1.0], [[5]], [10])], "blend": [part([0.0], [[6]], [10])]},
                 np.array(["known"]))  # fmt: skip
     spans = [PeriodResult(f"validation {i}/2", c, e, n, {"known": k, "cold_start": 0, "fresh": f})
              for i, (c, e, n, k, f) in enumerate((("2019-01-01", "2020-01-01", 10, 2, 1),
@@ -350,10 +351,10 @@ def test_validation_folds_are_pooled_pair_by_pair() -> None:
     known = pooled.variants["blend"]["known"]
     assert known["pairs_judged"] == 3 and known["ndcg@10"] == pytest.approx(0.5)  # (1 + 0.5 + 0) / 3
     assert pooled.variants["blend"]["all"]["pairs_judged"] == 4
-    # Paired: differences 0, +0.5, -1 -> mean -1/6, s.e. = sd / sqrt(3).
-    d = np.array([0.0, 0.5, -1.0])
-    assert known["ndcg@10_vs_old"] == pytest.approx(d.mean(), abs=1e-4)
-    assert known["ndcg@10_vs_old_se"] == pytest.approx(d.std(ddof=1) / np.sqrt(3), abs=1e-4)
+    # Paired: differences 0 (user 10), +0.5 (user 11), -1 (user 10 again) -> mean -1/6; clustered by
+    # user, residual sums -2/3 and +2/3 over 2 users: s.e. = sqrt(2 / 1 * 8 / 9) / 3 = 4 / 9.
+    assert known["ndcg@10_vs_old"] == pytest.approx(-1 / 6, abs=1e-4)
+    assert known["ndcg@10_vs_old_se"] == pytest.approx(4 / 9, abs=1e-4)
     # Coverage counts the films listed in any fold: 1, 4, 3 and 6 (of 10) for the blend's lists.
     assert pooled.variants["blend"]["all"]["coverage"] == pytest.approx(0.4)
 
@@ -370,3 +371,20 @@ def test_validation_folds_that_do_not_fit_are_refused_before_fitting(world, monk
         cli, ["evaluate", "--lists", "--folds", "0"], env={"MOVIEREC_HOME": str(settings.home)}
     )
     assert bad.exit_code == 2 and "--folds" in bad.output
+    for flags in (["--folds", "2"], ["--validation", "0.2"], ["--cutoff", "2020-06-01"]):
+        ignored = CliRunner().invoke(cli, ["evaluate", *flags], env={"MOVIEREC_HOME": str(settings.home)})
+        assert ignored.exit_code == 2 and f"{flags[0]} only apply with --lists" in ignored.output
+
+
+def test_standard_errors_are_clustered_by_user() -> None:
+    """One value per user: the plain standard error of the mean. A user's values that move together
+    (the same user's lists for several queries) count as one draw, so the error grows."""
+    from movierec.batch.evaluate import _clustered_se
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=50)
+    assert _clustered_se(x, np.arange(50)) == pytest.approx(x.std(ddof=1) / np.sqrt(50))
+    # Each user's value repeated for 12 queries: 600 pairs, but still 50 draws.
+    assert _clustered_se(np.repeat(x, 12), np.repeat(np.arange(50), 12)) == pytest.approx(
+        x.std(ddof=1) / np.sqrt(50))  # fmt: skip
+    assert _clustered_se(x, np.zeros(50, int)) is None  # one user: no error to estimate
