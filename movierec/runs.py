@@ -253,11 +253,12 @@ def run_record(con: duckdb.DuckDBPyConnection, run_id: int | None = None) -> dic
 
 
 def latest_judgeable(con: duckdb.DuckDBPyConnection, other_than: int) -> int | None:
-    """The newest succeeded run (not `other_than`) whose lists saw fewer ingests than there are now: later
-    ratings can judge it (`movierec batch report`)."""
+    """The newest succeeded run (not `other_than`) with (user, film) pairs first rated after its lists were
+    computed: later ratings can judge it (`movierec batch report`). Not merely a later ingest: one that
+    only changed ratings, tags or films brings nothing to judge a run by."""
     return con.execute(
         "SELECT max(run_id) FROM batch_runs WHERE status = 'succeeded' AND run_id <> ? "
-        "AND last_ingest < (SELECT coalesce(max(ingest_id), 0) FROM ingests)",
+        "AND last_ingest < (SELECT coalesce(max(first_ingest), 0) FROM ratings)",
         [other_than],
     ).fetchone()[0]
 

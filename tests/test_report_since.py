@@ -86,6 +86,13 @@ def test_a_runs_lists_are_judged_by_the_ratings_ingested_after_it(tmp_path: Path
     assert now["run"]["last_ingest"] == 1 and now["since"]["ratings"] == 0
     assert now["queries"][0]["active_since"] == 0
     assert any("`movierec batch report 1`" in n for n in now["notes"]), now["notes"]
+    # An ingest that only changes a rating brings no new watch: run 2 (which saw ingest 1) still has
+    # nothing to be judged by, so a later run's report still names run 1.
+    (tmp_path / "again").mkdir()
+    ingest_dir(settings, _later(tmp_path / "again", [(4, 104, 4.0)]))
+    run_batch(settings)
+    assert any("`movierec batch report 1`" in n for n in report(settings)["notes"])
+    assert report(settings, 2)["since"]["ratings"] == 0
     # A run published before runs recorded their last ingest: what came next is not known, and said.
     with connect(settings) as con:
         con.execute("UPDATE batch_runs SET last_ingest = NULL WHERE run_id = 1")
