@@ -374,6 +374,10 @@ def test_validation_folds_that_do_not_fit_are_refused_before_fitting(world, monk
     for flags in (["--folds", "2"], ["--validation", "0.2"], ["--cutoff", "2020-06-01"]):
         ignored = CliRunner().invoke(cli, ["evaluate", *flags], env={"MOVIEREC_HOME": str(settings.home)})
         assert ignored.exit_code == 2 and f"{flags[0]} only apply with --lists" in ignored.output
+    split = CliRunner().invoke(
+        cli, ["evaluate", "--lists", "--split", "time"], env={"MOVIEREC_HOME": str(settings.home)}
+    )
+    assert split.exit_code == 2 and "--split does not apply with --lists" in split.output
 
 
 def test_standard_errors_are_clustered_by_user() -> None:

@@ -176,10 +176,12 @@ def evaluate(settings, hyperparams: dict, split: str, lists: bool, query_file: s
     """
     from movierec.cf import HyperParams, KerasCF
 
+    ctx = click.get_current_context()
     if lists:
+        if ctx.get_parameter_source("split") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--split does not apply with --lists (a time split at --cutoff)")
         _evaluate_lists(settings, hyperparams, query_file, cutoff, validation, folds, as_json, quiet)
         return
-    ctx = click.get_current_context()
     given = [flag for flag, name in (("--queries", "query_file"), ("--cutoff", "cutoff"),
                                      ("--validation", "validation"), ("--folds", "folds"))
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]  # fmt: skip
