@@ -100,9 +100,8 @@ def dense_subset(data: Ratings, movies: int = 1682, min_user: int = 20) -> Ratin
     shape, and neither side was tuned on it."""
     ids, counts = np.unique(data.movie_ids, return_counts=True)
     keep = np.isin(data.movie_ids, ids[np.argsort(-counts, kind="stable")[:movies]])
-    for _ in range(3):  # dropping users can drop a user's films below the floor of another: a few passes
-        users, n = np.unique(data.user_ids[keep], return_counts=True)
-        keep &= np.isin(data.user_ids, users[n >= min_user])
+    users, n = np.unique(data.user_ids[keep], return_counts=True)
+    keep &= np.isin(data.user_ids, users[n >= min_user])  # one pass: a user's count is their own
     return Ratings.from_arrays(
         data.user_ids[keep], data.movie_ids[keep], data.ratings[keep], data.rated_at[keep]
     )

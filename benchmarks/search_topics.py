@@ -153,9 +153,8 @@ def load(
     return movies, top, relevance
 
 
-def relevant_sets(
-    queries: list[dict], relevance: list[tuple[int, int, str]], min_users: int
-) -> list[set[int]]:
+def topic_taggers(queries: list[dict], relevance: list[tuple[int, int, str]]) -> list[dict[int, set[int]]]:
+    """Per topic query: movie -> the relevance-half users whose tags on it match the topic."""
     by_tag: dict[str, list[tuple[int, int]]] = {}  # each distinct tag matched once (ml-25m: 1M rows)
     for user, movie, tag in relevance:
         by_tag.setdefault(tag, []).append((user, movie))
@@ -167,16 +166,20 @@ def relevant_sets(
             if any(matches(tag, term) for term in terms):
                 for user, movie in rows:
                     users.setdefault(movie, set()).add(user)
-        out.append({m for m, us in users.items() if len(us) >= min_users})
+        out.append(users)
     return out
 
 
-def choose_min_users(queries: list[dict], relevance: list[tuple[int, int, str]]) -> int:
+def relevant_sets(taggers: list[dict[int, set[int]]], min_users: int) -> list[set[int]]:
+    return [{m for m, us in users.items() if len(us) >= min_users} for users in taggers]
+
+
+def choose_min_users(taggers: list[dict[int, set[int]]]) -> int:
     """The issue's definition (a movie is relevant when >= 2 relevance-half users tagged it so) where the
     tags carry it; 1 where fewer than half the topics would have any relevant movie at 2 (ml-latest-small:
     2 of 38)."""
-    at_two = relevant_sets(queries, relevance, 2)
-    return 2 if sum(bool(r) for r in at_two) * 2 >= len(queries) else 1
+    at_two = relevant_sets(taggers, 2)
+    return 2 if sum(bool(r) for r in at_two) * 2 >= len(taggers) else 1
 
 
 def targets(systems: dict[str, dict], shipped: str) -> dict[str, dict]:
@@ -408,8 +411,9 @@ def main() -> None:
 
     movies, tags, relevance = load(args.data, text_half=int(args.swap), per_movie=args.tags_per_movie)
     topics = read_csv(HERE / "topic_queries.csv")
-    min_users = args.min_users or choose_min_users(topics, relevance)
-    relevant = relevant_sets(topics, relevance, min_users)
+    taggers = topic_taggers(topics, relevance)
+    min_users = args.min_users or choose_min_users(taggers)
+    relevant = relevant_sets(taggers, min_users)
     used = [i for i, r in enumerate(relevant) if r]
     if not used:
         sys.exit(f"no topic of benchmarks/topic_queries.csv has a movie tagged so by {min_users} "
