@@ -368,6 +368,8 @@ def check_read_statements(con: duckdb.DuckDBPyConnection, query: str) -> None:
         raise BadInputError(f"SQL failed: {str(exc).splitlines()[0]}") from None
     if not statements:  # only semicolons and blanks
         raise BadInputError("empty SQL query: no statement between the semicolons")
+    if len(statements) > 1:  # only the last result would be shown: say so rather than drop the others
+        raise BadInputError(f"one SQL statement at a time, got {len(statements)}: run each on its own")
     for st in statements:
         kind = st.type.name
         if kind == "EXPLAIN":
@@ -437,17 +439,25 @@ def time_limited(con: duckdb.DuckDBPyConnection, seconds: float, work: Callable[
     return box["value"]
 
 
-def run_analyst_sql(settings: Settings, query: str) -> tuple[list[str], list[tuple]]:
-    """(columns, rows) of a confined read-only query; our own one-line errors for anything refused."""
+def run_analyst_sql(
+    settings: Settings, query: str, max_rows: int | None = None
+) -> tuple[list[str], list[tuple], bool]:
+    """(columns, rows, more) of a confined read-only query; our own one-line errors for anything refused.
+    With `max_rows`, at most that many rows are fetched and `more` says whether the result had more: the
+    rows become Python objects (hundreds of bytes each), and DuckDB's memory limit does not cover them."""
     with connect_confined(settings) as con:
         check_confined_query(con, query)
         try:
 
-            def work() -> tuple[list[str], list[tuple]]:
+            def work() -> tuple[list[str], list[tuple], bool]:
                 cur = con.execute(query)
                 if cur.description is None:
-                    return [], []
-                return [d[0] for d in cur.description], cur.fetchall()
+                    return [], [], False
+                columns = [d[0] for d in cur.description]
+                if max_rows is None:
+                    return columns, cur.fetchall(), False
+                rows = cur.fetchmany(max_rows + 1)
+                return columns, rows[:max_rows], len(rows) > max_rows
 
             return time_limited(con, settings.sql_timeout, work)
         except duckdb.Error as exc:

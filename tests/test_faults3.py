@@ -61,6 +61,27 @@ def test_sql_of_only_semicolons_is_one_line(settings: Settings) -> None:
     one_line_error(CliRunner().invoke(main, ["sql", "  ;  ; "]), "empty SQL query")
 
 
+def test_sql_of_two_statements_is_refused_not_half_shown(settings: Settings) -> None:
+    """DuckDB would run both and return the last result only: the first would vanish without a word."""
+    _seed(settings)
+    result = CliRunner().invoke(main, ["sql", "SELECT 1 AS a; SELECT 2 AS b"])
+    one_line_error(result, "one SQL statement", "got 2")
+
+
+def test_sql_prints_at_most_max_rows_and_says_so(settings: Settings) -> None:
+    """Every printed row is a Python object outside DuckDB's memory limit: a huge result is capped, with
+    a note on stderr (stdout stays the rows, valid JSON), and a result within the cap has no note."""
+    _seed(settings)
+    big = CliRunner().invoke(main, ["sql", "SELECT range AS i FROM range(10)", "--max-rows", "3", "--json"])
+    assert big.exit_code == 0, big.output
+    assert json.loads(big.stdout) == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert "first 3 rows" in big.stderr and "--max-rows" in big.stderr
+    small = CliRunner().invoke(main, ["sql", "SELECT range AS i FROM range(3)", "--max-rows", "3", "--json"])
+    assert small.exit_code == 0 and len(json.loads(small.stdout)) == 3 and small.stderr == "", small.output
+    bad = CliRunner().invoke(main, ["sql", "SELECT 1", "--max-rows", "0"])
+    assert bad.exit_code == 2 and "--max-rows" in bad.output
+
+
 def test_sql_time_limit_stops_a_long_query(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     _seed(settings)
     monkeypatch.setenv("MOVIEREC_SQL_TIMEOUT", "0.5")
