@@ -122,6 +122,25 @@ def test_validation_errors_are_one_line_and_change_nothing(
     assert run("queries", "list", "--json")[1] == before
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--no-years", "--year-min", "2000"],
+        ["--year-max", "1999", "--no-years"],
+        ["--no-genres", "--genre", "Action"],
+        ["--no-exclude-genres", "--exclude-genre", "Action"],
+        ["--all-users", "--user", "3"],
+    ],
+)
+def test_update_refuses_a_field_both_dropped_and_set(catalogue: Settings, args: list[str]) -> None:
+    """Before, `--year-min 2000 --no-years` said "updated" and kept the year: one of the two was ignored."""
+    assert run("queries", "add", "z", "zombie films", "--year-min", "1960", "--genre", "Horror")[0] == 0
+    before = run("queries", "show", "z", "--json")[1]
+    code, out = run("queries", "update", "z", *args)
+    assert code == 2 and "contradict each other" in out, out
+    assert run("queries", "show", "z", "--json")[1] == before
+
+
 def test_names_and_texts_are_sql_parameters(catalogue: Settings) -> None:
     nasty = "x'); DROP TABLE saved_queries; --"
     assert run("queries", "add", nasty, nasty)[0] == 0

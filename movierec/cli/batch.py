@@ -105,6 +105,16 @@ def queries_update(
         "top_n": fields["top_n"],
         "users": tuple(fields["users"]) or None,
     }
+    # A flag that drops a field and an option that sets it, together: which one was meant is unknowable.
+    for flag, on, options in (
+        ("--all-users", all_users, (("--user", changes["users"]),)),
+        ("--no-genres", no_genres, (("--genre", changes["genres"]),)),
+        ("--no-exclude-genres", no_exclude_genres, (("--exclude-genre", changes["exclude_genres"]),)),
+        ("--no-years", no_years, (("--year-min", changes["year_min"]), ("--year-max", changes["year_max"]))),
+    ):
+        given = [opt for opt, value in options if value is not None]
+        if on and given:
+            raise click.UsageError(f"{flag} and {given[0]} contradict each other: give one of them")
     clear = [f for f, flag in (("users", all_users), ("genres", no_genres),
                                ("exclude_genres", no_exclude_genres), ("year_min", no_years),
                                ("year_max", no_years)) if flag]  # fmt: skip
