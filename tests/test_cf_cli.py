@@ -149,6 +149,26 @@ def test_cli_train_show_similar(world: Settings) -> None:
 
 
 @pytest.mark.slow
+def test_cli_update_with_nothing_new_saves_no_version(world: Settings) -> None:
+    """Before, each no-op `train --update` saved a version: it pushed real ones out of the kept models and
+    counted towards the full-fit rule. A flag given with it (which may change the model) still trains."""
+    runner = CliRunner()
+    home = ["--home", str(world.home)]
+    r = runner.invoke(main, ["train", *home, "--dim", "8", "--iterations", "2", "--no-tune", "--json"])
+    assert r.exit_code == 0, r.output
+    first = json.loads(r.stdout)
+    assert first["unchanged"] is False
+    r = runner.invoke(main, ["train", *home, "--update", "--json"])
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.stdout)
+    assert again["unchanged"] is True and again["version"] == first["version"]
+    r = runner.invoke(main, ["train", *home, "--update"])
+    assert r.exit_code == 0 and "up to date" in r.stdout and "nothing saved" in r.stdout, r.output
+    assert [m.version for m in list_models(world)] == [first["version"]]
+    r = runner.invoke(main, ["train", *home, "--update", "--iterations", "3", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["version"] != first["version"], r.output
+
+
 def test_cli_evaluate_json_has_model_and_both_baselines(world: Settings) -> None:
     r = CliRunner().invoke(
         main,
