@@ -44,7 +44,7 @@ from movierec.cf import (
 from movierec.config import Settings
 from movierec.db import connect, transaction
 from movierec.errors import BadInputError, DamagedError, NotFoundError
-from movierec.progress import bar
+from movierec.progress import bar, say
 
 
 @dataclass
@@ -74,6 +74,7 @@ class RunSummary:
     alpha: float
     queries: list[QueryStats] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per step, where the time went
+    warnings: list[str] = field(default_factory=list)  # also said on stderr as the run found them
 
     def line(self) -> str:
         return (
@@ -227,6 +228,9 @@ def _compute_and_publish(
                 "published; change it with `movierec queries update NAME` or disable it"
             )
         raise DamagedError(runs.NO_ROWS)
+    warnings = _warnings(queries, cands, everyone)
+    for w in warnings:
+        say(f"batch: warning: {w}")
     scoring_s = sum(st.seconds for st in stats)
     flops = sum(st.flops for st in stats)
     matmul_s = sum(st.matmul_seconds for st in stats)
@@ -248,7 +252,29 @@ def _compute_and_publish(
         alpha=alpha,
         queries=stats,
         stages=stages,
+        warnings=warnings,
     )
+
+
+def _warnings(queries: list[SavedQuery], cands: list[Any], everyone: np.ndarray) -> list[str]:
+    """What an operator should hear about a run that still publishes: a saved query whose filters match
+    no film (no lists for it), or one naming users who have no ratings (they get the cold-start list)."""
+    out = []
+    for q, c in zip(queries, cands, strict=True):
+        if not len(c):
+            out.append(
+                f"saved query {q.name!r} found no film (its genre and year filters exclude every film): "
+                "no lists for it; change it with `movierec queries update NAME` or disable it"
+            )
+        if q.users is not None:
+            unknown = np.setdiff1d(np.array(q.users, dtype=np.int64), everyone)
+            if len(unknown):
+                shown = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+                out.append(
+                    f"saved query {q.name!r} names {len(unknown):,} user id(s) with no ratings ({shown}): "
+                    "they get the cold-start list"
+                )
+    return out
 
 
 def _publish(

@@ -161,6 +161,27 @@ def test_a_query_no_film_matches_is_named_not_called_damage(settings: Settings) 
     assert [r[1] for r in _runs(settings)] == ["failed"]
 
 
+def test_a_run_that_publishes_warns_of_an_empty_query_and_unknown_users(settings: Settings) -> None:
+    """One query's filters match nothing while another publishes, and a query names a user id with no
+    ratings: the run succeeds, and says both on stderr and in --json (before: silence)."""
+    from movierec.batch.queries import SavedQuery
+
+    queries = (world.ZOMBIES, SavedQuery("future", "zombie films", year_min=2999),
+               SavedQuery("some", "movies", users=(1, 99999999)))  # fmt: skip
+    world.build(settings, queries)
+    result = CliRunner().invoke(main, ["batch", "run", "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(result.stdout)["warnings"]
+    assert len(warnings) == 2, warnings
+    assert "'future' found no film" in warnings[0] and "99999999" in warnings[1] and "'some'" in warnings[1]
+    assert all(f"batch: warning: {w}" in result.stderr for w in warnings)
+    for args in (["queries", "disable", "future"], ["queries", "update", "some", "--all-users"]):
+        assert CliRunner().invoke(main, args).exit_code == 0
+    clean = CliRunner().invoke(main, ["batch", "run", "--json"])
+    assert clean.exit_code == 0, clean.output
+    assert json.loads(clean.stdout)["warnings"] == [] and "warning" not in clean.stderr
+
+
 def test_retention_keeps_last_n_runs(planted: Settings) -> None:
     keep2 = Settings(home=planted.home, keep_runs=2)
     for _ in range(3):
