@@ -34,7 +34,8 @@ def validate_filter(con: duckdb.DuckDBPyConnection, flt: SearchFilter | None) ->
 def search(
     settings: Settings, text: str, limit: int = 10, flt: SearchFilter | None = None
 ) -> list[dict[str, Any]]:
-    """Movies nearest to `text`, best first: dicts with movie_id, title, year, genres, score (cosine).
+    """Movies nearest to `text`, best first: dicts with movie_id, title, year, genres, score and similarity
+    (both the cosine: `similarity` is what `recommend` and `show` call it, where `score` is the blend).
 
     With `settings.keyword_fusion` the order fuses the dense neighbours with the keyword matches of the
     text's words (see movierec.store); the score is each movie's cosine similarity to the text either way."""
@@ -61,6 +62,7 @@ def search(
             "year": h.payload.get("year"),
             "genres": list(h.payload.get("genres") or []),
             "score": h.score,
+            "similarity": h.score,
         }
         for h in hits
     ]

@@ -73,7 +73,7 @@ def test_keyword_fusion_brings_a_tagged_movie_up_with_its_cosine_score(embedded:
 def test_search_ranks_by_meaning_and_filters(embedded: Settings) -> None:
     rows = search(embedded, "zombie horror", limit=4)
     assert {r["movie_id"] for r in rows} == {1, 2, 3, 4}
-    assert list(rows[0]) == ["movie_id", "title", "year", "genres", "score"]
+    assert list(rows[0]) == ["movie_id", "title", "year", "genres", "score", "similarity"]
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
 
     romance = search(embedded, "romantic comedy", limit=4)
@@ -137,7 +137,9 @@ def test_cli_search_table_and_json(embedded: Settings) -> None:
     )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert len(rows) == 2 and all(set(r) == {"movie_id", "title", "year", "genres", "score"} for r in rows)
+    assert len(rows) == 2 and all(set(r) == {"movie_id", "title", "year", "genres", "score", "similarity"}
+                                  for r in rows)  # fmt: skip
+    assert all(r["similarity"] == r["score"] for r in rows)  # the cosine under recommend's name too
     assert {r["movie_id"] for r in rows} <= {8, 9} | {1, 2, 14}
     assert all(r["year"] <= 1980 for r in rows)
 
