@@ -72,6 +72,15 @@ def test_recommend_table_shows_history_first_and_hides_seen(planted: Settings) -
     assert "Zombie Apocalypse" not in recs and "Dawn of the Undead" in first_row
 
 
+def test_recommend_with_nothing_to_list_says_why(planted: Settings) -> None:
+    """Filters no film passes: an empty list and a note on stderr, as `search` gives (before: a bare
+    empty table)."""
+    code, out, err = invoke(planted, "recommend", "1", "zombie films", "--year-min", "2999", "--json")
+    assert code == 0 and json.loads(out) == [] and "no movies to recommend" in err
+    code, _, err = invoke(planted, "recommend", "1", "zombie horror films", "--genre", "Horror")
+    assert code == 0 and "no movies to recommend" not in err
+
+
 def test_unknown_user_gets_cold_start_list_with_notice(planted: Settings) -> None:
     code, out, err = invoke(planted, "recommend", "999", "zombie horror films", "--genre", "Horror", "--json")
     assert code == 0

@@ -287,6 +287,10 @@ def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **
     res = recommend(settings, user_id, text, **kw)
     if res.notice:
         click.echo(f"note: {res.notice}", err=True)
+    if not res.items:  # as `search` says it (an empty table alone looked like a failure)
+        click.echo(
+            "note: no movies to recommend: none matches the filters, or the user rated them all", err=True
+        )
     if as_json:
         keys = ("rank", "movie_id", "title", "genres", "score", "similarity", "source")
         echo_json([{k: item[k] for k in keys} for item in res.items])
