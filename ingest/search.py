@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 
-from movierec.catalog import validate_genres
+from movierec.catalog import titles_containing, validate_genres
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError
@@ -48,6 +49,7 @@ def search(
     check_range("--limit", limit, 1, MAX_LIST)
     with connect(settings, read_only=True) as con:
         flt = validate_filter(con, flt)
+        titled = titled_exactly(con, text)
     with open_store(settings) as store:  # cheap check before the slow model load
         store.require_model(settings.model)
     vector = encode_queries(settings.model, [text.strip()], settings.home)[0]
@@ -55,6 +57,11 @@ def search(
         store.require_model(settings.model)
         words = [keyword_vector(text, query=True)] if settings.keyword_fusion else None
         hits = store.search_batch(vector[None, :], [limit], [flt], words)[0]
+        if titled:  # films the text names exactly come first (scored by the same cosine), within the filters
+            named = replace(flt or SearchFilter(), ids=tuple(titled))
+            first = store.search_batch(vector[None, :], [min(len(titled), limit)], [named], None)[0]
+            ids = {h.movie_id for h in first}
+            hits = (first + [h for h in hits if h.movie_id not in ids])[:limit]
     return [
         {
             "movie_id": h.movie_id,
@@ -66,6 +73,22 @@ def search(
         }
         for h in hits
     ]
+
+
+def titled_exactly(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:
+    """Movies whose title, or an alternate title MovieLens gives in parentheses, is `text` (case, accents,
+    punctuation and a trailing article aside: "amelie", "El laberinto del fauno", "the godfather").
+
+    Why: a title is a name, and a sentence encoder places a short name among films of similar words
+    and genres: "Amelie" ranked *Amélie* 420th, under *Amelia* and *Alice*, and an original-language title
+    was never in the embedded text."""
+    from movierec.ingest.text import query_title_key, title_keys
+
+    key = query_title_key(text)
+    if not key:
+        return []
+    longest = max(key.split(), key=len)
+    return [mid for mid, title in titles_containing(con, longest) if key in title_keys(title)]
 
 
 def genre_precision(

@@ -71,6 +71,40 @@ def clean_title(title: str) -> str:
     return _SPACES.sub(" ", _PARENS.sub(" ", title)).strip()
 
 
+_TRAILING_ARTICLE = re.compile(r"^(.*\S),\s*(\w{1,4}'?)$")  # "Godfather, The", "Laberinto del fauno, El"
+_NOT_WORD = re.compile(r"[^\w]+")
+
+
+def _title_key(text: str) -> str:
+    """Lower case, accents and punctuation dropped, spaces collapsed: "Amélie!" and "amelie" meet."""
+    import unicodedata
+
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return _SPACES.sub(" ", _NOT_WORD.sub(" ", plain.lower().replace("_", " "))).strip()
+
+
+def title_keys(title: str) -> set[str]:
+    """The names a film may be looked up by, normalised (`_title_key`): its title and each alternate title
+    MovieLens gives in parentheses (the original-language one, an "a.k.a."), the year dropped, a trailing
+    article put back in front and also left out: "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)"
+    -> "amelie", "le fabuleux destin d amelie poulain", "fabuleux destin d amelie poulain"."""
+    names = [clean_title(title) or title, *(p[1:-1] for p in _PARENS.findall(title))]
+    keys = set()
+    for name in names:
+        name = re.sub(r"^\s*a\.k\.a\.\s*", "", name.strip(), flags=re.IGNORECASE)
+        if re.fullmatch(r"\d{4}(-\d{0,4})?", name):  # the year
+            continue
+        moved = _TRAILING_ARTICLE.match(name)
+        variants = [name] if moved is None else [f"{moved[2]} {moved[1]}", moved[1]]
+        keys.update(k for k in map(_title_key, variants) if k)
+    return keys
+
+
+def query_title_key(text: str) -> str:
+    """A query normalised as `title_keys` normalises titles ("" when nothing is left)."""
+    return _title_key(text)
+
+
 def title_text(title: str, tags: Sequence[str] = ()) -> str:
     """The title part of a movie's embedding: the cleaned title (the raw one if nothing is left), then
     its tags."""

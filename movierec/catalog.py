@@ -63,6 +63,15 @@ def titles(con: duckdb.DuckDBPyConnection) -> dict[int, str]:
     return {int(m): str(t) for m, t in con.execute("SELECT movie_id, title FROM movies").fetchall()}
 
 
+def titles_containing(con: duckdb.DuckDBPyConnection, word: str) -> list[tuple[int, str]]:
+    """(movie_id, title) of the movies whose title contains `word` (lower case, accents ignored): the few
+    rows an exact title lookup then checks, instead of every title."""
+    return con.execute(
+        "SELECT movie_id, title FROM movies WHERE contains(strip_accents(lower(title)), ?) ORDER BY movie_id",
+        [word],
+    ).fetchall()
+
+
 def find_movie(con: duckdb.DuckDBPyConnection, query: str) -> tuple[int, str]:
     """A movie by id ("1") or by title search ("toy story"): exact title first, then the most-rated match."""
     query = query.strip()

@@ -51,21 +51,28 @@ SCROLL_PAGE = 10_000
 
 @dataclass(frozen=True)
 class SearchFilter:
-    """Payload filter: any of `genres`, none of `exclude_genres`, year within [year_min, year_max]."""
+    """Payload filter: any of `genres`, none of `exclude_genres`, year within [year_min, year_max], and
+    (when given) only the movies `ids` (a title lookup scores the films it found)."""
 
     genres: tuple[str, ...] = ()
     exclude_genres: tuple[str, ...] = ()
     year_min: int | None = None
     year_max: int | None = None
+    ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept lists from callers but keep the dataclass hashable.
         object.__setattr__(self, "genres", tuple(self.genres))
         object.__setattr__(self, "exclude_genres", tuple(self.exclude_genres))
+        object.__setattr__(self, "ids", tuple(int(i) for i in self.ids))
 
     @property
     def is_empty(self) -> bool:
-        return not (self.genres or self.exclude_genres) and self.year_min is None and self.year_max is None
+        return (
+            not (self.genres or self.exclude_genres or self.ids)
+            and self.year_min is None
+            and self.year_max is None
+        )
 
 
 @dataclass(frozen=True)
@@ -294,6 +301,8 @@ def _edge_filter(flt: SearchFilter | None) -> Any:
         must_not.append(qe.FieldCondition(key="genres", match=qe.MatchAny(list(flt.exclude_genres))))
     if flt.year_min is not None or flt.year_max is not None:
         must.append(qe.FieldCondition(key="year", range=qe.RangeFloat(gte=flt.year_min, lte=flt.year_max)))
+    if flt.ids:
+        must.append(qe.HasIdCondition(set(flt.ids)))
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 
@@ -543,6 +552,8 @@ def _client_filter(flt: SearchFilter | None) -> Any:
         )
     if flt.year_min is not None or flt.year_max is not None:
         must.append(models.FieldCondition(key="year", range=models.Range(gte=flt.year_min, lte=flt.year_max)))
+    if flt.ids:
+        must.append(models.HasIdCondition(has_id=list(flt.ids)))
     return models.Filter(must=must or None, must_not=must_not or None)
 
 

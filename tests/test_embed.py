@@ -23,10 +23,21 @@ from movierec.ingest.text import (
     clean_title,
     genre_text,
     movie_texts,
+    query_title_key,
+    title_keys,
     title_text,
     user_bucket,
 )
 from movierec.store import open_store
+
+
+def test_title_keys_hold_every_name_of_a_film() -> None:
+    assert title_keys("Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)") == {
+        "amelie", "le fabuleux destin d amelie poulain", "fabuleux destin d amelie poulain"}  # fmt: skip
+    assert title_keys("Godfather, The (1972)") == {"the godfather", "godfather"}
+    assert title_keys("Seven (a.k.a. Se7en) (1995)") == {"seven", "se7en"}
+    assert title_keys("Untitled Home Video") == {"untitled home video"}
+    assert query_title_key("  The Godfather! ") == "the godfather" and query_title_key("?!") == ""
 
 
 def test_clean_title_drops_every_parenthesised_part() -> None:

@@ -49,6 +49,25 @@ def embedded(catalogue: Settings) -> Settings:
     return catalogue
 
 
+def test_a_film_named_exactly_comes_first_within_the_filters(embedded: Settings) -> None:
+    """A title, or the original-language title MovieLens keeps in parentheses, typed as a query (case,
+    accents and a trailing article aside) puts that film first, with its own cosine; filters still apply."""
+    from movierec.ingest.search import search
+
+    named = {"amelie": 13, "Le fabuleux destin d'Amélie Poulain": 13, "THE GODFATHER": 14, "godfather": 14}
+    for text, movie_id in named.items():
+        rows = search(embedded, text, limit=3)
+        assert rows[0]["movie_id"] == movie_id, (text, rows)
+        assert -1.0 <= rows[0]["similarity"] <= 1.0 and len(rows) == 3
+        assert len({r["movie_id"] for r in rows}) == 3
+    assert 13 not in {r["movie_id"] for r in search(embedded, "amelie", 5, SearchFilter(genres=("Horror",)))}
+    with connect(embedded, read_only=True) as con:
+        from movierec.ingest.search import titled_exactly
+
+        assert titled_exactly(con, "amelie poulain") == [] and titled_exactly(con, "  ") == []
+        assert titled_exactly(con, "Dawn of the Dead!") == [2]
+
+
 @pytest.mark.slow
 def test_keyword_fusion_brings_a_tagged_movie_up_with_its_cosine_score(embedded: Settings) -> None:
     """A made-up word only in Unforgiven's tags, in a query about romance: fused, the keyword match joins

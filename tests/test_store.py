@@ -54,6 +54,8 @@ def expected(
                 ok = False
             if flt.year_max is not None and (p["year"] is None or p["year"] > flt.year_max):
                 ok = False
+            if flt.ids and p["movie_id"] not in flt.ids:
+                ok = False
         keep.append(ok)
     scores = vectors @ query
     order = [i for i in np.argsort(-scores, kind="stable") if keep[i]]
@@ -136,9 +138,15 @@ def test_filters_give_the_known_answer(backend: str, tmp_path: Path, points) -> 
     ids, vectors, payloads = points
     settings = settings_for(backend, tmp_path)
     fill(settings, points)
-    queries = make_points(n=len(FILTERS), seed=7)[1]
+    # A title lookup's films: only these ids (alone and with a payload filter), by cosine.
+    filters = [
+        *FILTERS,
+        SearchFilter(ids=tuple(ids[::7])),
+        SearchFilter(genres=("Horror",), ids=tuple(ids[::3])),
+    ]
+    queries = make_points(n=len(filters), seed=7)[1]
     with open_store(settings) as store:
-        for query, flt in zip(queries, FILTERS, strict=True):
+        for query, flt in zip(queries, filters, strict=True):
             hits = store.search(query, 25, flt)
             want, scores = expected(query, vectors, ids, payloads, 25, flt)
             assert_same_ranking([h.movie_id for h in hits], want, scores, 25)
