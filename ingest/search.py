@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -35,7 +37,8 @@ def validate_filter(con: duckdb.DuckDBPyConnection, flt: SearchFilter | None) ->
 def search(
     settings: Settings, text: str, limit: int = 10, flt: SearchFilter | None = None
 ) -> list[dict[str, Any]]:
-    """Movies nearest to `text`, best first: dicts with movie_id, title, year, genres, score and similarity
+    """Movies for `text`: any film it names exactly (`titled_exactly`) first, then the nearest, best first:
+    dicts with movie_id, title, year, genres, score and similarity
     (both the cosine: `similarity` is what `recommend` and `show` call it, where `score` is the blend).
 
     With `settings.keyword_fusion` the order fuses the dense neighbours with the keyword matches of the
@@ -81,14 +84,44 @@ def titled_exactly(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:
 
     Why: a title is a name, and a sentence encoder places a short name among films of similar words
     and genres: "Amelie" ranked *Amélie* 420th, under *Amelia* and *Alice*, and an original-language title
-    was never in the embedded text."""
+    was never in the embedded text. A text of words that describe films (the genre descriptions' words,
+    words users tag films with, "movie" and function words) is a topic, not a name: "war", "romance" or
+    "disaster movie" look up nothing, though films bear those titles."""
+    from movierec.embedder import keywords
     from movierec.ingest.text import query_title_key, title_keys
 
     key = query_title_key(text)
-    if not key:
+    letters = re.findall(
+        r"[a-z]{3,}", key
+    )  # DuckDB's strip_accents keeps "³" or "ﬁ": narrow by plain letters
+    if not letters or all(w in _describing_words() for w in keywords(key)) or _tagged_words(con, key):
         return []
-    longest = max(key.split(), key=len)
-    return [mid for mid, title in titles_containing(con, longest) if key in title_keys(title)]
+    return [mid for mid, title in titles_containing(con, max(letters, key=len)) if key in title_keys(title)]
+
+
+@functools.cache
+def _describing_words() -> frozenset[str]:
+    from movierec.embedder import keywords, query_stopwords
+    from movierec.ingest.text import GENRE_WORDS
+
+    return frozenset(keywords(" ".join(f"{g} {w}" for g, w in GENRE_WORDS.items()))) | query_stopwords()
+
+
+def _tagged_words(con: duckdb.DuckDBPyConnection, key: str) -> bool:
+    """Whether every word of `key` that does not describe films by genre is itself a tag users gave films
+    (a whole tag: "zombies", "disaster"): then the text is a topic."""
+    from movierec.embedder import keywords
+
+    rest = [w for w in keywords(key) if w not in _describing_words()]
+    forms = sorted({f for w in rest for f in (w, f"{w}s")})
+    found = {
+        w
+        for (tag,) in con.execute(
+            "SELECT DISTINCT lower(trim(tag)) FROM tags WHERE list_contains(?, lower(trim(tag)))", [forms]
+        ).fetchall()
+        for w in keywords(tag)
+    }
+    return bool(rest) and all(w in found for w in rest)
 
 
 def genre_precision(

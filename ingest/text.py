@@ -86,16 +86,20 @@ def _title_key(text: str) -> str:
 def title_keys(title: str) -> set[str]:
     """The names a film may be looked up by, normalised (`_title_key`): its title and each alternate title
     MovieLens gives in parentheses (the original-language one, an "a.k.a."), the year dropped, a trailing
-    article put back in front and also left out: "Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)"
-    -> "amelie", "le fabuleux destin d amelie poulain", "fabuleux destin d amelie poulain"."""
+    article also put back in front, and left out where more than one word remains: "Amélie (Fabuleux destin
+    d'Amélie Poulain, Le) (2001)" -> "amelie", "fabuleux destin d amelie poulain le", "le fabuleux destin d
+    amelie poulain", "fabuleux destin d amelie poulain"."""
     names = [clean_title(title) or title, *(p[1:-1] for p in _PARENS.findall(title))]
     keys = set()
     for name in names:
         name = re.sub(r"^\s*a\.k\.a\.\s*", "", name.strip(), flags=re.IGNORECASE)
         if re.fullmatch(r"\d{4}(-\d{0,4})?", name):  # the year
             continue
-        moved = _TRAILING_ARTICLE.match(name)
-        variants = [name] if moved is None else [f"{moved[2]} {moved[1]}", moved[1]]
+        variants = [name]
+        if moved := _TRAILING_ARTICLE.match(name):  # "Godfather, The"; "I Love You, Man" is kept as written
+            variants.append(f"{moved[2]} {moved[1]}")
+            if " " in moved[1].strip():  # without the article only when a name is left, not "Girls" alone
+                variants.append(moved[1])
         keys.update(k for k in map(_title_key, variants) if k)
     return keys
 

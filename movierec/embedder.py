@@ -314,7 +314,7 @@ def _word_index(word: str) -> int:
 
 
 @functools.cache
-def _query_stopwords() -> frozenset[str]:
+def query_stopwords() -> frozenset[str]:
     """Words a query's keyword side ignores: the common function words of the languages the language
     check knows (`_ENGLISH_WORDS`, `_FOREIGN_WORDS` below) and "film", normalised like every word. Fixed
     for all queries; without it "baseball movies" matched every title with "Movie" in it."""
@@ -326,7 +326,7 @@ def keyword_vector(text: str, query: bool = False) -> tuple[list[int], list[floa
     (common function words left out). Indices are sorted and unique."""
     if not query:
         return tag_keyword_vector((text,), (1,))
-    indices = sorted({_word_index(w) for w in keywords(text) if w not in _query_stopwords()})
+    indices = sorted({_word_index(w) for w in keywords(text) if w not in query_stopwords()})
     return indices, [1.0] * len(indices)
 
 

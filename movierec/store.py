@@ -52,7 +52,8 @@ SCROLL_PAGE = 10_000
 @dataclass(frozen=True)
 class SearchFilter:
     """Payload filter: any of `genres`, none of `exclude_genres`, year within [year_min, year_max], and
-    (when given) only the movies `ids` (a title lookup scores the films it found)."""
+    (when non-empty) only the movies `ids` (a title lookup scores the films it found; empty: no id filter,
+    so a caller with no ids to score must not search at all)."""
 
     genres: tuple[str, ...] = ()
     exclude_genres: tuple[str, ...] = ()

@@ -33,8 +33,12 @@ from movierec.store import open_store
 
 def test_title_keys_hold_every_name_of_a_film() -> None:
     assert title_keys("Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)") == {
-        "amelie", "le fabuleux destin d amelie poulain", "fabuleux destin d amelie poulain"}  # fmt: skip
-    assert title_keys("Godfather, The (1972)") == {"the godfather", "godfather"}
+        "amelie", "le fabuleux destin d amelie poulain", "fabuleux destin d amelie poulain",
+        "fabuleux destin d amelie poulain le"}  # fmt: skip
+    assert title_keys("Godfather, The (1972)") == {"the godfather", "godfather the"}
+    # A last word after a comma is not always an article: the title as written stays a key.
+    assert "i love you man" in title_keys("I Love You, Man (2009)")
+    assert "girls" not in title_keys("Girls, Les (1957)")  # not a name left alone after the article
     assert title_keys("Seven (a.k.a. Se7en) (1995)") == {"seven", "se7en"}
     assert title_keys("Untitled Home Video") == {"untitled home video"}
     assert query_title_key("  The Godfather! ") == "the godfather" and query_title_key("?!") == ""
