@@ -37,7 +37,8 @@ def train_model(
     Full fit by default. With `update=True` the current model is the start (`KerasCF.update`) unless the
     rule says retrain: no current implicit model of the same dim, more than RETRAIN_SHARE of the ratings
     changed, or RETRAIN_EVERY updates since the last full fit. An update whose validation nDCG@10 falls
-    more than GATE_DROP below the current model's on the same users raises UpdateRefused (nothing saved).
+    more than GATE_DROP below the current model's on the same users raises UpdateRefused (nothing saved);
+    an update that finds no changed rating returns the current model's record (nothing saved).
     `hyperparams` are `HyperParams` fields; None values keep the defaults."""
     from movierec.cf.data import load_ratings
     from movierec.cf.keras_cf import KerasCF
@@ -86,6 +87,12 @@ def train_model(
             f"{change['movies_with_changes']:,} movies with changes ({change['new_movies']:,} new)",
             enabled=progress,
         )
+        if not (change["changed"] or change["new_users"] or change["new_movies"]):
+            # Nothing to re-solve (the same change detection as any update: ingest numbers, or every pair):
+            # a new version would only push a real one out of the kept models and count towards the
+            # full-fit rule.
+            say(f"nothing changed since model {current.version}: nothing saved", enabled=progress)
+            return current
         if change["share"] > RETRAIN_SHARE:
             why_full = f"{change['share']:.1%} of the ratings changed (> {RETRAIN_SHARE:.0%})"
         else:

@@ -151,7 +151,8 @@ def test_cli_train_show_similar(world: Settings) -> None:
 @pytest.mark.slow
 def test_cli_update_with_nothing_new_saves_no_version(world: Settings) -> None:
     """Before, each no-op `train --update` saved a version: it pushed real ones out of the kept models and
-    counted towards the full-fit rule. A flag given with it (which may change the model) still trains."""
+    counted towards the full-fit rule. The update's own change detection decides (not a cheaper check
+    before it), and a flag that changes the model's shape is still a full fit."""
     runner = CliRunner()
     home = ["--home", str(world.home)]
     r = runner.invoke(main, ["train", *home, "--dim", "8", "--iterations", "2", "--no-tune", "--json"])
@@ -165,8 +166,10 @@ def test_cli_update_with_nothing_new_saves_no_version(world: Settings) -> None:
     r = runner.invoke(main, ["train", *home, "--update"])
     assert r.exit_code == 0 and "up to date" in r.stdout and "nothing saved" in r.stdout, r.output
     assert [m.version for m in list_models(world)] == [first["version"]]
-    r = runner.invoke(main, ["train", *home, "--update", "--iterations", "3", "--json"])
-    assert r.exit_code == 0 and json.loads(r.stdout)["version"] != first["version"], r.output
+    r = runner.invoke(main, ["train", *home, "--update", "--update-iterations", "3", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["unchanged"] is True, r.output
+    r = runner.invoke(main, ["train", *home, "--update", "--dim", "16", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["unchanged"] is False, r.output
 
 
 def test_cli_evaluate_json_has_model_and_both_baselines(world: Settings) -> None:

@@ -98,21 +98,18 @@ def train(settings, hyperparams: dict, update: bool, as_json: bool, quiet: bool)
     the tuning search, data snapshot, metrics, lineage, versions) and, for the rating objective, loss.png.
     Progress per sweep or epoch goes to stderr.
     """
-    from movierec.cf import current_model, stale_reason, train_model
+    from movierec.cf import current_model, train_model
 
-    if update and all(v is None for v in hyperparams.values()) and stale_reason(settings) is None:
-        # Nothing to re-solve: a new version would only push a real one out of MOVIEREC_KEEP_MODELS and
-        # count towards the full-fit rule.
-        record = current_model(settings)
-        if as_json:
-            echo_json({**record.to_dict(), "unchanged": True})
-        else:
-            click.echo(f"model {record.version} is up to date: no rating changed since it was trained; "
-                       "nothing saved (`movierec train` without --update fits anew)")  # fmt: skip
-        return
+    before = current_model(settings) if update else None
     record = train_model(settings, update=update, progress=not quiet, **hyperparams)
+    # An update that found no changed rating saves nothing and leaves the current model (cf.training).
+    unchanged = before is not None and record.version == before.version
     if as_json:
-        echo_json({**record.to_dict(), "unchanged": False})
+        echo_json({**record.to_dict(), "unchanged": unchanged})
+        return
+    if unchanged:
+        click.echo(f"model {record.version} is up to date: no rating changed since it was trained; "
+                   "nothing saved (`movierec train` without --update fits anew)")  # fmt: skip
         return
     m = record.metrics
     quality = (
