@@ -85,15 +85,14 @@ def titled_exactly(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:
     Why: a title is a name, and a sentence encoder places a short name among films of similar words
     and genres: "Amelie" ranked *Amélie* 420th, under *Amelia* and *Alice*, and an original-language title
     was never in the embedded text. A text of words that describe films (the genre descriptions' words,
-    words users tag films with, "movie" and function words) is a topic, not a name: "war", "romance" or
-    "disaster movie" look up nothing, though films bear those titles."""
+    words users tag films with, "movie" and function words) is a topic, not a name: "war" or "romance"
+    look up nothing, though films bear those titles."""
     from movierec.embedder import keywords
-    from movierec.ingest.text import query_title_key, title_keys
+    from movierec.ingest.text import title_key, title_keys
 
-    key = query_title_key(text)
-    letters = re.findall(
-        r"[a-z]{3,}", key
-    )  # DuckDB's strip_accents keeps "³" or "ﬁ": narrow by plain letters
+    key = title_key(text)
+    # DuckDB's strip_accents keeps "³" or "ﬁ" where NFKD splits them: narrow the titles by plain letters.
+    letters = re.findall(r"[a-z]{3,}", key)
     if not letters or all(w in _describing_words() for w in keywords(key)) or _tagged_words(con, key):
         return []
     return [mid for mid, title in titles_containing(con, max(letters, key=len)) if key in title_keys(title)]

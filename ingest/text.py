@@ -75,8 +75,9 @@ _TRAILING_ARTICLE = re.compile(r"^(.*\S),\s*(\w{1,4}'?)$")  # "Godfather, The", 
 _NOT_WORD = re.compile(r"[^\w]+")
 
 
-def _title_key(text: str) -> str:
-    """Lower case, accents and punctuation dropped, spaces collapsed: "Amélie!" and "amelie" meet."""
+def title_key(text: str) -> str:
+    """Lower case, accents and punctuation dropped, spaces collapsed: "Amélie!" and "amelie" meet. A query
+    and every name in `title_keys` are normalised by it ("" when nothing is left)."""
     import unicodedata
 
     plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
@@ -84,7 +85,7 @@ def _title_key(text: str) -> str:
 
 
 def title_keys(title: str) -> set[str]:
-    """The names a film may be looked up by, normalised (`_title_key`): its title and each alternate title
+    """The names a film may be looked up by, normalised (`title_key`): its title and each alternate title
     MovieLens gives in parentheses (the original-language one, an "a.k.a."), the year dropped, a trailing
     article also put back in front, and left out where more than one word remains: "Amélie (Fabuleux destin
     d'Amélie Poulain, Le) (2001)" -> "amelie", "fabuleux destin d amelie poulain le", "le fabuleux destin d
@@ -100,13 +101,8 @@ def title_keys(title: str) -> set[str]:
             variants.append(f"{moved[2]} {moved[1]}")
             if " " in moved[1].strip():  # without the article only when a name is left, not "Girls" alone
                 variants.append(moved[1])
-        keys.update(k for k in map(_title_key, variants) if k)
+        keys.update(k for k in map(title_key, variants) if k)
     return keys
-
-
-def query_title_key(text: str) -> str:
-    """A query normalised as `title_keys` normalises titles ("" when nothing is left)."""
-    return _title_key(text)
 
 
 def title_text(title: str, tags: Sequence[str] = ()) -> str:

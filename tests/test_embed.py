@@ -23,7 +23,7 @@ from movierec.ingest.text import (
     clean_title,
     genre_text,
     movie_texts,
-    query_title_key,
+    title_key,
     title_keys,
     title_text,
     user_bucket,
@@ -41,7 +41,7 @@ def test_title_keys_hold_every_name_of_a_film() -> None:
     assert "girls" not in title_keys("Girls, Les (1957)")  # not a name left alone after the article
     assert title_keys("Seven (a.k.a. Se7en) (1995)") == {"seven", "se7en"}
     assert title_keys("Untitled Home Video") == {"untitled home video"}
-    assert query_title_key("  The Godfather! ") == "the godfather" and query_title_key("?!") == ""
+    assert title_key("  The Godfather! ") == "the godfather" and title_key("?!") == ""
 
 
 def test_clean_title_drops_every_parenthesised_part() -> None:
