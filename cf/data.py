@@ -6,8 +6,11 @@ would dominate training time.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+import duckdb
 import numpy as np
 
 from movierec.catalog import dense_range, unique_sorted
@@ -32,6 +35,7 @@ class Ratings:
     ingest_id: np.ndarray | None = None  # int32
     ingests: dict[int, str] | None = None
     unnumbered: str | None = None  # "count:sum of hash(user_id, movie_id, rating, rated_at)"
+    digests: UserDigests | None = None  # per user: what every one of their rows holds, however written
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -44,6 +48,7 @@ class Ratings:
             self.rated_at[mask_or_index],
             None if self.ingest_id is None else self.ingest_id[mask_or_index],
             None,  # a subset: no longer what the database holds
+            None,
             None,
         )
 
@@ -103,6 +108,7 @@ def load_ratings(settings: Settings) -> Ratings:
                 f"{ingest}::INTEGER AS ingest FROM ratings"
             ).fetchnumpy()
             ingests = unnumbered = None
+            digests = user_digests(con)
             if numbered:
                 ingests = dict(con.execute("SELECT ingest_id, token FROM ingests").fetchall())
                 n, total = con.execute(
@@ -118,7 +124,51 @@ def load_ratings(settings: Settings) -> Ratings:
         raise NotFoundError(f"no ratings in {settings.db_path}: run `movierec ingest` first")
     r = Ratings.from_arrays(cols["user_id"], cols["movie_id"], cols["rating"], cols["ts"])
     ingest_id = np.asarray(cols["ingest"], dtype=np.int32)
-    return replace(r, ingest_id=ingest_id, ingests=ingests, unnumbered=unnumbered)
+    return replace(r, ingest_id=ingest_id, ingests=ingests, unnumbered=unnumbered, digests=digests)
+
+
+# Per user, the sum (mod 2**64) of a hash of each of their rows: any change to a user's ratings (a value or
+# time edited by hand in an ingested row, a row deleted or added, however written) moves it, which the
+# ingest numbers and the unnumbered rows' digest cannot see. One GROUP BY: 0.4 s at ml-25m size.
+_USER_DIGEST_SQL = (
+    "SELECT user_id::BIGINT AS user_id, "
+    "(sum(hash(movie_id, rating, rated_at)) % 18446744073709551616)::UBIGINT AS digest "
+    "FROM ratings GROUP BY user_id ORDER BY user_id"
+)
+
+
+@dataclass(frozen=True)
+class UserDigests:
+    """Sorted user ids and a digest of each one's ratings (`_USER_DIGEST_SQL`)."""
+
+    user_ids: np.ndarray  # int64, sorted
+    digest: np.ndarray  # uint64
+
+    def changed(self, before: UserDigests) -> np.ndarray:
+        """Ids of the users whose ratings differ from `before`'s: another digest, or on one side only."""
+        both = np.intersect1d(self.user_ids, before.user_ids, assume_unique=True)
+        now, then = self.digest[index_of(self.user_ids, both)], before.digest[index_of(before.user_ids, both)]
+        one_side = np.setxor1d(self.user_ids, before.user_ids, assume_unique=True)
+        return np.union1d(both[now != then], one_side)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, user_ids=self.user_ids, digest=self.digest)
+
+    @classmethod
+    def load(cls, path: Path) -> UserDigests | None:
+        """The digests saved at `path`, or None when there are none (a model from before them)."""
+        try:
+            with np.load(path) as z:
+                return cls(z["user_ids"].astype(np.int64), z["digest"].astype(np.uint64))
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return None
+
+
+def user_digests(con: duckdb.DuckDBPyConnection) -> UserDigests:
+    """Every user's ratings digest, read on `con`."""
+    cols = con.execute(_USER_DIGEST_SQL).fetchnumpy()
+    ids, digest = np.asarray(cols["user_id"], dtype=np.int64), np.asarray(cols["digest"], dtype=np.uint64)
+    return UserDigests(ids, digest)
 
 
 def index_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -111,13 +111,16 @@ class KerasCF(Recommender):
         since: float | None,
         progress: bool = False,
         base: dict | None = None,
+        edited_users: np.ndarray | None = None,
     ) -> dict:
         """Fit to `data` starting from `previous` (an implicit model): known users and movies keep their
         vectors, new ones start at zero, and only the users and movies with ratings that `previous` did
         not train on are re-solved, `hp.update_iterations` sweeps. Those ratings are the rows later ingests
         wrote, when `base` (the data snapshot `previous` was trained on) and the database can say
-        (`Ratings.changed_since`); else new pairs, or rated after `since` (epoch seconds). Returns what
-        changed: {'changed': n ratings, 'share', 'users', 'movies', 'base_ndcg', 'found'}."""
+        (`Ratings.changed_since`); else new pairs, or rated after `since` (epoch seconds). `edited_users`:
+        ids of users whose ratings digest moved (`UserDigests.changed`); those that neither way found (a
+        rating edited in place, a row deleted) count with all their ratings. Returns what changed:
+        {'changed': n ratings, 'share', 'users', 'movies', 'base_ndcg', 'found', 'edited_users'}."""
         from movierec.cf import train
 
         if previous.hp.objective != "implicit" or self.hp.objective != "implicit":
@@ -135,6 +138,13 @@ class KerasCF(Recommender):
         else:
             changed_keys = self._new_pairs(data, previous, since, u, m)
             how = "by comparing every pair with the previous model's"
+        edited = np.empty(0, dtype=np.int64)
+        if edited_users is not None and len(edited_users):
+            rows = index_of(self.user_ids, edited_users)
+            edited = np.setdiff1d(rows[rows >= 0], changed_keys % nu)
+            if len(edited):
+                mine = np.isin(u, edited)
+                changed_keys = np.union1d(changed_keys, m[mine].astype(np.int64) * nu + u[mine])
         n_changed = len(changed_keys)
         solve_users = np.unique(changed_keys % nu)
         # A movie moves when it is new or a clear share of its ratings changed; a popular movie with a
@@ -170,6 +180,7 @@ class KerasCF(Recommender):
             "new_movies": int(len(self.movie_ids) - int((om >= 0).sum())),
             "base_ndcg": self.history.base_ndcg,
             "found": "ingest numbers" if later is not None else "pair comparison",
+            "edited_users": int(len(edited)),
             "found_seconds": round(found_in, 2),  # id maps of the new data included (every fit needs them)
         }
 

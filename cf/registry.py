@@ -6,6 +6,8 @@ A model directory `MODELS/<version>/` holds:
   contract.npz       id maps and the training ratings (movierec.cf.recommender)
   factors.npz        exported factors + biases (movierec.cf.factors.Factors): what the batch scores with
   model.keras        the Keras model (registered classes: loads with keras.saving.load_model)
+  digests.npz        per user, a digest of their ratings at training time (cf.data.UserDigests): what an
+                     update or `stale_reason` compares with to find ratings edited outside an ingest
   loss.png           loss per epoch (rating objective only; an implicit fit's history is in model.json)
   (what `cf.training.train_model` writes: model.json also holds the tuning search, lineage, history)
 Directories written before v0.2 also hold recommender.json (kind and parameters); they still load.
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from movierec.cf.data import UserDigests, user_digests
 from movierec.cf.guard import check_model
 from movierec.cf.recommender import MANIFEST, Recommender, read_manifest
 from movierec.config import Settings
@@ -121,26 +124,31 @@ def _model_dir(settings: Settings, record: ModelRecord) -> Path:
 
 
 def stale_reason(settings: Settings) -> str | None:
-    """Why the current model is out of date (no model, another rating count, newer ratings, or ratings
-    written after the ingest it saw: a re-rating that kept its timestamp), or None."""
+    """Why the current model is out of date (no model, another rating count, newer ratings, ratings
+    written after the ingest it saw: a re-rating that kept its timestamp, or users whose ratings were
+    edited outside an ingest: their digest moved), or None."""
     record = current_model(settings)
     if record is None:
         return "no CF model yet"
+    model_dir = _model_dir(settings, record)
     try:
-        mark = (read_manifest(_model_dir(settings, record)).get("data") or {}).get("ingest_id")
+        mark = (read_manifest(model_dir).get("data") or {}).get("ingest_id")
     except ModelError:  # a damaged version: what loads it says so
         mark = None
     with connect(settings, read_only=True) as con:
         n, newest = con.execute("SELECT count(*), max(rated_at) FROM ratings").fetchone()
-        later = 0
+        if record.n_ratings != n:
+            return f"{n:,} ratings now, model {record.version} saw {record.n_ratings or 0:,}"
+        if newest is not None and record.max_rated_at is not None and newest > record.max_rated_at:
+            return f"ratings newer than model {record.version} ({newest} > {record.max_rated_at})"
         if mark is not None and has_table(con, "ingests"):
             later = con.execute("SELECT count(*) FROM ratings WHERE ingest_id > ?", [mark]).fetchone()[0]
-    if record.n_ratings != n:
-        return f"{n:,} ratings now, model {record.version} saw {record.n_ratings or 0:,}"
-    if newest is not None and record.max_rated_at is not None and newest > record.max_rated_at:
-        return f"ratings newer than model {record.version} ({newest} > {record.max_rated_at})"
-    if later:
-        return f"{later:,} ratings written after model {record.version}'s ingest {mark}"
+            if later:
+                return f"{later:,} ratings written after model {record.version}'s ingest {mark}"
+        before = UserDigests.load(model_dir / DIGESTS)  # none: a model from before them
+        edited = 0 if before is None else len(user_digests(con).changed(before))
+    if edited:
+        return f"the ratings of {edited:,} users changed after model {record.version} was trained"
     return None
 
 
@@ -226,6 +234,7 @@ def _save_locked(
 
 
 TRAIN_LOCK = ".train.lock"
+DIGESTS = "digests.npz"
 _MODEL_FILES = (MANIFEST, "contract.npz")  # every kind writes both
 
 

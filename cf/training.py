@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from movierec.cf.recommender import read_manifest
-from movierec.cf.registry import ModelRecord, _model_dir, current_model, load_model, save_model
+from movierec.cf.registry import DIGESTS, ModelRecord, _model_dir, current_model, load_model, save_model
 from movierec.config import Settings
 from movierec.errors import ModelError
 from movierec.progress import say
@@ -40,7 +40,7 @@ def train_model(
     more than GATE_DROP below the current model's on the same users raises UpdateRefused (nothing saved);
     an update that finds no changed rating returns the current model's record (nothing saved).
     `hyperparams` are `HyperParams` fields; None values keep the defaults."""
-    from movierec.cf.data import load_ratings
+    from movierec.cf.data import UserDigests, load_ratings
     from movierec.cf.keras_cf import KerasCF
 
     given = {k: v for k, v in hyperparams.items() if v is not None}
@@ -54,6 +54,7 @@ def train_model(
     current = previous = None
     last: dict[str, Any] = {}
     seen_data: dict[str, Any] | None = None  # the current model's data snapshot
+    edited_users = None  # users whose ratings digest moved since the current model (None: it has none)
     if update:
         current = current_model(settings)
         if current is None:
@@ -64,6 +65,9 @@ def train_model(
             say(f"model {current.version} loaded in {time.perf_counter() - t0:.1f}s", enabled=progress)
             manifest = read_manifest(_model_dir(settings, current))
             last, seen_data = manifest.get("lineage", {}), manifest.get("data")
+            before = UserDigests.load(_model_dir(settings, current) / DIGESTS)
+            if before is not None and data.digests is not None:
+                edited_users = data.digests.changed(before)
             implicit = isinstance(previous, KerasCF) and previous.hp.objective == "implicit"
             if implicit:  # an update keeps the values the last full fit chose (or was given)
                 rec = KerasCF(**{**previous.hp.to_dict(), **given, "tune": False})
@@ -80,7 +84,9 @@ def train_model(
     if why_full is None:
         since = current.max_rated_at.replace(tzinfo=UTC).timestamp() if current.max_rated_at else None
         say(f"updating model {current.version} with the ratings it has not seen", enabled=progress)
-        change = rec.update(data, previous, since, progress=progress, base=seen_data)
+        change = rec.update(
+            data, previous, since, progress=progress, base=seen_data, edited_users=edited_users
+        )
         say(
             f"{change['changed']:,} changed ratings ({change['share']:.1%}): re-solved {change['users']:,} "
             f"users ({change['new_users']:,} new) and {change['movies']:,} of the "
@@ -146,8 +152,14 @@ def train_model(
     # The loss curve of the rating objective as loss.png; an implicit fit's history (seconds per sweep,
     # validation nDCG, the tuning trials) is in model.json: importing matplotlib to draw it cost a cold
     # `movierec train` on ml-latest-small more than its whole fit (issue 17).
-    plot = (lambda d: _plot_loss(h, d / "loss.png", title)) if h.loss else None
-    record = save_model(settings, rec, snapshot=snapshot, metrics=metrics, manifest=extra, extra_files=plot)
+
+    def files(d: Path) -> None:
+        if data.digests is not None:  # what the next update compares with (`UserDigests.changed`)
+            data.digests.save(d / DIGESTS)
+        if h.loss:
+            _plot_loss(h, d / "loss.png", title)
+
+    record = save_model(settings, rec, snapshot=snapshot, metrics=metrics, manifest=extra, extra_files=files)
     saved = time.perf_counter() - t0
     say(f"model {record.version} ({lineage['mode']}) saved to {record.path} in {saved:.1f}s and made current",
         enabled=progress)  # fmt: skip

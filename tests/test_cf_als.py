@@ -403,6 +403,47 @@ def test_an_update_asks_the_ingest_numbers_what_changed(
     assert (change["found"], change["changed"]) == ("pair comparison", 1)
 
 
+def test_a_rating_edited_in_place_outside_an_ingest_is_seen(settings: Settings, tmp_path) -> None:
+    """An analyst corrects an ingested row by hand (same pair, same time, another value): the ingest
+    numbers and the unnumbered rows' digest cannot see it, the per-user digests saved with the model can.
+    The nightly's staleness check says so, and the update re-solves that user (with all their ratings)."""
+    from movierec.cf.registry import DIGESTS, _model_dir
+    from movierec.ingest.load import ingest_dir
+
+    old, _ = _night(checkerboard())
+    ingest_dir(settings, _snapshot_dir(tmp_path / "v1", old))
+    first = train_model(settings, **ALS)
+    assert (_model_dir(settings, first) / DIGESTS).is_file() and stale_reason(settings) is None
+    vec_before = _user_vec(load_current_model(settings)[1], int(old.user_ids[3]))
+    user, movie = int(old.user_ids[3]), int(old.movie_ids[3])
+    with connect(settings) as con:
+        con.execute(EDIT, [user, movie])
+    assert stale_reason(settings) == f"the ratings of 1 users changed after model {first.version} was trained"
+    second = train_model(settings, update=True, **ALS)
+    assert second.version != first.version
+    change = json.loads((_model_dir(settings, second) / "model.json").read_text())["lineage"]["change"]
+    assert (change["found"], change["edited_users"], change["users"]) == ("ingest numbers", 1, 1)
+    assert change["changed"] == int((old.user_ids == user).sum())  # all of that user's ratings count
+    assert not np.allclose(_user_vec(load_current_model(settings)[1], user), vec_before)
+    assert stale_reason(settings) is None
+    assert train_model(settings, update=True, **ALS).version == second.version  # nothing new: nothing saved
+
+    # A model from before the digests (no file): the update works as it did, and sees nothing.
+    with connect(settings) as con:
+        con.execute(EDIT, [user, movie])
+    (_model_dir(settings, second) / DIGESTS).unlink()
+    assert stale_reason(settings) is None
+    assert train_model(settings, update=True, **ALS).version == second.version
+
+
+EDIT = "UPDATE ratings SET rating = 6 - rating WHERE user_id = ? AND movie_id = ?"
+
+
+def _user_vec(model: KerasCF, user: int) -> np.ndarray:
+    f = model.factors
+    return f.user_vecs[int(np.searchsorted(f.user_ids, user))].copy()
+
+
 def _concat(*parts: Ratings) -> Ratings:
     return Ratings.from_arrays(
         *(

@@ -60,7 +60,7 @@ def test_train_model_records_one_current_version(world: Settings) -> None:
     assert manifest["version"] == record.version and manifest["data"]["n_ratings"] == len(checkerboard())
     assert set(manifest["versions"]) == {"keras", "tensorflow", "numpy"}
     assert sorted(p.name for p in record.path.iterdir()) == [
-        "contract.npz", "factors.npz", "model.json", "model.keras"
+        "contract.npz", "digests.npz", "factors.npz", "model.json", "model.keras"
     ]  # fmt: skip
     assert (first.path / "loss.png").is_file()  # the rating objective's loss curve
     # the older version is still on disk and loadable
