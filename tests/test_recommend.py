@@ -16,7 +16,7 @@ from movierec.config import Settings
 
 pytestmark = pytest.mark.slow  # loads the offline sentence-transformers model
 
-KEYS = {"rank", "movie_id", "title", "genres", "score", "similarity", "source"}
+KEYS = {"rank", "movie_id", "title", "year", "genres", "score", "similarity", "source"}
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,15 @@ def test_bad_input_is_one_line(planted: Settings, args: list[str], message: str)
     code, out, err = invoke(planted, *args)
     assert code == 1
     assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("args", [["recommend", "-5", "zombies"], ["show", "-5"], ["similar", "-3"],
+                                  ["batch", "report", "-2"]])  # fmt: skip
+def test_a_negative_id_is_named_as_such(planted: Settings, args: list[str]) -> None:
+    """click read `-5` as an unknown option ("No such option '-5'"); it is a usage error about the id."""
+    code, _, err = invoke(planted, *args)
+    bad = next(a for a in args if a.startswith("-"))
+    assert code == 2 and f"{bad} is not an id: ids are whole numbers from 1" in err, err
 
 
 def test_report_json_and_chart(planted: Settings, tmp_path: Path) -> None:

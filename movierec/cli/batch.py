@@ -8,6 +8,7 @@ import click
 
 from movierec.cli.options import (
     ID,
+    IdArgs,
     alpha_option,
     echo_json,
     echo_table,
@@ -224,7 +225,7 @@ def batch_run(settings: Settings, alpha: float | None, as_json: bool, quiet: boo
         click.echo(summary.line())
 
 
-@batch_group.command("report")
+@batch_group.command("report", cls=IdArgs)
 @click.argument("run_id", type=ID, required=False)
 @click.option("--chart", type=click.Path(dir_okay=False), help="Also write a PNG chart of the metrics.")
 @json_option
@@ -268,7 +269,7 @@ def batch_report(settings: Settings, run_id: int | None, chart: str | None, as_j
 # --------------------------------------------------------------------------- ad hoc
 
 
-@click.command("recommend")
+@click.command("recommend", cls=IdArgs)
 @click.argument("user_id", type=int)
 @click.argument("text")
 @click.option("--top-n", type=int, default=10, show_default=True)
@@ -292,7 +293,7 @@ def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **
             "note: no movies to recommend: none matches the filters, or the user rated them all", err=True
         )
     if as_json:
-        keys = ("rank", "movie_id", "title", "genres", "score", "similarity", "source")
+        keys = ("rank", "movie_id", "title", "year", "genres", "score", "similarity", "source")
         echo_json([{k: item[k] for k in keys} for item in res.items])
         return
     if res.history:
@@ -304,7 +305,7 @@ def recommend_cmd(settings: Settings, user_id: int, text: str, as_json: bool, **
     echo_table(res.items, ["rank", "movie_id", "title", "genres", "score", "similarity", "source"])
 
 
-@click.command("show")
+@click.command("show", cls=IdArgs)
 @click.argument("user_id", type=int)
 @click.option("--query", help="Only this saved query.")
 @json_option
@@ -315,7 +316,7 @@ def show_cmd(settings: Settings, user_id: int, query: str | None, as_json: bool)
 
     items = show(settings, user_id, query)
     if as_json:
-        keys = ("query", "rank", "movie_id", "title", "genres", "score", "similarity", "source",
+        keys = ("query", "rank", "movie_id", "title", "year", "genres", "score", "similarity", "source",
                 "because_movie_id", "because_title")  # fmt: skip
         echo_json([{k: item[k] for k in keys} for item in items])
         return

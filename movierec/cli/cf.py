@@ -12,6 +12,7 @@ from movierec.cli.options import (
     LIST_LENGTH,
     SEED,
     FiniteFloat,
+    IdArgs,
     echo_json,
     echo_table,
     json_option,
@@ -255,7 +256,7 @@ def _evaluate_lists(settings, hyperparams: dict, query_file: str | None, cutoff:
         click.echo("\nno blend met the rule on the validation period; keep the current default")
 
 
-@click.command()
+@click.command(cls=IdArgs)
 @settings_options
 @click.argument("movie")
 @click.option("--limit", type=LIST_LENGTH, default=10, show_default=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,22 @@ class FiniteFloat(click.FloatRange):
         if rv != rv or rv in (float("inf"), float("-inf")):
             self.fail(f"{value} is not a finite number.", param, ctx)
         return rv
+
+
+class IdArgs(click.Command):
+    """A command whose arguments are ids: `recommend -5 ...` is a negative id, not an unknown option
+    (click's "No such option '-5'" pointed at the wrong mistake). Option values (`--alpha -0.1`) are
+    untouched: click takes the token after an option as its value."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            if re.fullmatch(r"-\d+(\.\d*)?", exc.option_name):
+                raise click.UsageError(
+                    f"{exc.option_name} is not an id: ids are whole numbers from 1 to {MAX_ID:,}", ctx
+                ) from None
+            raise
 
 
 # The ranges of numeric options, from movierec.limits (the library checks the same numbers).
