@@ -6,7 +6,6 @@ would dominate training time.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -156,12 +155,17 @@ class UserDigests:
 
     @classmethod
     def load(cls, path: Path) -> UserDigests | None:
-        """The digests saved at `path`, or None when there are none (a model from before them)."""
+        """The digests saved at `path`, or None when there are none (a model from before them) or the file
+        is damaged (empty, truncated, not what `save` wrote): the update then finds changes as it did
+        before the digests, and `movierec train` writes a good file."""
         try:
             with np.load(path) as z:
-                return cls(z["user_ids"].astype(np.int64), z["digest"].astype(np.uint64))
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+                ids, digest = np.asarray(z["user_ids"], np.int64), np.asarray(z["digest"], np.uint64)
+        except Exception:  # noqa: BLE001 - any unreadable file is "no digests" (EOFError, TypeError, ...)
             return None
+        if ids.ndim != 1 or ids.shape != digest.shape or np.any(ids[1:] <= ids[:-1]):
+            return None
+        return cls(ids, digest)
 
 
 def user_digests(con: duckdb.DuckDBPyConnection) -> UserDigests:

@@ -118,9 +118,9 @@ class KerasCF(Recommender):
         not train on are re-solved, `hp.update_iterations` sweeps. Those ratings are the rows later ingests
         wrote, when `base` (the data snapshot `previous` was trained on) and the database can say
         (`Ratings.changed_since`); else new pairs, or rated after `since` (epoch seconds). `edited_users`:
-        ids of users whose ratings digest moved (`UserDigests.changed`); those that neither way found (a
-        rating edited in place, a row deleted) count with all their ratings. Returns what changed:
-        {'changed': n ratings, 'share', 'users', 'movies', 'base_ndcg', 'found', 'edited_users'}."""
+        ids of users whose ratings digest moved (`UserDigests.changed`); those that neither way found are
+        re-solved with what `_edits` finds. Returns what changed: {'changed': n ratings, 'share', 'users',
+        'movies', 'base_ndcg', 'found', 'edited_users', 'removed_users', 'removed_movies', ...}."""
         from movierec.cf import train
 
         if previous.hp.objective != "implicit" or self.hp.objective != "implicit":
@@ -138,18 +138,18 @@ class KerasCF(Recommender):
         else:
             changed_keys = self._new_pairs(data, previous, since, u, m)
             how = "by comparing every pair with the previous model's"
-        edited = np.empty(0, dtype=np.int64)
+        edited, gone_movies, n_gone = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), 0
         if edited_users is not None and len(edited_users):
-            rows = index_of(self.user_ids, edited_users)
-            edited = np.setdiff1d(rows[rows >= 0], changed_keys % nu)
+            edited = np.setdiff1d(edited_users, self.user_ids[np.unique(changed_keys % nu)])
             if len(edited):
-                mine = np.isin(u, edited)
-                changed_keys = np.union1d(changed_keys, m[mine].astype(np.int64) * nu + u[mine])
-        n_changed = len(changed_keys)
-        solve_users = np.unique(changed_keys % nu)
+                extra, gone_movies, n_gone = self._edits(data, previous, edited, u, m)
+                changed_keys = np.union1d(changed_keys, extra)
+        n_changed = len(changed_keys) + n_gone
+        edited_rows = index_of(self.user_ids, edited)
+        solve_users = np.union1d(np.unique(changed_keys % nu), edited_rows[edited_rows >= 0])
         # A movie moves when it is new or a clear share of its ratings changed; a popular movie with a
         # fraction of a percent new ratings would cost a full pass over its ratings for no visible change.
-        per_movie = np.bincount(changed_keys // nu, minlength=nm)
+        per_movie = np.bincount(changed_keys // nu, minlength=nm) + np.bincount(gone_movies, minlength=nm)
         total = np.bincount(m, minlength=nm)
         is_new_movie = np.ones(nm, dtype=bool)
         is_new_movie[om[om >= 0]] = False
@@ -181,8 +181,33 @@ class KerasCF(Recommender):
             "base_ndcg": self.history.base_ndcg,
             "found": "ingest numbers" if later is not None else "pair comparison",
             "edited_users": int(len(edited)),
+            "removed_users": int((ou < 0).sum()),
+            "removed_movies": int((om < 0).sum()),
             "found_seconds": round(found_in, 2),  # id maps of the new data included (every fit needs them)
         }
+
+    def _edits(
+        self, data: Ratings, previous: KerasCF, users: np.ndarray, u: np.ndarray, m: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """What hand edits changed for `users` (ids whose ratings digest moved that nothing else explains),
+        from their pairs now and in `previous`: (keys of their pairs `previous` lacked, and of every
+        pair of a user whose pairs are all the same: a value edited in place, the row unknown; the rows
+        of movies whose pair with them is gone; the number of pairs gone). A user gone altogether counts
+        through their movies."""
+        nu = len(self.user_ids)
+        ps = previous.seen
+        was = np.isin(ps.user_ids, users)
+        p_u = ps.user_ids[was].astype(np.int64)
+        p_m = np.repeat(ps.movie_ids, np.diff(ps.indptr))[was]
+        now = np.isin(data.user_ids, users)
+        c_u, c_m = data.user_ids[now], data.movie_ids[now]
+        prev_keys, cur_keys = (p_u << 32) | p_m, (c_u << 32) | c_m
+        new, gone = ~np.isin(cur_keys, prev_keys), ~np.isin(prev_keys, cur_keys)
+        same_pairs = ~np.isin(c_u, np.union1d(c_u[new], p_u[gone]))
+        take = new | same_pairs
+        keys = m[now][take].astype(np.int64) * nu + u[now][take]
+        gone_movies = index_of(self.movie_ids, p_m[gone])
+        return keys, gone_movies[gone_movies >= 0], int(gone.sum())
 
     def _new_pairs(
         self, data: Ratings, previous: KerasCF, since: float | None, u: np.ndarray, m: np.ndarray

@@ -29,6 +29,9 @@ class UpdateRefused(ModelError):
     """An update fitted but failed its quality check; the current model stays current."""
 
 
+CHANGE_COUNTS = ("changed", "new_users", "new_movies", "removed_users", "removed_movies")
+
+
 def train_model(
     settings: Settings, *, update: bool = False, progress: bool = False, **hyperparams: Any
 ) -> ModelRecord:
@@ -93,7 +96,7 @@ def train_model(
             f"{change['movies_with_changes']:,} movies with changes ({change['new_movies']:,} new)",
             enabled=progress,
         )
-        if not (change["changed"] or change["new_users"] or change["new_movies"]):
+        if not any(change[k] for k in CHANGE_COUNTS):
             # Nothing to re-solve (the same change detection as any update: ingest numbers, or every pair):
             # a new version would only push a real one out of the kept models and count towards the
             # full-fit rule.

@@ -436,6 +436,46 @@ def test_a_rating_edited_in_place_outside_an_ingest_is_seen(settings: Settings, 
     assert train_model(settings, update=True, **ALS).version == second.version
 
 
+def test_ratings_deleted_by_hand_are_seen(
+    settings: Settings, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows deleted in SQL: the update counts the deleted pairs (not every rating of their users) towards
+    their movies, and a user whose every rating went is a change (nightly used to find the model stale
+    and the update to find nothing, night after night). A damaged digests file is "no digests"."""
+    from movierec.cf.registry import DIGESTS, _model_dir
+    from movierec.ingest.load import ingest_dir
+
+    monkeypatch.setattr("movierec.cf.training.RETRAIN_SHARE", 0.5)
+    old, _ = _night(checkerboard())
+    ingest_dir(settings, _snapshot_dir(tmp_path / "v1", old))
+    train_model(settings, **ALS)
+    movie = int(np.bincount(old.movie_ids).argmax())
+    raters = np.sort(old.user_ids[old.movie_ids == movie])[:3]
+    with connect(settings) as con:
+        con.execute(
+            f"DELETE FROM ratings WHERE movie_id = {movie} AND user_id IN ({', '.join(map(str, raters))})"
+        )
+    second = train_model(settings, update=True, **ALS)
+    change = json.loads((_model_dir(settings, second) / "model.json").read_text())["lineage"]["change"]
+    assert (change["edited_users"], change["users"], change["changed"]) == (3, 3, 3)
+    assert change["movies_with_changes"] == 1
+
+    gone = int(raters[0])
+    with connect(settings) as con:
+        con.execute(f"DELETE FROM ratings WHERE user_id = {gone}")
+    third = train_model(settings, update=True, **ALS)
+    assert third.version != second.version and stale_reason(settings) is None
+    change = json.loads((_model_dir(settings, third) / "model.json").read_text())["lineage"]["change"]
+    assert change["removed_users"] == 1 and change["changed"] == int((old.user_ids == gone).sum()) - 1
+    assert gone not in load_current_model(settings)[1].user_ids
+
+    (_model_dir(settings, third) / DIGESTS).write_bytes(b"")  # e.g. a crash before the data reached disk
+    with connect(settings) as con:
+        con.execute(f"UPDATE ratings SET rating = 6 - rating WHERE user_id = {int(raters[1])}")
+    assert stale_reason(settings) is None  # cannot tell, as before the digests; never a crash
+    assert train_model(settings, update=True, **ALS).version == third.version
+
+
 EDIT = "UPDATE ratings SET rating = 6 - rating WHERE user_id = ? AND movie_id = ?"
 
 

@@ -118,13 +118,14 @@ def test_bad_input_is_one_line(planted: Settings, args: list[str], message: str)
     assert message in err and err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("args", [["recommend", "-5", "zombies"], ["show", "-5"], ["similar", "-3"],
-                                  ["batch", "report", "-2"]])  # fmt: skip
+@pytest.mark.parametrize("args", [["recommend", "-5", "zombies"], ["show", "-12"], ["similar", "-3"],
+                                  ["batch", "report", "-23"], ["recommend", "5", "-1984"]])  # fmt: skip
 def test_a_negative_id_is_named_as_such(planted: Settings, args: list[str]) -> None:
-    """click read `-5` as an unknown option ("No such option '-5'"); it is a usage error about the id."""
+    """click read `-5` as an unknown option ("No such option '-5'"; of `-12` it named `-1`); it is a usage
+    error naming the whole token, and saying how to pass a text that starts with '-'."""
     code, _, err = invoke(planted, *args)
     bad = next(a for a in args if a.startswith("-"))
-    assert code == 2 and f"{bad} is not an id: ids are whole numbers from 1" in err, err
+    assert code == 2 and f"{bad} is not an id: ids are whole numbers from 1" in err and "`--`" in err, err
 
 
 def test_report_json_and_chart(planted: Settings, tmp_path: Path) -> None:

@@ -31,11 +31,15 @@ class IdArgs(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, args)
+            return super().parse_args(ctx, list(args))
         except click.NoSuchOption as exc:
-            if re.fullmatch(r"-\d+(\.\d*)?", exc.option_name):
+            # click names only the first character of "-12" (a cluster of short options): the token itself.
+            bad = next((a for a in args if re.fullmatch(r"-\d+(\.\d*)?", a)), None)
+            if bad is not None and exc.option_name == bad[:2]:
                 raise click.UsageError(
-                    f"{exc.option_name} is not an id: ids are whole numbers from 1 to {MAX_ID:,}", ctx
+                    f"{bad} is not an id: ids are whole numbers from 1 to {MAX_ID:,} (a text or title "
+                    "that starts with '-' goes after `--`)",
+                    ctx,
                 ) from None
             raise
 
