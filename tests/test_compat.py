@@ -73,13 +73,13 @@ def test_a_v01_home_reads_ranks_and_republishes_the_same_lists(old_home: Path) -
     shown = _json(["show", "7", "--json"])
     # A run published before `because_movie_id` existed reads with it NULL (issue 18); the rest is as it was.
     assert all(r.pop("because_movie_id") is None and r.pop("because_title") is None for r in shown)
+    assert all(isinstance(r.pop("year"), int) for r in shown)  # rows carry the year since 0.x (issue 18 walk)
     _same(shown, json.loads((old_home / "show7.json").read_text()))
     # Computed live by the new engine from the old model directory (legacy recommender.json manifest), at
     # v0.1's alpha 0 (the default is 0.1 since the list evaluation chose it).
-    _same(
-        _json(["recommend", "7", "scary films", "--alpha", "0", "--json"]),
-        json.loads((old_home / "rec7.json").read_text()),
-    )
+    live = _json(["recommend", "7", "scary films", "--alpha", "0", "--json"])
+    assert all(isinstance(r.pop("year"), int) for r in live)
+    _same(live, json.loads((old_home / "rec7.json").read_text()))
     result = CliRunner().invoke(main, ["batch", "run", "--alpha", "0", "--quiet"])
     assert result.exit_code == 0, result.output
     with connect(Settings(home=old_home / "home"), read_only=True) as con:
