@@ -25,6 +25,7 @@ Both file backends allow one process at a time. Open late, close early: `open_st
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -137,6 +138,32 @@ class VectorStore(ABC):
     @abstractmethod
     def payload_values(self, key: str) -> dict[int, Any]:
         """One payload field of every point, by point id (e.g. `text_hash` for incremental embedding)."""
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every point's dense vector: (movie ids ascending, unit vectors [n, dim] float32). What the CF
+        model's content side reads (`movierec.cf.content`); 1.5 s for 62k 512-d vectors on Edge."""
+        ids, pages = [], []
+        collecting = gc.isenabled()
+        gc.disable()  # millions of short-lived floats: the cyclic collector's passes doubled the time
+        try:
+            for records in self._scroll_vectors():
+                keep = [(int(r.id), v) for r in records if (v := _dense(r.vector)) is not None]
+                if keep:
+                    ids.append(np.fromiter((i for i, _ in keep), dtype=np.int64, count=len(keep)))
+                    pages.append(np.asarray([v for _, v in keep], dtype=np.float32))
+                del records, keep  # the page's Python floats go now, not at the next page
+        finally:
+            if collecting:
+                gc.enable()
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        all_ids, vecs = np.concatenate(ids), np.concatenate(pages)
+        order = np.argsort(all_ids, kind="stable")
+        return all_ids[order], vecs[order]
+
+    @abstractmethod
+    def _scroll_vectors(self) -> Iterator[list[Any]]:
+        """Pages of points with their dense vector (`.id`, `.vector`), every point once."""
 
     @abstractmethod
     def search_batch(
@@ -256,6 +283,11 @@ class VectorStore(ABC):
         if any(limit <= 0 for limit in limits):
             raise ValueError("search limits must be positive")
         return vectors
+
+
+def _dense(vector: Any) -> Any:
+    """The unnamed dense vector of a returned point (a dict when the point also has a sparse vector)."""
+    return vector.get("") if isinstance(vector, dict) else vector
 
 
 def _cosine(vector: Any, query: np.ndarray) -> float:
@@ -486,6 +518,15 @@ class EdgeStore(VectorStore):
             out.update({int(r.id): (r.payload or {}).get(key) for r in records})
             if offset is None:
                 return out
+
+    def _scroll_vectors(self) -> Iterator[list[Any]]:
+        offset = None
+        while self._shard is not None:
+            request = self._qe.ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_vector=[""])
+            records, offset = self._shard.scroll(request)
+            yield records
+            if offset is None:
+                return
 
     def search_batch(
         self,
@@ -735,6 +776,16 @@ class ClientStore(VectorStore):
             out.update({int(r.id): (r.payload or {}).get(key) for r in records})
             if offset is None:
                 return out
+
+    def _scroll_vectors(self) -> Iterator[list[Any]]:
+        offset = None
+        while self._exists():
+            records, offset = self._client.scroll(
+                self.collection, limit=SCROLL_PAGE, offset=offset, with_payload=False, with_vectors=[""]
+            )
+            yield records
+            if offset is None:
+                return
 
     def search_batch(
         self,

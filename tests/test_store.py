@@ -308,6 +308,22 @@ def test_unreachable_server_fails_fast(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vectors_reads_every_dense_vector_by_id(backend: str, tmp_path: Path) -> None:
+    """What the CF model's content side reads: every point's dense vector (also beside a keyword vector),
+    ids ascending; an empty store gives none."""
+    ids, vectors, payloads, kws = keyword_points()
+    settings = settings_for(backend, tmp_path)
+    with open_store(settings) as store:
+        assert len(store.vectors()[0]) == 0
+        store.reset("m", DIM)
+        store.upsert(ids[::-1], vectors[::-1], payloads[::-1], kws[::-1])
+        got_ids, got = store.vectors()
+    assert got_ids.tolist() == sorted(ids)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)  # cosine points are stored normalised
+    np.testing.assert_allclose(got, unit[np.argsort(ids)], rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- keyword vectors, fused search
 
 WORDS = ["heist", "baseball", "vampire", "pirate", "samurai", "robot", "boxing", "dinosaur"]
