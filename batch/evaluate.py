@@ -52,7 +52,7 @@ from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, SavedQuery, list_queries, validate
 from movierec.batch.report import personalisation
 from movierec.catalog import LIKED_RATING
-from movierec.cf import KerasCF, Popularity, Ratings, Recommender, check_weights, load_ratings
+from movierec.cf import KerasCF, Popularity, Ratings, Recommender, check_weights, load_ratings, text_vectors
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError, NotFoundError
@@ -239,12 +239,13 @@ def evaluate_lists(
     plain = [SavedQuery(q.query.name, q.query.text, candidates=NEAREST) for q in queries]
     nearest = fetch_candidates(settings, vectors, plain)
     movies = _movies(settings)
+    content = text_vectors(settings, progress)  # the CF model's content side, as `movierec train` fits it
 
     def run(name: str, start: int, end: int | None) -> tuple[PeriodResult, _Fold]:
         say(f"{name} period: training on ratings before {_date(start)}", enabled=progress)
         return _period(
             settings, name, data, start, end, queries, cands, nearest, movies, variants, hyperparams or {},
-            progress,
+            progress, content,
         )  # fmt: skip
 
     results = []
@@ -393,6 +394,7 @@ def _period(
     variants: list[Variant],
     hyperparams: dict[str, Any],
     progress: bool,
+    content: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[PeriodResult, _Fold]:
     before = data.rated_at < start
     during = ~before if end is None else ~before & (data.rated_at < end)
@@ -403,7 +405,7 @@ def _period(
     users = np.unique(later.user_ids)
     if len(users) == 0:
         raise BadInputError(f"no ratings after {_date(start)}: choose an earlier --cutoff")
-    cf = KerasCF(**hyperparams).fit(train, progress=progress)
+    cf = KerasCF(content, **hyperparams).fit(train, progress=progress)
     pop = Popularity().fit(train)
     seen = cf.seen
     n_train = np.bincount(np.searchsorted(users, train.user_ids[np.isin(train.user_ids, users)]),

@@ -5,7 +5,8 @@ What other layers use (none of it imports TensorFlow; training does, inside `tra
   `KerasCF`, `Popularity`, `BiasOnly` implement it.
 - `current_model`, `load_current_model`, `list_models`, `save_model`, `stale_reason`: the versioned
   models on disk and their record in DuckDB (`cf.registry`).
-- `train_model`, `UpdateRefused`: fitting, updating and retraining by rule (`cf.training`).
+- `train_model`, `UpdateRefused`: fitting, updating and retraining by rule (`cf.training`);
+  `text_vectors`: the films' text vectors from the vector store, the CF model's content side (`cf.content`).
 - `check_model`: what a model must show before it becomes current (finite, not worse than popularity).
 """
 
@@ -37,7 +38,7 @@ from movierec.cf.registry import (
     stale_reason,
 )
 from movierec.cf.train import HyperParams
-from movierec.cf.training import UpdateRefused, train_model
+from movierec.cf.training import UpdateRefused, text_vectors, train_model
 
 __all__ = [
     "BECAUSE_LIKED",
@@ -71,6 +72,7 @@ __all__ = [
     "recover_models",
     "save_model",
     "stale_reason",
+    "text_vectors",
     "train_model",
     "with_fresh_users",
 ]

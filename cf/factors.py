@@ -7,8 +7,10 @@ so a block of users x candidates is one BLAS matrix product.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +42,13 @@ class Factors:
     reg_norm: float = 1.0
     weight: str = "log"  # cf.als.confidence
     like: float = 0.0  # ratings below it say "does not prefer" (0: every rating prefers), as in the fit
+    # The content side (cf.content): user rows g_u * profile_u and the films' text vectors, scored with
+    # the CF factors in the same product; None: CF alone (no vectors, or a file from before it).
+    content_users: np.ndarray | None = None  # float32 [n_users, text_dim]
+    content_movies: np.ndarray | None = None  # float32 [n_movies, text_dim]
+    content_center: np.ndarray | None = None  # float32 [text_dim]: what a film newer than the model gets
+    content_basis: np.ndarray | None = None  # float32 [store_dim, text_dim]: projects a new film's vector
+    profile_weight: float = 0.0  # beta, for the record (g_u is already in content_users)
 
     @property
     def can_fold_in(self) -> bool:
@@ -75,11 +84,17 @@ class Factors:
         order = np.argsort(ids, kind="stable")
         if len(ids) and np.any(np.diff(ids[order]) == 0):
             raise ModelError("with_users: some users are already in the model")
+        content = self.content_users
+        if content is not None:  # users folded in have no profile here: their content side is 0
+            content = np.concatenate([content, np.zeros((len(user_ids), content.shape[1]), np.float32)])[
+                order
+            ]
         return replace(
             self,
             user_ids=ids[order],
             user_vecs=np.concatenate([self.user_vecs, user_vecs.astype(np.float32)])[order],
             user_bias=np.concatenate([self.user_bias, user_bias.astype(np.float32)])[order],
+            content_users=content,
         )
 
     def __post_init__(self) -> None:
@@ -91,6 +106,11 @@ class Factors:
             and self.movie_bias.shape == (nm,)
             and self.user_vecs.shape[1] == self.movie_vecs.shape[1]
         )
+        if (self.content_users is None) != (self.content_movies is None):
+            shapes_ok = False
+        elif self.content_users is not None and self.content_movies is not None:
+            shapes_ok = shapes_ok and self.content_users.shape[0] == nu and self.content_movies.shape[0] == nm
+            shapes_ok = shapes_ok and self.content_users.shape[1] == self.content_movies.shape[1]
         if not shapes_ok:
             raise ModelError(
                 f"factors do not match their id maps: {nu} user ids vs {self.user_vecs.shape} user vectors, "
@@ -109,13 +129,37 @@ class Factors:
         """Row of each movie id in `movie_vecs`, or -1 for movies the model has not seen."""
         return index_of(self.movie_ids, movie_ids)
 
+    @property
+    def has_content(self) -> bool:
+        return self.content_users is not None
+
+    @functools.cached_property
+    def _scoring_users(self) -> np.ndarray:
+        """User rows as `block` multiplies them: the CF factors, then the content side when there is one."""
+        if self.content_users is None:
+            return self.user_vecs
+        return np.ascontiguousarray(np.hstack([self.user_vecs, self.content_users]))
+
+    def movie_side(self, movie_rows: np.ndarray) -> np.ndarray:
+        """Movie rows as `block` multiplies them (transposed, contiguous): factors, then text vectors."""
+        vecs = self.movie_vecs[movie_rows]
+        if self.content_movies is not None:
+            vecs = np.hstack([vecs, self.content_movies[movie_rows]])
+        return np.ascontiguousarray(vecs.T)
+
+    @property
+    def scoring_dim(self) -> int:
+        return self.dim + (0 if self.content_movies is None else int(self.content_movies.shape[1]))
+
     def block(self, user_rows: np.ndarray, vecs_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """Logits for user rows x prepared candidates (`vecs_t` [dim, n], contiguous for BLAS; `bias` [n]
-        with the global bias added): the one scoring product, used by the ranking engine and `logits`."""
+        """Logits for user rows x prepared candidates (`vecs_t` [scoring_dim, n] from `movie_side`,
+        contiguous for BLAS; `bias` [n] with the global bias added): the one scoring product, used by the
+        ranking engine and `logits`."""
         # Contiguous rows (the usual case: all users, sorted) avoid a gather copy.
         first, last = int(user_rows[0]), int(user_rows[-1])
         contiguous = last - first + 1 == len(user_rows) and bool((np.diff(user_rows) == 1).all())
-        uvecs = self.user_vecs[first : last + 1] if contiguous else self.user_vecs[user_rows]
+        users = self._scoring_users
+        uvecs = users[first : last + 1] if contiguous else users[user_rows]
         out = uvecs @ vecs_t
         out += self.user_bias[user_rows, None]
         out += bias[None, :]
@@ -126,13 +170,16 @@ class Factors:
         user_rows, movie_rows = np.asarray(user_rows), np.asarray(movie_rows)
         if len(user_rows) == 0:
             return np.zeros((0, len(movie_rows)), dtype=np.float32)
-        vecs_t = np.ascontiguousarray(self.movie_vecs[movie_rows].T)
-        return self.block(user_rows, vecs_t, self.movie_bias[movie_rows] + np.float32(self.global_bias))
+        return self.block(
+            user_rows, self.movie_side(movie_rows), self.movie_bias[movie_rows] + np.float32(self.global_bias)
+        )
 
     def pair_logits(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
         """Scores before the sigmoid for aligned (user, movie) pairs (rows all >= 0)."""
         u, m = self.user_vecs[user_rows], self.movie_vecs[movie_rows]
         out = np.einsum("ij,ij->i", u, m)
+        if self.content_users is not None and self.content_movies is not None:
+            out = out + np.einsum("ij,ij->i", self.content_users[user_rows], self.content_movies[movie_rows])
         return out + self.user_bias[user_rows] + self.movie_bias[movie_rows] + np.float32(self.global_bias)
 
     @property
@@ -157,7 +204,14 @@ class Factors:
             als=np.array([self.reg, self.alpha], dtype=np.float64),
             # Separate from "als" so that older releases still read these files.
             als_ext=np.array([self.reg_exp, self.reg_norm, float(self.weight == "linear"), self.like]),
-        )
+            **({} if self.content_users is None else {
+                "content_users": self.content_users, "content_movies": self.content_movies,
+                "profile_weight": np.array([self.profile_weight]),
+                "content_center": self.content_movies.mean(axis=0) if self.content_center is None
+                else self.content_center,
+                **({} if self.content_basis is None else {"content_basis": self.content_basis}),
+            }),
+        )  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> Factors:
@@ -199,4 +253,18 @@ class Factors:
                 reg_norm=reg_norm,
                 weight="linear" if linear else "log",
                 like=like,
+                **cls._content(z),
             )
+
+    @staticmethod
+    def _content(z: Any) -> dict[str, Any]:
+        """The content side's arrays of a factors file (none in files from before it: CF alone)."""
+        if "content_users" not in z.files:
+            return {}
+        opt = {k: z[k].astype(np.float32) for k in ("content_center", "content_basis") if k in z.files}
+        return {
+            "content_users": z["content_users"].astype(np.float32),
+            "content_movies": z["content_movies"].astype(np.float32),
+            "profile_weight": float(z["profile_weight"][0]) if "profile_weight" in z.files else 0.0,
+            **opt,
+        }

@@ -61,6 +61,9 @@ class HyperParams:
     val_frac: float = 0.02
     seed: int = 42
     tune: bool = True  # a full implicit fit first chooses the values not given (cf.tune)
+    # beta of the content side (cf.content): the liked films' text profile, in units of each user's CF
+    # spread; chosen by the search when the fit has the films' vectors, else kept (0: CF alone).
+    profile_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -80,6 +83,8 @@ class HyperParams:
             raise BadInputError("--reg-exp must be between 0 and 2")
         if not 0 <= self.val_frac < 1:
             raise BadInputError("val_frac must be in [0, 1)")
+        if not 0 <= self.profile_weight <= 10:
+            raise BadInputError("--profile-weight must be between 0 and 10")
 
     def resolved_batch_size(self, n_samples: int) -> int:
         if self.batch_size:

@@ -52,6 +52,8 @@ def train_model(
     data = load_ratings(settings)
     snapshot = data.snapshot()
     say(f"loaded {len(data):,} ratings in {time.perf_counter() - t0:.1f}s", enabled=progress)
+    content = text_vectors(settings, progress) if rec.hp.objective == "implicit" else None
+    rec.content = content
     lineage: dict[str, Any] = {"mode": "full", "base": None, "updates_since_full": 0}
     why_full = None if update else "not asked to update"
     current = previous = None
@@ -73,7 +75,7 @@ def train_model(
                 edited_users = data.digests.changed(before)
             implicit = isinstance(previous, KerasCF) and previous.hp.objective == "implicit"
             if implicit:  # an update keeps the values the last full fit chose (or was given)
-                rec = KerasCF(**{**previous.hp.to_dict(), **given, "tune": False})
+                rec = KerasCF(content, **{**previous.hp.to_dict(), **given, "tune": False})
             if not implicit or rec.hp.objective != "implicit":
                 why_full = "only implicit (ALS) models update"
             elif previous.hp.dim != rec.hp.dim:
@@ -120,7 +122,7 @@ def train_model(
     if why_full is not None:
         if update:
             say(f"full fit: {why_full}", enabled=progress)
-            rec = KerasCF(**given)
+            rec = KerasCF(content, **given)
         say(
             f"training {rec.hp.objective} model on {snapshot['n_ratings']:,} ratings "
             f"({snapshot['n_users']:,} users, {snapshot['n_movies']:,} movies)",
@@ -142,6 +144,11 @@ def train_model(
         metrics["base_val_ndcg@10"] = lineage["change"]["base_ndcg"]
     if rec.tuning is not None:
         metrics["tuning"] = rec.tuning.summary()
+    if rec.hp.objective == "implicit":
+        metrics["content_side"] = bool(rec.factors is not None and rec.factors.has_content)
+        if rec.hp.profile_weight > 0 and not metrics["content_side"]:  # e.g. an update with the store busy
+            w = rec.hp.profile_weight
+            say(f"warning: profile weight {w:g} but no text vectors: the model is CF alone", enabled=progress)
     extra = {
         "hyperparameters": {**rec.hp.to_dict(), "batch_size_used": h.batch_size},
         "shape": {"n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids), "dim": rec.hp.dim},
@@ -167,6 +174,27 @@ def train_model(
     say(f"model {record.version} ({lineage['mode']}) saved to {record.path} in {saved:.1f}s and made current",
         enabled=progress)  # fmt: skip
     return record
+
+
+def text_vectors(settings: Settings, progress: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """The films' text vectors from the vector store (what `movierec embed` wrote), for the CF model's
+    content side (cf.content); None, said, when there are none (not embedded yet, or the store busy or
+    damaged): the model is then CF alone, as before the content side."""
+    from movierec.errors import MovierecError
+    from movierec.store import open_store
+
+    t0 = time.perf_counter()
+    try:
+        with open_store(settings) as store:
+            ids, vecs = store.vectors()
+    except MovierecError as exc:
+        say(f"CF alone, no content side: {exc}", enabled=progress)
+        return None
+    if len(ids) == 0:
+        say("CF alone, no content side: the vector store is empty (run `movierec embed`)", enabled=progress)
+        return None
+    say(f"read {len(ids):,} text vectors in {time.perf_counter() - t0:.1f}s", enabled=progress)
+    return ids, vecs
 
 
 def _versions() -> dict:

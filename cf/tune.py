@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from movierec.cf.als import confidence, reg_scale
+from movierec.cf.data import index_of
 from movierec.cf.train import MIN_KEPT, HyperParams, UserRows, _hash, fit_als, val_ndcg
 from movierec.progress import say
 
@@ -63,7 +64,8 @@ HOLDOUT = 0.25  # share of each sample user's ratings scored (the per-user 75/25
 SAMPLE_RATINGS = 2_000_000  # larger data is tuned on a user sample of about this many ratings
 COST_CAP = 1.5  # above SAMPLE_RATINGS, the chosen dim x iterations costs at most this times the start's
 SCORED_USERS = 3000  # users whose holdout is scored per trial (hash-chosen; all when fewer)
-TUNABLE = (*GRID, "iterations")
+TUNABLE = (*GRID, "iterations", "profile_weight")
+PROFILE_GAIN = 1.002  # a profile weight is taken only when it beats CF alone by this factor on the split
 
 
 @dataclass
@@ -178,6 +180,33 @@ def _fit(split: Split, hp: HyperParams, checkpoints: tuple[int, ...] = ()) -> tu
     return (at[hp.iterations] if hp.iterations in at else _score(split, X, Y)), at
 
 
+def _profile_weight(
+    split: Split, hp: HyperParams, vecs: np.ndarray, rec: Search, progress: bool
+) -> tuple[HyperParams, float]:
+    """(`hp` with the profile weight (cf.content) that ranks the split's holdout best: one fit of `hp`, then
+    each weight scored on the same factors (no refit: the content side is added after ALS). 0 unless a
+    weight beats CF alone by PROFILE_GAIN, its nDCG@10 on the split)."""
+    from movierec.cf.content import PROFILE_WEIGHTS, profiles, user_side
+
+    t = time.perf_counter()
+    X, Y, _ = fit_als(
+        split.user_rows, split.movie_rows, split.ratings, split.user_ids, split.movie_ids,
+        replace(hp, val_frac=0.0),
+    )  # fmt: skip
+    prof = profiles(split.user_rows, split.movie_rows, split.ratings, len(split.user_ids), vecs)
+    scores = {}
+    for w in PROFILE_WEIGHTS:
+        G = user_side(w, X, Y, prof, vecs, split.user_rows, split.movie_rows)
+        scores[w] = _score(split, np.hstack([X, G]), np.hstack([Y, vecs]))
+        row = {**{k: getattr(hp, k) for k in GRID}, "iterations": hp.iterations, "profile_weight": w}
+        seconds = round(time.perf_counter() - t, 2)
+        rec.trials.append({**row, "ndcg@10": round(scores[w], 5), "seconds": seconds})
+    w = max(scores, key=lambda k: scores[k])
+    w = w if scores[w] > scores[0.0] * PROFILE_GAIN else 0.0
+    say(f"  profile weight {w:g}: nDCG@10 {scores[w]:.4f} (CF alone {scores[0.0]:.4f})", enabled=progress)
+    return replace(hp, profile_weight=float(w)), scores[w]
+
+
 def search(
     user_rows: np.ndarray,
     movie_rows: np.ndarray,
@@ -187,8 +216,11 @@ def search(
     hp: HyperParams,
     fixed: set[str] | frozenset[str] = frozenset(),
     progress: bool = False,
+    content: np.ndarray | None = None,
 ) -> tuple[HyperParams, Search]:
-    """The hyper-parameters that rank the sample's holdout best (`hp` with the winners), and the record."""
+    """The hyper-parameters that rank the sample's holdout best (`hp` with the winners), and the record.
+    `content`: the films' text vectors aligned to `movie_ids` (cf.content); with them, the profile weight
+    is chosen last, on one more fit of the winner."""
     t0 = time.perf_counter()
     split = make_split(user_rows, movie_rows, ratings, user_ids, movie_ids)
     rec = Search(fixed=sorted(set(fixed) & set(TUNABLE)))
@@ -266,6 +298,10 @@ def search(
         for it, s in sorted(at.items()):
             if s > score * 1.005:
                 best, score = replace(best, iterations=it), s
+    if content is not None and "profile_weight" not in fixed:
+        best, score = _profile_weight(
+            split, best, content[index_of(movie_ids, split.movie_ids)], rec, progress
+        )
     rec.chosen, rec.best_ndcg = {k: getattr(best, k) for k in TUNABLE}, round(score, 5)
     rec.seconds = time.perf_counter() - t0
     say(f"tuned in {rec.seconds:.1f}s: {rec.chosen} (nDCG@10 {score:.4f} on the sample)", enabled=progress)

@@ -52,6 +52,39 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     )
 
 
+def test_the_content_side_adds_its_product_and_survives_a_round_trip(tmp_path: Path) -> None:
+    """Every scoring path (block via logits, pair_logits) adds content_users . content_movies; the file
+    keeps it; users folded in get a zero content row; a file without it is CF alone."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(2)
+    f = _factors()
+    c = replace(f, content_users=rng.normal(size=(4, 6)).astype(np.float32),
+                content_movies=rng.normal(size=(5, 6)).astype(np.float32), profile_weight=0.5)  # fmt: skip
+    extra = c.content_users @ c.content_movies.T
+    # rtol 1e-5: float32 products summed in another order (BLAS block vs einsum).
+    users, movies = np.arange(4), np.arange(5)
+    tol = {"rtol": 1e-5, "atol": 1e-5}
+    np.testing.assert_allclose(c.logits(users, movies), f.logits(users, movies) + extra, **tol)
+    pairs = c.pair_logits(np.array([1, 3]), np.array([4, 0]))
+    np.testing.assert_allclose(pairs, c.logits(users, movies)[[1, 3], [4, 0]], **tol)
+    assert c.scoring_dim == 3 + 6 and f.scoring_dim == 3 and not f.has_content
+    c.save(tmp_path / "c.npz")
+    g = Factors.load(tmp_path / "c.npz")
+    np.testing.assert_array_equal(g.content_users, c.content_users)
+    np.testing.assert_array_equal(g.content_movies, c.content_movies)
+    assert g.profile_weight == 0.5 and g.content_center is not None and g.content_basis is None
+    based = replace(c, content_basis=np.eye(8, 6, dtype=np.float32), content_center=np.ones(6, np.float32))
+    based.save(tmp_path / "b.npz")
+    h = Factors.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(h.content_basis, based.content_basis)  # an update projects new films by it
+    np.testing.assert_array_equal(h.content_center, based.content_center)
+    folded = g.with_users(np.array([5]), np.ones((1, 3), np.float32), np.zeros(1, np.float32))
+    assert folded.content_users.shape == (5, 6) and not folded.content_users[1].any()  # id 5: row 1
+    with pytest.raises(ModelError, match="do not match"):
+        replace(f, content_users=c.content_users)  # one side without the other
+
+
 def test_mismatched_shapes_are_refused() -> None:
     f = _factors()
     with pytest.raises(ModelError, match="do not match"):

@@ -58,9 +58,13 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--l2", type=FiniteFloat(min=0), help="L2 on embeddings, biases (rating)."),
         click.option("--seed", type=SEED, help="Random seed (initialisation, sampling, validation split)."),
         click.option("--tune/--no-tune", default=None,
-                     help="Implicit full fit: first choose like, weight, confidence, reg, reg-exp, dim and "
-                          "iterations on a validation split of the ratings (default; flags given fix "
-                          "their value). --no-tune: use the given values and defaults as they are."),
+                     help="Implicit full fit: first choose like, weight, confidence, reg, reg-exp, dim, "
+                          "iterations and the profile weight on a validation split of the ratings (default; "
+                          "flags given fix their value). --no-tune: use the given values and defaults."),
+        click.option("--profile-weight", type=FiniteFloat(min=0, max=10),
+                     help="Weight of the content side: each user's liked films' text profile, in units of "
+                          "their CF score's spread (implicit; needs `movierec embed`; tuned by default, "
+                          "0 with --no-tune: CF alone)."),
     ]  # fmt: skip
 
     @functools.wraps(f)
@@ -200,7 +204,11 @@ def evaluate(settings, hyperparams: dict, split: str, lists: bool, query_file: s
     from movierec.cf.evaluate import evaluate as run
 
     HyperParams(**hyperparams)  # reject bad flags before loading data
-    report = run(load_ratings(settings), lambda: KerasCF(**hyperparams), split=split, progress=not quiet)
+    from movierec.cf import text_vectors
+
+    content = text_vectors(settings, progress=not quiet)
+    make = lambda: KerasCF(content, **hyperparams)  # noqa: E731
+    report = run(load_ratings(settings), make, split=split, progress=not quiet)
     if as_json:
         echo_json(report)
         return
