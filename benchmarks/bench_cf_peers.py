@@ -22,6 +22,7 @@ ratings.csv directory (`--large`, one peer config: the grid would take hours on 
 `bench` extra (`make install` installs it); it is never a runtime dependency.
 
     .venv/bin/python benchmarks/bench_cf_peers.py [--split random time] [--seeds 0 1 2] [--synth] [--dense]
+        [--content HOME]    # with the content side: HOME embedded from the same ml-latest-small
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ def compare(
     ours: list[dict],
     large: bool,
     peer_params: dict | None = None,
+    content: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[dict]:
     train, test = per_user_split(data, 0.25, by=split, seed=seed)
     print(
@@ -184,8 +186,12 @@ def compare(
         flush=True,
     )
     rows = []
+    if content is not None:  # the product as `movierec train` fits it after `movierec embed`
+        rows.append(run("movierec (tuned, content side)", lambda: KerasCF(content), train, test))
+        print(json.dumps(public(rows[-1])), flush=True)
     for kw in ours:
         tag = "movierec (tuned)" if not kw else "movierec " + json.dumps(kw)
+        tag += ", CF alone" if content is not None and not kw else ""
         rows.append(run(tag, lambda kw=kw: KerasCF(**kw), train, test))
         print(json.dumps(public(rows[-1])), flush=True)
     if large:
@@ -231,6 +237,9 @@ def main() -> None:
     ap.add_argument("--synth", action="store_true", help="also a synthetic set of ml-latest-small's shape")
     ap.add_argument("--dense", action="store_true",
                     help="also ml-100k's shape cut from --small (1,682 top films, users >= 20)")  # fmt: skip
+    ap.add_argument("--content", type=Path, metavar="HOME",
+                    help="a movierec home embedded from --small's catalogue: its text vectors give the "
+                         "tuned model its content side on the real sets (cf/content.py)")  # fmt: skip
     ap.add_argument("--ours", type=json.loads, action="append", default=None,
                     help='extra movierec variants as JSON, e.g. \'{"tune": false}\'')  # fmt: skip
     args = ap.parse_args()
@@ -252,12 +261,20 @@ def main() -> None:
             sets.append(("synthetic 610 x 9,700, 100k", load_csv(Path(tmp)), False))
     if args.large:
         sets.append(("large", load_csv(args.large), True))
+    content = None
+    if args.content:
+        from movierec.cf import text_vectors
+        from movierec.config import Settings
+
+        content = text_vectors(Settings.load(home=args.content))
     results = {}
     for name, data, large in sets:
         for split in args.split if not large else ["random"]:
             for seed in args.seeds:
                 label = f"{name} ({split}, seed {seed})"
-                results[label] = compare(label, data, split, seed, ours, large, args.peer)
+                # The home's catalogue is ml-latest-small's; the synthetic sets' titles say nothing.
+                text = content if name.startswith("ml-latest-small") else None
+                results[label] = compare(label, data, split, seed, ours, large, args.peer, text)
     for label, rows in results.items():
         table(label, rows)
     print(f"\nend load avg {os.getloadavg()}")
