@@ -52,7 +52,16 @@ from movierec.batch.candidates import encode_texts, fetch_candidates
 from movierec.batch.queries import DEFAULT_CANDIDATES, SavedQuery, list_queries, validate
 from movierec.batch.report import personalisation
 from movierec.catalog import LIKED_RATING
-from movierec.cf import KerasCF, Popularity, Ratings, Recommender, check_weights, load_ratings, text_vectors
+from movierec.cf import (
+    HyperParams,
+    KerasCF,
+    Popularity,
+    Ratings,
+    Recommender,
+    check_weights,
+    load_ratings,
+    text_vectors,
+)
 from movierec.config import Settings
 from movierec.db import connect
 from movierec.errors import BadInputError, NotFoundError
@@ -239,7 +248,8 @@ def evaluate_lists(
     plain = [SavedQuery(q.query.name, q.query.text, candidates=NEAREST) for q in queries]
     nearest = fetch_candidates(settings, vectors, plain)
     movies = _movies(settings)
-    content = text_vectors(settings, progress)  # the CF model's content side, as `movierec train` fits it
+    # The CF model's content side, as `movierec train` fits it (read only when a fit can use it).
+    content = text_vectors(settings, progress) if HyperParams(**(hyperparams or {})).uses_content else None
 
     def run(name: str, start: int, end: int | None) -> tuple[PeriodResult, _Fold]:
         say(f"{name} period: training on ratings before {_date(start)}", enabled=progress)

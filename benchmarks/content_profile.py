@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from movierec.catalog import LIKED_RATING
 from movierec.cf import KerasCF, Recommender
 from movierec.cf.data import Ratings, load_ratings, per_user_split
 from movierec.config import Settings
@@ -36,7 +37,6 @@ from movierec.ingest.text import movie_texts
 
 BETAS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5)
 K = 10
-LIKED = 4.0
 
 
 def _rows(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -53,7 +53,7 @@ def ndcg_by_beta(
     users, ur = users[ur >= 0], ur[ur >= 0]
     cf = model._block(ur, model._items(model.movie_ids))  # users x model.movie_ids
     v = vecs[_rows(mids, model.movie_ids).clip(0)]  # the model's films all have a text (same catalogue)
-    liked = train.take(train.ratings >= LIKED)
+    liked = train.take(train.ratings >= LIKED_RATING)
     lu, lm = _rows(users, liked.user_ids), _rows(mids, liked.movie_ids)
     ok = (lu >= 0) & (lm >= 0)
     prof = np.zeros((len(users), vecs.shape[1]), np.float32)

@@ -86,6 +86,12 @@ class HyperParams:
         if not 0 <= self.profile_weight <= 10:
             raise BadInputError("--profile-weight must be between 0 and 10")
 
+    @property
+    def uses_content(self) -> bool:
+        """Whether a fit with these values can use the films' text vectors: an implicit fit that searches
+        the profile weight, or is given one above 0 (cf.content)."""
+        return self.objective == "implicit" and (self.tune or self.profile_weight > 0)
+
     def resolved_batch_size(self, n_samples: int) -> int:
         if self.batch_size:
             return self.batch_size

@@ -206,7 +206,7 @@ def evaluate(settings, hyperparams: dict, split: str, lists: bool, query_file: s
     HyperParams(**hyperparams)  # reject bad flags before loading data
     from movierec.cf import text_vectors
 
-    content = text_vectors(settings, progress=not quiet)
+    content = text_vectors(settings, progress=not quiet) if HyperParams(**hyperparams).uses_content else None
     make = lambda: KerasCF(content, **hyperparams)  # noqa: E731
     report = run(load_ratings(settings), make, split=split, progress=not quiet)
     if as_json:
