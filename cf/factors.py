@@ -42,6 +42,7 @@ class Factors:
     reg_norm: float = 1.0
     weight: str = "log"  # cf.als.confidence
     like: float = 0.0  # ratings below it say "does not prefer" (0: every rating prefers), as in the fit
+    recency: float = 0.0  # a rating's weight decays with its age in the user's history (cf.als.recency_age)
     # The content side (cf.content): user rows g_u * profile_u and the films' text vectors, scored with
     # the CF factors in the same product; None: CF alone (no vectors, or a file from before it).
     content_users: np.ndarray | None = None  # float32 [n_users, text_dim]
@@ -55,13 +56,18 @@ class Factors:
         return self.objective == "implicit" and self.alpha > 0
 
     def fold_in(
-        self, user_ids: np.ndarray, movie_ids: np.ndarray, ratings: np.ndarray
+        self,
+        user_ids: np.ndarray,
+        movie_ids: np.ndarray,
+        ratings: np.ndarray,
+        rated_at: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Vectors for users the model was not trained on, from their (user, movie, rating) rows: the ALS
         user solve against these movie factors (`cf.als.fold_in`). Movies the model does not know are
         ignored. Returns (user ids, vectors [n, dim], biases [n]) for the users with at least one known
-        movie, ids ascending; the others stay cold-start users."""
-        from movierec.cf.als import confidence
+        movie, ids ascending; the others stay cold-start users. `rated_at`: with the fit's `recency`, the
+        weights decay with the ratings' ages as in the fit."""
+        from movierec.cf.als import age_decay, confidence, recency_age
         from movierec.cf.als import fold_in as solve
 
         if not self.can_fold_in:
@@ -74,6 +80,9 @@ class Factors:
         np.cumsum(np.bincount(u_rows, minlength=len(u_ids)), out=indptr[1:])
         r = np.asarray(ratings, dtype=np.float32)[known][order]
         w = confidence(r, self.alpha, self.weight)
+        if self.recency > 0 and rated_at is not None:
+            t = np.asarray(rated_at)[known][order]
+            w = w * age_decay(self.recency)[recency_age(u_rows[order], t, len(u_ids))]
         p = (r >= self.like).astype(np.float32) if self.like > 0 else None
         vecs = solve(self.movie_vecs, self.reg, indptr, m[known][order], w, self.reg_exp, self.reg_norm, p)
         return u_ids, vecs, np.zeros(len(u_ids), dtype=np.float32)
@@ -203,7 +212,9 @@ class Factors:
             objective=np.array(self.objective),
             als=np.array([self.reg, self.alpha], dtype=np.float64),
             # Separate from "als" so that older releases still read these files.
-            als_ext=np.array([self.reg_exp, self.reg_norm, float(self.weight == "linear"), self.like]),
+            als_ext=np.array(
+                [self.reg_exp, self.reg_norm, float(self.weight == "linear"), self.like, self.recency]
+            ),
             **({} if self.content_users is None else {
                 "content_users": self.content_users, "content_movies": self.content_movies,
                 "profile_weight": np.array([self.profile_weight]),
@@ -236,6 +247,7 @@ class Factors:
             # Files before frequency scaling, the linear weight and `like` in fold-in: none of them.
             ext = [float(x) for x in z["als_ext"]] if "als_ext" in z.files else [0.0, 1.0, 0.0, 0.0]
             reg_exp, reg_norm, linear, like = ext[:4]
+            recency = ext[4] if len(ext) > 4 else 0.0  # files before the recency decay: none
             return cls(
                 user_ids=z["user_ids"].astype(np.int64),
                 movie_ids=z["movie_ids"].astype(np.int64),
@@ -253,6 +265,7 @@ class Factors:
                 reg_norm=reg_norm,
                 weight="linear" if linear else "log",
                 like=like,
+                recency=recency,
                 **cls._content(z),
             )
 

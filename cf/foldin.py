@@ -37,10 +37,11 @@ def with_fresh_users(
     with connect(settings, read_only=True) as con:
         snapshot = "" if last_ingest is None else f" AND coalesce(first_ingest, 0) <= {int(last_ingest)}"
         cols = con.execute(
-            f"SELECT user_id, movie_id, rating FROM ratings WHERE user_id IN (SELECT unnest(?)){snapshot}",
+            "SELECT user_id, movie_id, rating, coalesce(epoch(rated_at), 0)::BIGINT AS t "
+            f"FROM ratings WHERE user_id IN (SELECT unnest(?)){snapshot}",
             [fresh.tolist()],
         ).fetchnumpy()
-    ids, vecs, bias = factors.fold_in(cols["user_id"], cols["movie_id"], cols["rating"])
+    ids, vecs, bias = factors.fold_in(cols["user_id"], cols["movie_id"], cols["rating"], cols["t"])
     if len(ids) == 0:
         return model, none
     fresh_model = KerasCF.from_factors(factors.with_users(ids, vecs, bias), model.seen)

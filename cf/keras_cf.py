@@ -57,7 +57,7 @@ class KerasCF(Recommender):
     def _params(self) -> dict:
         return self.hp.to_dict()
 
-    def _fit(self, user_rows, movie_rows, ratings, progress):
+    def _fit(self, user_rows, movie_rows, ratings, progress, rated_at=None):
         from movierec.cf import train
 
         if self.hp.objective == "rating":
@@ -79,11 +79,12 @@ class KerasCF(Recommender):
 
             self.hp, self.tuning = tune.search(
                 user_rows, movie_rows, ratings, self.user_ids, self.movie_ids, self.hp, self.fixed, progress,
-                content=None if rows is None else rows[0],
+                content=None if rows is None else rows[0], rated_at=rated_at,
             )  # fmt: skip
         X, Y, self.history = train.fit_als(
-            user_rows, movie_rows, ratings, self.user_ids, self.movie_ids, self.hp, progress
-        )
+            user_rows, movie_rows, ratings, self.user_ids, self.movie_ids, self.hp, progress,
+            rated_at=rated_at,
+        )  # fmt: skip
         self._set_als(X, Y)
         self._add_content(user_rows, movie_rows, ratings, rows)
 
@@ -157,6 +158,7 @@ class KerasCF(Recommender):
             reg_norm=self.history.reg_norm if als and self.history is not None else 1.0,
             weight=self.hp.weight if als else "log",
             like=self.hp.like if als else 0.0,
+            recency=self.hp.recency if als else 0.0,
             **arrays,
         )
 
@@ -223,7 +225,7 @@ class KerasCF(Recommender):
         X, Y, self.history = train.fit_als(
             u, m, data.ratings.astype(np.float32), self.user_ids, self.movie_ids, hp, progress,
             start=(X0, Y0), solve_users=solve_users, solve_movies=solve_movies,
-            gate_users=known_users,
+            gate_users=known_users, rated_at=data.rated_at,
         )  # fmt: skip
         self._set_als(X, Y)
         prev = previous.factors

@@ -54,7 +54,7 @@ class Recommender(ABC):
     # --- fitting ---------------------------------------------------------------------------------------
     def fit(self, data: Ratings, *, progress: bool = False) -> Recommender:
         u, m = self._index(data)
-        self._fit(u, m, data.ratings.astype(np.float32), progress=progress)
+        self._fit(u, m, data.ratings.astype(np.float32), progress=progress, rated_at=data.rated_at)
         return self
 
     def _index(self, data: Ratings) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +70,12 @@ class Recommender(ABC):
 
     @abstractmethod
     def _fit(
-        self, user_rows: np.ndarray, movie_rows: np.ndarray, ratings: np.ndarray, progress: bool
+        self,
+        user_rows: np.ndarray,
+        movie_rows: np.ndarray,
+        ratings: np.ndarray,
+        progress: bool,
+        rated_at: np.ndarray | None = None,
     ) -> None: ...
 
     # --- what each model supplies ---------------------------------------------------------------------
@@ -266,7 +271,7 @@ class Popularity(Recommender):
 
     kind = "popularity"
 
-    def _fit(self, user_rows, movie_rows, ratings, progress):
+    def _fit(self, user_rows, movie_rows, ratings, progress, rated_at=None):
         self.counts = np.bincount(movie_rows, minlength=len(self.movie_ids)).astype(np.float32)
 
     def _items(self, movie_ids):
@@ -304,7 +309,7 @@ class BiasOnly(Recommender):
     def _params(self) -> dict:
         return {"damping": self.damping, "iterations": self.iterations}
 
-    def _fit(self, user_rows, movie_rows, ratings, progress):
+    def _fit(self, user_rows, movie_rows, ratings, progress, rated_at=None):
         nu, nm = len(self.user_ids), len(self.movie_ids)
         self.mean = float(ratings.mean())
         bu, bm = np.zeros(nu), np.zeros(nm)

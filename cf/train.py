@@ -38,9 +38,11 @@ class HyperParams:
     """Defaults chosen on ml-latest-small (BENCHMARKS.md); `None` batch size means about 100 steps/epoch.
 
     implicit (ALS): dim, iterations, reg, reg_exp, confidence, weight, like, cg_steps, update_iterations,
-    update_share. rating (SGD): dim, epochs, batch_size, lr, l2, patience. Both: val_frac, seed.
-    With `tune` (implicit), a full fit first searches like, confidence, reg_exp, reg, dim, weight and
-    iterations on the training ratings (`cf.tune`); the values a caller passes are kept."""
+    update_share, recency, profile_weight. rating (SGD): dim, epochs, batch_size, lr, l2, patience.
+    Both: val_frac, seed.
+    With `tune` (implicit), a full fit first searches like, confidence, reg_exp, reg, dim, weight,
+    iterations, recency and the profile weight on the training ratings (`cf.tune`); the values a caller
+    passes are kept."""
 
     objective: str = DEFAULT_OBJECTIVE
     dim: int = 64
@@ -64,6 +66,9 @@ class HyperParams:
     # beta of the content side (cf.content): the liked films' text profile, in units of each user's CF
     # spread; chosen by the search when the fit has the films' vectors, else kept (0: CF alone).
     profile_weight: float = 0.0
+    # A rating's weight decays as exp(-recency * its age in the user's history) (cf.als.recency_age): 0
+    # weighs every rating alike; chosen by the search on the user's latest ratings (cf.tune).
+    recency: float = 0.0
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -85,6 +90,8 @@ class HyperParams:
             raise BadInputError("val_frac must be in [0, 1)")
         if not 0 <= self.profile_weight <= 10:
             raise BadInputError("--profile-weight must be between 0 and 10")
+        if not 0 <= self.recency <= 10:
+            raise BadInputError("--recency must be between 0 and 10")
 
     @property
     def uses_content(self) -> bool:
@@ -251,6 +258,7 @@ def fit_als(
     solve_movies: np.ndarray | None = None,
     gate_users: np.ndarray | None = None,
     on_sweep: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    rated_at: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, History]:
     """Implicit ALS on indexed ratings: (user factors, movie factors, History).
 
@@ -259,7 +267,8 @@ def fit_als(
     sweeps over those rows only (users first, so new users get vectors before the movies move), and
     measures the validation nDCG of the starting factors and the result on the `gate_users` it holds (the
     users the starting model knew) in `History.base_ndcg` and `val_ndcg[-1]`. `on_sweep(n, X, Y)` sees the
-    factors after each sweep (the tuning search scores sweep counts inside one fit)."""
+    factors after each sweep (the tuning search scores sweep counts inside one fit). `rated_at` (aligned
+    to `ratings`): with `hp.recency`, each rating's weight decays with its age in its user's history."""
     from movierec.cf import als
 
     n_users, n_movies = len(user_ids), len(movie_ids)
@@ -274,6 +283,13 @@ def fit_als(
     codes = codes.astype(np.uint8 if len(levels) <= 256 else np.int64)
     w_of = als.confidence(levels, hp.confidence, hp.weight)
     p_of = (levels >= hp.like).astype(np.float32) if hp.like > 0 else None
+    if hp.recency > 0 and rated_at is not None:
+        # Each code becomes (rating level, age level): the CSRs stay one sort of small codes.
+        age = als.recency_age(user_rows, rated_at, n_users)
+        codes = codes.astype(np.int64) * als.AGE_STEPS + age
+        w_of = (w_of[:, None] * als.age_decay(hp.recency)[None, :]).ravel()
+        p_of = None if p_of is None else np.repeat(p_of, als.AGE_STEPS)
+        codes = codes.astype(np.uint8 if len(w_of) <= 256 else np.int64)
 
     def part(sel: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """(users, movies, codes, is_val) of the ratings in `sel` (all when None)."""

@@ -21,7 +21,8 @@ from movierec.progress import say
 
 RETRAIN_SHARE = 0.10  # an update re-solves too much past this share of changed ratings: retrain instead
 RETRAIN_EVERY = 7  # a full retrain after this many updates in a row (drift of the untouched rows)
-SHAPES_THE_FIT = ("like", "weight", "confidence", "reg_exp")  # a change means a full fit, not an update
+# A change of one of these means a full fit, not an update.
+SHAPES_THE_FIT = ("like", "weight", "confidence", "reg_exp", "recency")
 GATE_DROP = 0.05  # refuse an update whose validation nDCG@10 falls more than 5% below the current model's
 
 

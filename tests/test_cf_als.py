@@ -592,3 +592,64 @@ def test_an_implicit_model_has_no_bias_lists() -> None:
 
     model = KerasCF(**ALS).fit(checkerboard())
     assert bias_extremes(model, model.seen.counts(model.movie_ids), min_ratings=1) is None
+
+
+def test_recency_age_is_the_share_of_a_users_later_ratings_ties_alike() -> None:
+    """Age 0 is a user's latest moment, the top level their oldest; ratings made at the same moment share
+    an age, so a user who rated everything at once is not decayed at all; rows may come in any order."""
+    users = np.array([0, 1, 0, 1, 0, 0, 1])
+    times = np.array([30, 5, 10, 5, 20, 20, 5])
+    age = als.recency_age(users, times, 2)
+    top = als.AGE_STEPS - 1
+    # user 0: 30 is the latest (0 later), the two 20s have one later of 3, 10 has three of 3
+    assert age.tolist() == [0, 0, top, 0, round(top / 3), round(top / 3), 0]
+    decay = als.age_decay(1.0)
+    assert decay[0] == 1.0 and decay[-1] == pytest.approx(np.exp(-1.0)) and np.all(np.diff(decay) < 0)
+
+
+def test_recency_weighs_a_users_latest_taste_in_the_fit_and_in_fold_in(tmp_path) -> None:
+    """Users whose old ratings were one taste group and whose recent ratings are another: with a recency
+    decay their own new group ranks higher against the old one than without it, in the fit and for a
+    user folded in with their ratings' times (the decay travels in factors.npz; older files read 0)."""
+    from movierec.cf.factors import Factors
+
+    rng = np.random.default_rng(3)
+    users, movies, ratings, times = [], [], [], []
+    for u in range(1, 161):
+        old, new = u % 4, (u + 1) % 4  # the group they liked, the group they like now
+        for t, g in enumerate((old, new)):
+            picks = rng.choice(np.arange(g, 80, 4) + 1, 10, replace=False)
+            users += [u] * 10
+            movies += picks.tolist()
+            ratings += [5.0] * 10
+            times += [1_000_000_000 + t * 10_000_000 + i for i in range(10)]
+    data = Ratings.from_arrays(users, movies, ratings, times)
+
+    def lead(f: Factors, X: np.ndarray) -> float:
+        """How far users' new group scores above their old one (mean over users, in score units)."""
+        S = X @ f.movie_vecs.T
+        g = (f.movie_ids - 1) % 4
+        new = np.array([S[i, g == (u + 1) % 4].mean() for i, u in enumerate(range(1, 161))])
+        old = np.array([S[i, g == u % 4].mean() for i, u in enumerate(range(1, 161))])
+        return float((new - old).mean())
+
+    hp = {**ALS, "like": 0.0, "tune": False}
+    flat, decayed = KerasCF(**hp).fit(data), KerasCF(**hp, recency=3.0).fit(data)
+    assert decayed.factors.recency == 3.0 and flat.factors.recency == 0.0
+    # 0.059 against -0.0005 here; the margin leaves room for other processors' last digits
+    decayed_lead, flat_lead = (
+        lead(decayed.factors, decayed.factors.user_vecs),
+        lead(flat.factors, flat.factors.user_vecs),
+    )
+    assert decayed_lead > flat_lead + 0.03
+    f = decayed.factors
+    _, timed, _ = f.fold_in(data.user_ids, data.movie_ids, data.ratings, data.rated_at)
+    _, untimed, _ = f.fold_in(data.user_ids, data.movie_ids, data.ratings)
+    assert lead(f, timed) > lead(f, untimed) + 0.03
+    f.save(tmp_path / "f.npz")
+    assert Factors.load(tmp_path / "f.npz").recency == 3.0
+    with np.load(tmp_path / "f.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["als_ext"] = arrays["als_ext"][:4]  # a file from before the decay
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert Factors.load(tmp_path / "old.npz").recency == 0.0

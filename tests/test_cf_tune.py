@@ -284,3 +284,43 @@ def test_the_text_vectors_are_read_only_for_a_fit_that_can_use_them() -> None:
     assert HyperParams().uses_content and HyperParams(tune=False, profile_weight=0.5).uses_content
     assert not HyperParams(tune=False).uses_content
     assert not HyperParams(objective="rating").uses_content
+
+
+def drifting(n_users: int = 240, n_movies: int = 120, seed: int = 0, timed: bool = True) -> Ratings:
+    """Users who first rated 12 films at random (a sign-up survey) and then 12 of their own taste group:
+    the latest quarter of each user's ratings is all taste, a random quarter half of it."""
+    rng = np.random.default_rng(seed)
+    users, movies, ratings, times = [], [], [], []
+    for u in range(1, n_users + 1):
+        own = rng.choice(np.arange(u % 4, n_movies, 4) + 1, 12, replace=False)
+        first = rng.choice(np.setdiff1d(np.arange(1, n_movies + 1), own), 12, replace=False)
+        users += [u] * 24
+        movies += [*first, *own]
+        ratings += [4.0] * 24
+        times += [1_000_000_000 + (i if timed else 0) * 3600 for i in range(24)]
+    return Ratings.from_arrays(users, movies, ratings, times)
+
+
+def test_recency_is_chosen_where_the_latest_ratings_say_the_taste_and_not_without_times() -> None:
+    """The search scores the recency decay on each sample user's latest quarter and on the random one and
+    takes it when the mean of its two ratios to no decay clears RECENCY_GAIN (both recorded as trials);
+    ratings without times (all at one moment) skip the step; a value given is kept."""
+    fixed = {"like", "weight", "confidence", "reg_exp", "dim", "iterations"}
+    start = HyperParams(dim=8, iterations=6)
+    hp, rec = tune.search(*_indexed(drifting()), start, fixed=fixed, rated_at=drifting().rated_at)
+    latest = [t for t in rec.trials if t.get("holdout") == "latest"]
+    assert [t["recency"] for t in latest] == [0.0, *tune.RECENCY]
+    assert hp.recency in tune.RECENCY and rec.chosen["recency"] == hp.recency
+    chosen = next(t for t in latest if t["recency"] == hp.recency)
+    random = next(t for t in rec.trials if t.get("holdout") == "random" and t["recency"] == hp.recency)
+    keys = (*tune.GRID, "iterations")
+    no_decay = next(t for t in rec.trials if "holdout" not in t and all(t[k] == latest[0][k] for k in keys))
+    ratios = chosen["ndcg@10"] / latest[0]["ndcg@10"] + random["ndcg@10"] / no_decay["ndcg@10"]
+    assert ratios / 2 >= tune.RECENCY_GAIN and rec.best_ndcg == random["ndcg@10"]
+
+    flat = drifting(timed=False)
+    hp, rec = tune.search(*_indexed(flat), start, fixed=fixed, rated_at=flat.rated_at)
+    assert hp.recency == 0.0 and not any("holdout" in t for t in rec.trials)
+    data = drifting()
+    hp, rec = tune.search(*_indexed(data), start, fixed=fixed | {"recency"}, rated_at=data.rated_at)
+    assert hp.recency == 0.0 and not any("holdout" in t for t in rec.trials)

@@ -59,12 +59,17 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", type=SEED, help="Random seed (initialisation, sampling, validation split)."),
         click.option("--tune/--no-tune", default=None,
                      help="Implicit full fit: first choose like, weight, confidence, reg, reg-exp, dim, "
-                          "iterations and the profile weight on a validation split of the ratings (default; "
-                          "flags given fix their value). --no-tune: use the given values and defaults."),
+                          "iterations, recency and the profile weight on a validation split of the ratings "
+                          "(default; flags given fix their value). --no-tune: use the given values and "
+                          "defaults."),
         click.option("--profile-weight", type=FiniteFloat(min=0, max=10),
                      help="Weight of the content side: each user's liked films' text profile, in units of "
                           "their CF score's spread (implicit; needs `movierec embed`; tuned by default, "
                           "0 with --no-tune: CF alone)."),
+        click.option("--recency", type=FiniteFloat(min=0, max=10),
+                     help="A rating's weight decays as exp(-recency x its age in the user's history: the "
+                          "share of their ratings made after it) (implicit; tuned by default, 0 with "
+                          "--no-tune: every rating alike)."),
     ]  # fmt: skip
 
     @functools.wraps(f)
