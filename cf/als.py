@@ -114,15 +114,30 @@ def recency_age(user_rows: np.ndarray, rated_at: np.ndarray, n_users: int) -> np
     """Each rating's age level in its user's history, uint8 in [0, AGE_STEPS - 1]: the share of the user's
     ratings made strictly after it (ties share one age: the latest moment is 0), rounded."""
     rows = np.asarray(user_rows, dtype=np.int64)
-    order = np.lexsort((np.asarray(rated_at), rows))
-    u, t = rows[order], np.asarray(rated_at)[order]
-    first = np.r_[True, (u[1:] != u[:-1]) | (t[1:] != t[:-1])]  # a new (user, moment)
-    last_of_group = np.flatnonzero(np.r_[first[1:], True])[np.cumsum(first) - 1]
+    times = np.asarray(rated_at, dtype=np.int64)
+    n = len(rows)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint8)
+    lo = int(times.min())
+    bits = max((int(times.max()) - lo).bit_length(), 1)
+    if int(n_users).bit_length() + bits <= 62:  # one int64 key (user, moment): a sort several times faster
+        key = (rows << bits) | (times - lo)
+        order = np.argsort(key)
+        key = key[order]
+        new = np.r_[True, key[1:] != key[:-1]]  # a new (user, moment) in sorted order
+        del key
+    else:
+        order = np.lexsort((times, rows))
+        u, t = rows[order], times[order]
+        new = np.r_[True, (u[1:] != u[:-1]) | (t[1:] != t[:-1])]
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.r_[starts, n])
+    last = np.repeat(starts + sizes - 1, sizes)  # sorted position of the last rating at that moment
     counts = np.bincount(rows, minlength=n_users)
-    user_end = np.cumsum(counts)[u]  # rows sorted by user: the end of each user's run
-    later = user_end - 1 - last_of_group
-    age = np.empty(len(rows), dtype=np.uint8)
-    age[order] = np.rint(later / np.maximum(counts[u] - 1, 1) * (AGE_STEPS - 1)).astype(np.uint8)
+    later = np.repeat(np.cumsum(counts), counts) - 1 - last  # rows sorted by user: each user's run ends there
+    span = np.maximum(np.repeat(counts, counts) - 1, 1)
+    age = np.empty(n, dtype=np.uint8)
+    age[order] = np.rint(later / span * (AGE_STEPS - 1)).astype(np.uint8)
     return age
 
 

@@ -16,7 +16,7 @@ So a full fit first runs a small search:
   user's *latest* quarter as well, since a nightly is judged by what users do next); then the profile
   weight. A value the caller fixed (an explicit flag) is never searched.
 - **Budget**: one fit per grid value not yet tried (12 after the start, 2 more for the second reg pass),
-  one fit of twice the sweeps and 3-5 for the recency decay: about 20 fits of a sample of at most
+  one fit of twice the sweeps and 2-5 for the recency decay: about 20 fits of a sample of at most
   `SAMPLE_RATINGS` ratings. On larger data the chosen dim x iterations may cost at most `COST_CAP` times
   the start's, so search plus fit stay near 2x a single fit; smaller data (seconds per fit) may choose any
   grid value.
@@ -68,7 +68,7 @@ SAMPLE_RATINGS = 2_000_000  # larger data is tuned on a user sample of about thi
 COST_CAP = 1.5  # above SAMPLE_RATINGS, the chosen dim x iterations costs at most this times the start's
 SCORED_USERS = 3000  # users whose holdout is scored per trial (hash-chosen; all when fewer)
 TUNABLE = (*GRID, "iterations", "recency", "profile_weight")
-RECENCY = (1.0, 0.5)  # decays of a rating's weight with its age in the user's history (cf.als), tried last
+RECENCY = (0.5, 1.0)  # decays of a rating's weight with its age in the user's history (cf.als), tried last
 RECENCY_GAIN = 1.005  # taken when the mean of its two holdouts' ratios to no decay is at least this
 PROFILE_GAIN = 1.002  # a profile weight is taken only when it beats CF alone by this factor on the split
 
@@ -236,11 +236,13 @@ def _recency(
 ) -> tuple[HyperParams, float]:
     """(`hp` with the recency decay, its nDCG@10 on `split`). Each decay is scored on the sample users'
     latest quarter (`timed`) and on the random quarter (`split`, what every other value was chosen on),
-    each as a ratio to no decay; the decay with the best mean ratio is taken when that mean reaches
-    RECENCY_GAIN. Why both, weighed alike: a nightly is judged by what users do next, but an old rating
-    still says something about their taste (on ml-latest-small's inner split a decay of 1 ranked the
-    latest quarter 6% higher and a random one 2.5% lower; 0.5: 3% and 1%). With `carry`, reg moves with
-    the decayed weights' mean (as a confidence trial's does)."""
+    each as a ratio to no decay; the decay with the best mean of the two ratios is taken when that mean
+    reaches RECENCY_GAIN. Why both, weighed alike: a nightly is judged by what users do next, but an old
+    rating still says something about their taste (on ml-latest-small's inner split a decay of 1 ranked
+    the latest quarter 6% higher and a random one 2.5% lower; 0.5: 3% and 1%). Weakest first: a decay
+    that ranks the latest quarter less than 2 x (RECENCY_GAIN - 1) higher cannot reach the bar (a random
+    quarter does not rank higher with a decay) and ends the step, so data without drift costs two fits,
+    not five. With `carry`, reg moves with the decayed weights' mean (as a confidence trial's does)."""
     t0 = time.perf_counter()
 
     def log(h: HyperParams, holdout: str, s: float) -> None:
@@ -249,26 +251,24 @@ def _recency(
 
     base, _ = _fit(timed, hp)
     log(hp, "latest", base)
-    best, best_mean, best_score, best_latest = hp, RECENCY_GAIN, score, base
-    for d in RECENCY:
+    chosen, chosen_score, best_mean = hp, score, RECENCY_GAIN
+    said = f"latest ratings nDCG@10 {base:.4f}"
+    for d in sorted(RECENCY):
         cand = replace(hp, recency=d)
         if carry:
             cand = replace(cand, reg=round(hp.reg * _mean_conf(split, cand) / _mean_conf(split, hp), 3))
         latest, _ = _fit(timed, cand)
         log(cand, "latest", latest)
-        if latest <= base:  # no better on what comes next: not worth the fit on the random quarter
-            continue
+        if latest < base * (2 * RECENCY_GAIN - 1):
+            break
         s, _ = _fit(split, cand)
         log(cand, "random", s)
-        mean = (latest / max(base, 1e-12) + s / max(score, 1e-12)) / 2
+        mean = (latest / base + s / max(score, 1e-12)) / 2
         if mean >= best_mean:
-            best, best_mean, best_score, best_latest = cand, mean, s, latest
-    say(
-        f"  recency {best.recency:g}: latest ratings nDCG@10 {best_latest:.4f} (none {base:.4f}), "
-        f"random {best_score:.4f} (none {score:.4f})",
-        enabled=progress,
-    )
-    return best, best_score
+            chosen, chosen_score, best_mean = cand, s, mean
+            said = f"latest ratings nDCG@10 {latest:.4f} (none {base:.4f}), random {s:.4f} (none {score:.4f})"
+    say(f"  recency {chosen.recency:g}: {said}", enabled=progress)
+    return chosen, chosen_score
 
 
 def search(

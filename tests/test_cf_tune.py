@@ -303,7 +303,7 @@ def drifting(n_users: int = 240, n_movies: int = 120, seed: int = 0, timed: bool
 
 def test_recency_is_chosen_where_the_latest_ratings_say_the_taste_and_not_without_times() -> None:
     """The search scores the recency decay on each sample user's latest quarter and on the random one and
-    takes it when the mean of its two ratios to no decay clears RECENCY_GAIN (both recorded as trials);
+    takes the one whose two ratios to no decay have the best mean, if >= RECENCY_GAIN (both recorded);
     ratings without times (all at one moment) skip the step; a value given is kept."""
     fixed = {"like", "weight", "confidence", "reg_exp", "dim", "iterations"}
     start = HyperParams(dim=8, iterations=6)
