@@ -23,6 +23,7 @@ ratings.csv directory (`--large`, one peer config: the grid would take hours on 
 
     .venv/bin/python benchmarks/bench_cf_peers.py [--split random time] [--seeds 0 1 2] [--synth] [--dense]
         [--content HOME]    # with the content side: HOME embedded from the same ml-latest-small
+        [--content-ours '{"recency": 0}'] [--no-base]   # more content-side variants; skip the CF-alone rows
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class ImplicitPeer(Recommender):
     def __init__(self, algo: str, bm25: bool = False, alpha: float = 1.0, **params) -> None:
         self.algo, self.bm25, self.alpha, self.params = algo, bm25, alpha, params
 
-    def _fit(self, user_rows, movie_rows, ratings, progress):
+    def _fit(self, user_rows, movie_rows, ratings, progress, rated_at=None):
         import scipy.sparse as sp
         from implicit.bpr import BayesianPersonalizedRanking
         from implicit.nearest_neighbours import bm25_weight
@@ -178,6 +179,7 @@ def compare(
     large: bool,
     peer_params: dict | None = None,
     content: tuple[np.ndarray, np.ndarray] | None = None,
+    content_ours: tuple[dict, ...] = ({},),
 ) -> list[dict]:
     train, test = per_user_split(data, 0.25, by=split, seed=seed)
     print(
@@ -186,8 +188,9 @@ def compare(
         flush=True,
     )
     rows = []
-    if content is not None:  # the product as `movierec train` fits it after `movierec embed`
-        rows.append(run("movierec (tuned, content side)", lambda: KerasCF(content), train, test))
+    for kw in content_ours if content is not None else ():  # the product as `movierec train` fits it
+        tag = "movierec (tuned, content side)" + (" " + json.dumps(kw) if kw else "")
+        rows.append(run(tag, lambda kw=kw: KerasCF(content, **kw), train, test))
         print(json.dumps(public(rows[-1])), flush=True)
     for kw in ours:
         tag = "movierec (tuned)" if not kw else "movierec " + json.dumps(kw)
@@ -242,8 +245,20 @@ def main() -> None:
                          "tuned model its content side on the real sets (cf/content.py)")  # fmt: skip
     ap.add_argument("--ours", type=json.loads, action="append", default=None,
                     help='extra movierec variants as JSON, e.g. \'{"tune": false}\'')  # fmt: skip
+    ap.add_argument(
+        "--content-ours",
+        type=json.loads,
+        action="append",
+        default=[],
+        help="with --content: extra variants with the content side, e.g. '{\"recency\": 0}'",
+    )
+    ap.add_argument(
+        "--no-base",
+        action="store_true",
+        help="only the --ours variants (not the tuned and --no-tune defaults without content)",
+    )
     args = ap.parse_args()
-    ours = [{}, {"tune": False}] + (args.ours or [])
+    ours = ([] if args.no_base else [{}, {"tune": False}]) + (args.ours or [])
     print(f"start load avg {os.getloadavg()}")
     sets = []
     if args.small and (args.small / "ratings.csv").exists():
@@ -274,7 +289,9 @@ def main() -> None:
                 label = f"{name} ({split}, seed {seed})"
                 # The home's catalogue is ml-latest-small's; the synthetic sets' titles say nothing.
                 text = content if name.startswith("ml-latest-small") else None
-                results[label] = compare(label, data, split, seed, ours, large, args.peer, text)
+                results[label] = compare(
+                    label, data, split, seed, ours, large, args.peer, text, ({}, *args.content_ours)
+                )
     for label, rows in results.items():
         table(label, rows)
     print(f"\nend load avg {os.getloadavg()}")

@@ -5,7 +5,7 @@ on the ratings before its cut-off). Prints, per period, one markdown row per var
 settings, and the blend chosen on the validation period:
 
     MOVIEREC_HOME=... python benchmarks/bench_lists.py [--queries benchmarks/list_queries_small.csv]
-        [--cutoff 0.9] [--validation 0.1] [--folds 3] [--json-out results.json]
+        [--cutoff 0.9] [--validation 0.1] [--folds 3] [--json-out results.json] [--hyperparams JSON]
 """
 
 from __future__ import annotations
@@ -31,11 +31,18 @@ HERE = Path(__file__).resolve().parent
 @click.option("--validation", type=float, default=0.1, show_default=True, help="Share of ratings per fold.")
 @click.option("--folds", type=int, default=3, show_default=True, help="Validation folds, pooled.")
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the full report here.")
-def main(query_file: str, cutoff: str | None, validation: float, folds: int, json_out: str | None) -> None:
+@click.option("--hyperparams", type=json.loads, default=None,
+              help='Models\' hyper-parameters, JSON, e.g. \'{"recency": 0}\' (default: tuned).')  # fmt: skip
+def main(
+    query_file: str, cutoff: str | None, validation: float, folds: int, json_out: str | None,
+    hyperparams: dict | None,
+) -> None:  # fmt: skip
     settings = Settings()
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    report = evaluate_lists(settings, query_file, cutoff, validation, progress=True, folds=folds)
+    report = evaluate_lists(
+        settings, query_file, cutoff, validation, hyperparams=hyperparams, progress=True, folds=folds
+    )
     seconds = time.perf_counter() - t0
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     if json_out:
