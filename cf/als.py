@@ -18,8 +18,9 @@ A rating's weight may also decay with its age in the user's own history (`recenc
 `w * exp(-recency * a)`, a = the share of the user's ratings made after it (0 the latest, 1 the oldest;
 ratings made at the same moment share their age, so a user who rated everything at once is not
 decayed). What users watch next follows their recent taste more than their oldest (issue 17: on
-ml-latest-small's per-user time split the peer was ahead); the search takes it only where it ranks a
-user's latest ratings higher without ranking a random share of them lower (`cf.tune`).
+ml-latest-small's per-user time split the peer was ahead); the search weighs what a decay does to a
+user's latest ratings and to a random share of them alike (`cf.tune`). Unknown times (stored as 0) are a
+user's oldest.
 
 `F'F` is one dense product per half-sweep, so unrated movies cost nothing per rating. The solve is
 conjugate gradient warm-started from the previous vector (`cg_steps`, as the `implicit` library's CPU
@@ -139,6 +140,18 @@ def recency_age(user_rows: np.ndarray, rated_at: np.ndarray, n_users: int) -> np
     age = np.empty(n, dtype=np.uint8)
     age[order] = np.rint(later / span * (AGE_STEPS - 1)).astype(np.uint8)
     return age
+
+
+def decayed_weights(
+    ratings: np.ndarray, alpha: float, weight: str, recency: float,
+    user_rows: np.ndarray | None = None, rated_at: np.ndarray | None = None, n_users: int = 0,
+) -> np.ndarray:  # fmt: skip
+    """`confidence` of each rating times its age's decay (`recency` 0, or no times: not decayed), as a
+    fit with these values weighs it; `user_rows` index users in [0, n_users)."""
+    w = confidence(ratings, alpha, weight)
+    if recency > 0 and rated_at is not None and user_rows is not None:
+        w = w * age_decay(recency)[recency_age(user_rows, rated_at, n_users)]
+    return w
 
 
 def age_decay(recency: float) -> np.ndarray:

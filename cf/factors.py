@@ -67,7 +67,7 @@ class Factors:
         ignored. Returns (user ids, vectors [n, dim], biases [n]) for the users with at least one known
         movie, ids ascending; the others stay cold-start users. `rated_at`: with the fit's `recency`, the
         weights decay with the ratings' ages as in the fit."""
-        from movierec.cf.als import age_decay, confidence, recency_age
+        from movierec.cf.als import decayed_weights
         from movierec.cf.als import fold_in as solve
 
         if not self.can_fold_in:
@@ -79,10 +79,8 @@ class Factors:
         indptr = np.zeros(len(u_ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(u_rows, minlength=len(u_ids)), out=indptr[1:])
         r = np.asarray(ratings, dtype=np.float32)[known][order]
-        w = confidence(r, self.alpha, self.weight)
-        if self.recency > 0 and rated_at is not None:
-            t = np.asarray(rated_at)[known][order]
-            w = w * age_decay(self.recency)[recency_age(u_rows[order], t, len(u_ids))]
+        t = None if rated_at is None else np.asarray(rated_at)[known][order]
+        w = decayed_weights(r, self.alpha, self.weight, self.recency, u_rows[order], t, len(u_ids))
         p = (r >= self.like).astype(np.float32) if self.like > 0 else None
         vecs = solve(self.movie_vecs, self.reg, indptr, m[known][order], w, self.reg_exp, self.reg_norm, p)
         return u_ids, vecs, np.zeros(len(u_ids), dtype=np.float32)

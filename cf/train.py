@@ -67,7 +67,8 @@ class HyperParams:
     # spread; chosen by the search when the fit has the films' vectors, else kept (0: CF alone).
     profile_weight: float = 0.0
     # A rating's weight decays as exp(-recency * its age in the user's history) (cf.als.recency_age): 0
-    # weighs every rating alike; chosen by the search on the user's latest ratings (cf.tune).
+    # weighs every rating alike; chosen by the search on the users' latest and a random share of their
+    # ratings (cf.tune).
     recency: float = 0.0
 
     def __post_init__(self) -> None:
@@ -283,7 +284,9 @@ def fit_als(
     codes = codes.astype(np.uint8 if len(levels) <= 256 else np.int64)
     w_of = als.confidence(levels, hp.confidence, hp.weight)
     p_of = (levels >= hp.like).astype(np.float32) if hp.like > 0 else None
-    if hp.recency > 0 and rated_at is not None:
+    if hp.recency > 0 and rated_at is None:  # a fit without decay would be saved as decayed (fold-in)
+        raise ValueError("a fit with recency > 0 needs the ratings' times (rated_at)")
+    if hp.recency > 0:
         # Each code becomes (rating level, age level): the CSRs stay one sort of small codes.
         age = als.recency_age(user_rows, rated_at, n_users)
         codes = codes.astype(np.int64) * als.AGE_STEPS + age

@@ -18,8 +18,9 @@ So a full fit first runs a small search:
 - **Budget**: one fit per grid value not yet tried (12 after the start, 2 more for the second reg pass),
   one fit of twice the sweeps and 2-5 for the recency decay: about 20 fits of a sample of at most
   `SAMPLE_RATINGS` ratings. On larger data the chosen dim x iterations may cost at most `COST_CAP` times
-  the start's, so search plus fit stay near 2x a single fit; smaller data (seconds per fit) may choose any
-  grid value.
+  the start's, so search plus fit stay near 2x a single fit (1.84x on the machine of 2026-12-02, 2.45x on a
+  faster one whose full fit gained more than the sample fits: BENCHMARKS.md); smaller data (seconds per
+  fit) may choose any grid value.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from movierec.cf.als import age_decay, confidence, recency_age, reg_scale
+from movierec.cf.als import decayed_weights, reg_scale
 from movierec.cf.data import index_of
 from movierec.cf.train import MIN_KEPT, HyperParams, UserRows, _hash, fit_als, val_ndcg
 from movierec.progress import say
@@ -39,8 +40,8 @@ from movierec.progress import say
 # like and confidence moved nDCG@10 by ~0.01, dim little, reg most, and reg only together with the
 # confidence (reg 100 collapses to popularity level at confidence 1 but is among the best at 10: what
 # counts is reg against the weight of the ratings). So a confidence trial carries reg along in proportion
-# to the mean rating confidence (`mean_conf`), and reg is searched as multiples of its current value. The test
-# part of that split chose nothing here; it only confirmed the ordering.
+# to the mean rating confidence (`_mean_conf`), and reg is searched as multiples of its current value. The
+# test part of that split chose nothing here; it only confirmed the ordering.
 #
 # Frequency-scaled regularisation (`reg_exp`, cf.als.reg_scale) shrinks heavy users and popular movies
 # more: on ml-latest-small's inner split 0.5 ranked +0.004-0.008 above 0 with reg about halved (and on
@@ -133,6 +134,8 @@ def make_split(
 ) -> Split:
     """A per-user 75/25 split of a hash-chosen user sample (every user when the data is small): a random
     quarter of each user's ratings held out (by a hash), or with `by="time"` their latest quarter."""
+    if by not in ("random", "time") or (by == "time" and rated_at is None):
+        raise ValueError(f"make_split: by={by!r} needs 'random', or 'time' with rated_at")
     n_users = len(user_ids)
     counts = np.bincount(user_rows, minlength=n_users)
     if len(user_rows) > sample_ratings:
@@ -149,7 +152,7 @@ def make_split(
         user_ids, movie_ids, counts = user_ids[users], movie_ids[movies], counts[users]
     # Salted so the search's holdout is not the final fit's 2% validation share plus more.
     h = _hash(user_ids[user_rows], movie_ids[movie_rows] + (1 << 40))
-    if by == "time" and rated_at is not None:  # each user's latest quarter (ties in hash order)
+    if by == "time":  # each user's latest quarter (ties in hash order)
         order = np.lexsort((h, rated_at, user_rows))
         pos = np.empty(len(order), dtype=np.int64)
         pos[order] = np.arange(len(order)) - (np.cumsum(counts) - counts)[user_rows[order]]
@@ -225,9 +228,9 @@ def _profile_weight(
 
 def _mean_conf(split: Split, h: HyperParams) -> float:
     """A training rating's mean confidence under `h` (its decay included): reg moves in proportion."""
-    w = confidence(split.ratings, h.confidence, h.weight)
-    if h.recency > 0 and split.rated_at is not None:
-        w = w * age_decay(h.recency)[recency_age(split.user_rows, split.rated_at, len(split.user_ids))]
+    w = decayed_weights(
+        split.ratings, h.confidence, h.weight, h.recency, split.user_rows, split.rated_at, len(split.user_ids)
+    )
     return 1.0 + float(np.mean(w, dtype=np.float64))
 
 
@@ -240,9 +243,10 @@ def _recency(
     reaches RECENCY_GAIN. Why both, weighed alike: a nightly is judged by what users do next, but an old
     rating still says something about their taste (on ml-latest-small's inner split a decay of 1 ranked
     the latest quarter 6% higher and a random one 2.5% lower; 0.5: 3% and 1%). Weakest first: a decay
-    that ranks the latest quarter less than 2 x (RECENCY_GAIN - 1) higher cannot reach the bar (a random
-    quarter does not rank higher with a decay) and ends the step, so data without drift costs two fits,
-    not five. With `carry`, reg moves with the decayed weights' mean (as a confidence trial's does)."""
+    that ranks the latest quarter less than 2 x (RECENCY_GAIN - 1) higher is taken not to reach the bar
+    (a decay is not expected to rank a random quarter higher, nor a stronger one to gain more where a
+    weaker one gained so little) and ends the step, so data without drift costs two fits, not five. With
+    `carry`, reg moves with the decayed weights' mean (as a confidence trial's does)."""
     t0 = time.perf_counter()
 
     def log(h: HyperParams, holdout: str, s: float) -> None:
@@ -251,6 +255,9 @@ def _recency(
 
     base, _ = _fit(timed, hp)
     log(hp, "latest", base)
+    if base <= 0 or score <= 0:  # nothing of either quarter found (e.g. the latest are all new films)
+        say("  recency 0: no holdout film ranked without a decay", enabled=progress)
+        return hp, score
     chosen, chosen_score, best_mean = hp, score, RECENCY_GAIN
     said = f"latest ratings nDCG@10 {base:.4f}"
     for d in sorted(RECENCY):
@@ -263,7 +270,7 @@ def _recency(
             break
         s, _ = _fit(split, cand)
         log(cand, "random", s)
-        mean = (latest / base + s / max(score, 1e-12)) / 2
+        mean = (latest / base + s / score) / 2
         if mean >= best_mean:
             chosen, chosen_score, best_mean = cand, s, mean
             said = f"latest ratings nDCG@10 {latest:.4f} (none {base:.4f}), random {s:.4f} (none {score:.4f})"
@@ -327,9 +334,6 @@ def search(
 
     score = trial(best)
 
-    def mean_conf(h: HyperParams) -> float:
-        return _mean_conf(split, h)
-
     # One pass over GRID, then reg once more, finer, around its value (dim and the weight move the best
     # reg: it is the coordinate that interacts most).
     passes = [*GRID.items(), ("reg", REG_AGAIN)]
@@ -342,7 +346,8 @@ def search(
                 cand = replace(base, reg=round(base.reg * v, 3))
             elif name in ("confidence", "weight") and "reg" not in fixed:
                 cand = replace(base, **{name: type(getattr(hp, name))(v)})
-                cand = replace(cand, reg=round(base.reg * mean_conf(cand) / mean_conf(base), 3))
+                ratio = _mean_conf(split, cand) / _mean_conf(split, base)
+                cand = replace(cand, reg=round(base.reg * ratio, 3))
             elif name == "reg_exp" and "reg" not in fixed:
                 ratio = _carry(split, base.reg_exp) / _carry(split, v)
                 cand = replace(base, reg_exp=float(v), reg=round(base.reg * ratio, 3))

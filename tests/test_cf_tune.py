@@ -324,3 +324,21 @@ def test_recency_is_chosen_where_the_latest_ratings_say_the_taste_and_not_withou
     data = drifting()
     hp, rec = tune.search(*_indexed(data), start, fixed=fixed | {"recency"}, rated_at=data.rated_at)
     assert hp.recency == 0.0 and not any("holdout" in t for t in rec.trials)
+
+
+def test_a_latest_quarter_nothing_can_rank_leaves_the_decay_at_zero() -> None:
+    """Every user's newest ratings are of films nobody rated before: the latest quarter scores 0 without a
+    decay, and the step keeps no decay instead of dividing by that 0."""
+    from movierec.cf import KerasCF
+
+    rng = np.random.default_rng(0)
+    users, movies, times = [], [], []
+    for u in range(1, 61):
+        old, new = rng.choice(40, 12, replace=False) + 1, rng.choice(8, 4, replace=False) + 101
+        users += [u] * 16
+        movies += [*old, *new]
+        times += list(1_000_000_000 + np.arange(16) * 3600)
+    data = Ratings.from_arrays(users, movies, np.full(len(users), 4.0), times)
+    model = KerasCF(dim=8, iterations=4, like=0.0).fit(data)
+    latest = [t for t in model.tuning.trials if t.get("holdout") == "latest"]
+    assert model.hp.recency == 0.0 and [t["ndcg@10"] for t in latest] == [0.0]
