@@ -15,12 +15,12 @@ for every row): frequency-scaled regularisation as in ALS-WR (Zhou et al. 2008) 
 the long tail. Normalised by the mean, `reg` keeps its meaning at any data size.
 
 A rating's weight may also decay with its age in the user's own history (`recency`, `recency_age`):
-`w * exp(-recency * a)`, a = the share of the user's ratings made after it (0 the latest, 1 the oldest;
-ratings made at the same moment share their age, so a user who rated everything at once is not
-decayed). What users watch next follows their recent taste more than their oldest (issue 17: on
-ml-latest-small's per-user time split the peer was ahead); the search weighs what a decay does to a
-user's latest ratings and to a random share of them alike (`cf.tune`). Unknown times (stored as 0) are a
-user's oldest.
+`w * exp(-recency * a)`, a = the share of the user's ratings made on a later day (0 the latest day, 1
+the oldest; a day's ratings share their age, so a user who rated everything in one sitting is not
+decayed, and the order within a sitting, which follows what the site showed, counts for nothing). What
+users watch next follows their recent taste more than their oldest (issue 17: on ml-latest-small's
+per-user time split the peer was ahead); the search weighs what a decay does to a user's latest ratings
+and to a random share of them alike (`cf.tune`). Unknown times (stored as 0) are a user's oldest.
 
 `F'F` is one dense product per half-sweep, so unrated movies cost nothing per rating. The solve is
 conjugate gradient warm-started from the previous vector (`cg_steps`, as the `implicit` library's CPU
@@ -109,13 +109,16 @@ class CSR:
 
 MIN_CONFIDENCE = 1e-3  # a linear weight of a 0 rating would make the row's system singular at reg 0
 AGE_STEPS = 16  # a rating's age is rounded to one of these levels: weights stay a small per-code table
+# Ratings of one day (UTC, from epoch seconds) share an age: a sitting is one moment of taste, and the
+# order within it follows what the site showed (MovieLens asks a new user about popular films first).
+AGE_MOMENT = 86_400
 
 
 def recency_age(user_rows: np.ndarray, rated_at: np.ndarray, n_users: int) -> np.ndarray:
     """Each rating's age level in its user's history, uint8 in [0, AGE_STEPS - 1]: the share of the user's
-    ratings made strictly after it (ties share one age: the latest moment is 0), rounded."""
+    ratings made on a later day (`AGE_MOMENT`; a day's ratings share one age, the latest day's 0), rounded."""
     rows = np.asarray(user_rows, dtype=np.int64)
-    times = np.asarray(rated_at, dtype=np.int64)
+    times = np.asarray(rated_at, dtype=np.int64) // AGE_MOMENT
     n = len(rows)
     if n == 0:
         return np.zeros(0, dtype=np.uint8)

@@ -594,14 +594,15 @@ def test_an_implicit_model_has_no_bias_lists() -> None:
     assert bias_extremes(model, model.seen.counts(model.movie_ids), min_ratings=1) is None
 
 
-def test_recency_age_is_the_share_of_a_users_later_ratings_ties_alike() -> None:
-    """Age 0 is a user's latest moment, the top level their oldest; ratings made at the same moment share
-    an age, so a user who rated everything at once is not decayed at all; rows may come in any order."""
+def test_recency_age_is_the_share_of_a_users_ratings_on_later_days() -> None:
+    """Age 0 is a user's latest day, the top level their oldest; a day's ratings share an age (the order
+    within a sitting says nothing), so a user who rated everything in one day is not decayed at all; rows
+    may come in any order."""
     users = np.array([0, 1, 0, 1, 0, 0, 1])
-    times = np.array([30, 5, 10, 5, 20, 20, 5])
+    times = np.array([30, 5, 10, 5, 20, 20, 5]) * als.AGE_MOMENT + np.array([0, 1, 0, 900, 5, 3600, 7])
     age = als.recency_age(users, times, 2)
     top = als.AGE_STEPS - 1
-    # user 0: 30 is the latest (0 later), the two 20s have one later of 3, 10 has three of 3
+    # user 0: day 30 is the latest (0 later), the two on day 20 have one later of 3, day 10 three of 3
     assert age.tolist() == [0, 0, top, 0, round(top / 3), round(top / 3), 0]
     decay = als.age_decay(1.0)
     assert decay[0] == 1.0 and decay[-1] == pytest.approx(np.exp(-1.0)) and np.all(np.diff(decay) < 0)
@@ -622,7 +623,7 @@ def test_recency_weighs_a_users_latest_taste_in_the_fit_and_in_fold_in(tmp_path)
             users += [u] * 10
             movies += picks.tolist()
             ratings += [5.0] * 10
-            times += [1_000_000_000 + t * 10_000_000 + i for i in range(10)]
+            times += [1_000_000_000 + t * 10_000_000 + i * 86_400 for i in range(10)]
     data = Ratings.from_arrays(users, movies, ratings, times)
 
     def lead(f: Factors, X: np.ndarray) -> float:

@@ -297,7 +297,7 @@ def drifting(n_users: int = 240, n_movies: int = 120, seed: int = 0, timed: bool
         users += [u] * 24
         movies += [*first, *own]
         ratings += [4.0] * 24
-        times += [1_000_000_000 + (i if timed else 0) * 3600 for i in range(24)]
+        times += [1_000_000_000 + (i if timed else 0) * 86_400 for i in range(24)]
     return Ratings.from_arrays(users, movies, ratings, times)
 
 
@@ -337,7 +337,7 @@ def test_a_latest_quarter_nothing_can_rank_leaves_the_decay_at_zero() -> None:
         old, new = rng.choice(40, 12, replace=False) + 1, rng.choice(8, 4, replace=False) + 101
         users += [u] * 16
         movies += [*old, *new]
-        times += list(1_000_000_000 + np.arange(16) * 3600)
+        times += list(1_000_000_000 + np.arange(16) * 86_400)
     data = Ratings.from_arrays(users, movies, np.full(len(users), 4.0), times)
     model = KerasCF(dim=8, iterations=4, like=0.0).fit(data)
     latest = [t for t in model.tuning.trials if t.get("holdout") == "latest"]
