@@ -292,8 +292,7 @@ def _dense(vector: Any) -> Any:
 
 def _cosine(vector: Any, query: np.ndarray) -> float:
     """Dot product of a returned (unit, cosine-normalised) dense vector with the unit query vector."""
-    if isinstance(vector, dict):
-        vector = vector.get("")
+    vector = _dense(vector)
     if vector is None:
         return float("nan")  # caught by _hits as damage
     return float(np.dot(np.asarray(vector, dtype=np.float32), query))

@@ -68,7 +68,7 @@ def hyperparam_options(f: Callable[..., Any]) -> Callable[..., Any]:
                           "0 with --no-tune: CF alone)."),
         click.option("--recency", type=FiniteFloat(min=0, max=10),
                      help="A rating's weight decays as exp(-recency x its age in the user's history: the "
-                          "share of their ratings made after it) (implicit; tuned by default, 0 with "
+                          "share of their ratings made on a later day) (implicit; tuned by default, 0 with "
                           "--no-tune: every rating alike)."),
     ]  # fmt: skip
 
@@ -204,14 +204,13 @@ def evaluate(settings, hyperparams: dict, split: str, lists: bool, query_file: s
              if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]  # fmt: skip
     if given:
         raise click.UsageError(f"{', '.join(given)} only apply with --lists")
+    from movierec.cf import text_vectors
     from movierec.cf.data import load_ratings
     from movierec.cf.evaluate import METRICS
     from movierec.cf.evaluate import evaluate as run
 
-    HyperParams(**hyperparams)  # reject bad flags before loading data
-    from movierec.cf import text_vectors
-
-    content = text_vectors(settings, progress=not quiet) if HyperParams(**hyperparams).uses_content else None
+    hp = HyperParams(**hyperparams)  # reject bad flags before loading data
+    content = text_vectors(settings, progress=not quiet) if hp.uses_content else None
     make = lambda: KerasCF(content, **hyperparams)  # noqa: E731
     report = run(load_ratings(settings), make, split=split, progress=not quiet)
     if as_json:
