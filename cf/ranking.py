@@ -282,6 +282,30 @@ def _mask_seen(scores: np.ndarray, pos: np.ndarray, seen_t: np.ndarray, seen_j: 
     scores[row[hit], j[hit]] = -np.inf
 
 
+def best_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `n` highest entries, best first: (columns [B, n], values [B, n]). `scores` is the
+    caller's scratch array: for small n each winner is knocked out of it in place (set to -inf).
+
+    n passes of a row-wise argmax (SIMD) beat argpartition + sort ~2x for n=10 of 250 candidates, and
+    ~10x for n=10 of a 54k-movie catalogue (argpartition is scalar; 110 ms against 1.2 s for 500 rows)."""
+    b, k = scores.shape
+    n = min(n, k)
+    if n <= ARGMAX_TOP_N:
+        idx = np.empty((b, n), dtype=np.int64)
+        vals = np.empty((b, n), dtype=scores.dtype)
+        every = np.arange(b)
+        for r in range(n):
+            j = scores.argmax(axis=1)
+            idx[:, r] = j
+            vals[:, r] = scores[every, j]
+            scores[every, j] = -np.inf
+        return idx, vals
+    idx = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    vals = np.take_along_axis(scores, idx, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
 def _top_n(
     rank_by: np.ndarray,
     logits: np.ndarray | None,
@@ -296,23 +320,7 @@ def _top_n(
 ) -> Ranked:
     b, k = rank_by.shape
     n = min(top_n, k)
-    if n <= ARGMAX_TOP_N:
-        # n passes of a row-wise argmax (SIMD) beat argpartition + sort ~2x for n=10 of 250: rank_by is
-        # this block's scratch array, so each winner is knocked out in place.
-        idx = np.empty((b, n), dtype=np.int64)
-        vals = np.empty((b, n), dtype=rank_by.dtype)
-        every = np.arange(b)
-        for r in range(n):
-            j = rank_by.argmax(axis=1)
-            idx[:, r] = j
-            vals[:, r] = rank_by[every, j]
-            rank_by[every, j] = -np.inf
-    else:
-        idx = np.argpartition(-rank_by, n - 1, axis=1)[:, :n]
-        vals = np.take_along_axis(rank_by, idx, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        idx = np.take_along_axis(idx, order, axis=1)
-        vals = np.take_along_axis(vals, order, axis=1)
+    idx, vals = best_n(rank_by, n)
     valid = np.isfinite(vals)  # seen candidates are -inf: users with few unseen get shorter lists
     rows = np.broadcast_to(np.arange(b)[:, None], (b, n))[valid]
     ranks = np.broadcast_to(np.arange(1, n + 1)[None, :], (b, n))[valid]

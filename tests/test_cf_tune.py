@@ -342,3 +342,29 @@ def test_a_latest_quarter_nothing_can_rank_leaves_the_decay_at_zero() -> None:
     model = KerasCF(dim=8, iterations=4, like=0.0).fit(data)
     latest = [t for t in model.tuning.trials if t.get("holdout") == "latest"]
     assert model.hp.recency == 0.0 and [t["ndcg@10"] for t in latest] == [0.0]
+
+
+def test_dims_that_rank_alike_are_a_tie_won_by_the_smaller() -> None:
+    """At 25M ratings dim 32 and 64 ranked the sample alike and the last digit chose 64: a full fit ~35%
+    dearer for nothing. A smaller dim now wins a tie, a larger one must clearly beat it; other values
+    move on any gain."""
+    at64, at32, at128 = HyperParams(dim=64), HyperParams(dim=32), HyperParams(dim=128)
+    assert tune._better(at32, 0.15699, at64, 0.15700)  # within DIM_TIE: the smaller wins
+    assert not tune._better(at32, 0.150, at64, 0.157)  # clearly worse: kept
+    assert not tune._better(at64, 0.15701, at32, 0.15699)  # back to the larger on the last digit: no
+    assert tune._better(at128, 0.160, at64, 0.157)  # a clear gain pays for the larger
+    assert tune._better(HyperParams(reg=20.0), 0.15701, HyperParams(reg=30.0), 0.15700)
+    assert not tune._better(HyperParams(reg=20.0), 0.15700, HyperParams(reg=30.0), 0.15700)
+
+
+def test_validation_scores_a_diverged_user_as_ranking_nothing() -> None:
+    """A NaN factor row (a diverged fit) must score 0, not rank its held-out film by accident, and a user
+    with fewer unseen movies than K is judged on those alone."""
+    from movierec.cf.train import UserRows, val_ndcg
+
+    Y = np.eye(12, 4, dtype=np.float32)[:, :4] + 0.01
+    X = np.array([[1, 0, 0, 0], [np.nan] * 4], dtype=np.float32)
+    seen = UserRows.build(np.array([0, 1]), np.array([5, 5]), 2)
+    held_users, held_movies = np.array([0, 1]), np.array([0, 0])
+    assert val_ndcg(X, Y, seen, held_users, held_movies, np.array([0])) == pytest.approx(1.0)
+    assert val_ndcg(X, Y, seen, held_users, held_movies, np.array([1])) == 0.0

@@ -210,3 +210,17 @@ def test_a_baseline_serves_through_the_same_contract() -> None:
     assert lists[4] == [10, 20]  # 3 ratings, 2 ratings; 30 is user 4's own
     assert lists[3] == [20, 30]  # 10 is seen by user 3
     assert r.cold[r.user_id == 99].all() and lists[99] == [30, 20]  # unknown: 0.75 sim + 0.25 popularity
+
+
+@pytest.mark.parametrize("n", [3, 40])  # both paths: argmax passes (n <= ARGMAX_TOP_N) and argpartition
+def test_best_n_is_each_rows_highest_in_order(n: int) -> None:
+    from movierec.cf.ranking import best_n
+
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((50, 300)).astype(np.float32)
+    scores[0, :] = -np.inf  # a row with nothing rankable still returns n columns, all -inf
+    want = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    idx, vals = best_n(scores.copy(), n)
+    assert np.array_equal(idx[1:], want[1:])
+    assert np.array_equal(vals[1:], np.take_along_axis(scores, want, axis=1)[1:])
+    assert np.all(np.isneginf(vals[0]))
