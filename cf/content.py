@@ -23,7 +23,8 @@ from movierec.catalog import LIKED_RATING
 
 PROFILE_WEIGHTS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)  # beta, searched on the tuning split
 CONTENT_DIM = 64  # text vectors are reduced to this many principal directions (`reduce`)
-SEEN_CHUNK = 1_000_000  # pairs per step (seen pairs' scores, liked films' vectors): about 0.5 GB of gathers
+SEEN_CHUNK = 65_536  # pairs per step (seen pairs' scores, liked films' vectors): 16 MB gathers that the
+# allocator reuses; 1M-pair steps (256 MB, fresh pages each) took 2.5-4x as long at 25M ratings
 
 
 def movie_rows(
@@ -49,13 +50,22 @@ def profiles(
     """Unit profile per user row: the normalised sum of the vectors of the films they liked (zero rows for
     users who liked none). Rows index `movie_vecs`."""
     liked = ratings >= LIKED_RATING
-    out = np.zeros((n_users, movie_vecs.shape[1]), dtype=np.float32)
-    order = np.argsort(user_rows[liked], kind="stable")
-    u, m = user_rows[liked][order], movie_rows[liked][order]
+    # By user: one sort of packed (user, movie) keys (SIMD), not an argsort and two gathers.
+    bits = max(int(len(movie_vecs) - 1).bit_length(), 1)
+    keys = (user_rows[liked].astype(np.int64) << bits) | movie_rows[liked].astype(np.int64)
+    keys.sort()
+    u, m = keys >> bits, keys & ((1 << bits) - 1)
+    del keys
+    # Sums over each user's run, column-major: reduceat along contiguous rows of the transposed vectors is
+    # ~20x faster than along axis 0 (25M ratings: 1.3 s against 4.5 s for the whole loop).
+    vt = np.ascontiguousarray(movie_vecs.T)
+    out = np.zeros((movie_vecs.shape[1], n_users), dtype=np.float32)
     for start in range(0, len(u), SEEN_CHUNK):  # in steps: all liked rows' vectors at once are GBs at 25M
         cu, cm = u[start : start + SEEN_CHUNK], m[start : start + SEEN_CHUNK]
         starts = np.flatnonzero(np.r_[True, cu[1:] != cu[:-1]])
-        out[cu[starts]] += np.add.reduceat(movie_vecs[cm], starts, axis=0)  # users unique within a step
+        # a user is unique within a step (one reduceat segment)
+        out[:, cu[starts]] += np.add.reduceat(np.take(vt, cm, axis=1), starts, axis=1)
+    out = np.ascontiguousarray(out.T)
     norm = np.linalg.norm(out, axis=1, keepdims=True)
     return out / np.where(norm > 0, norm, 1.0)
 

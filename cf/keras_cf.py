@@ -86,7 +86,7 @@ class KerasCF(Recommender):
             rated_at=rated_at,
         )  # fmt: skip
         self._set_als(X, Y)
-        self._add_content(user_rows, movie_rows, ratings, rows)
+        self._add_content(user_rows, movie_rows, ratings, rows, progress=progress)
 
     def _content_rows(self, directions: np.ndarray | None = None) -> tuple[np.ndarray, ...] | None:
         """(The films' text vectors projected on `directions` (a full fit: the vectors' own, `basis`) and
@@ -102,7 +102,7 @@ class KerasCF(Recommender):
 
     def _add_content(
         self, user_rows, movie_rows, ratings, rows: tuple[np.ndarray, ...] | None,
-        users: np.ndarray | None = None, previous: Factors | None = None,
+        users: np.ndarray | None = None, previous: Factors | None = None, progress: bool = False,
     ) -> None:  # fmt: skip
         """The content side (cf.content) at `hp.profile_weight` from the users' liked films: every user's
         (a full fit), or with `users` (rows) and `previous` (an update of a model that has one) only those
@@ -112,6 +112,7 @@ class KerasCF(Recommender):
 
         if self.hp.profile_weight == 0 or self.factors is None:
             return
+        t0 = time.perf_counter()
         f, w = self.factors, self.hp.profile_weight
         if previous is not None and previous.has_content and previous.content_basis is not None:
             ou, om = index_of(self.user_ids, previous.user_ids), index_of(self.movie_ids, previous.movie_ids)
@@ -127,16 +128,20 @@ class KerasCF(Recommender):
             local = np.searchsorted(redo, user_rows[mine])
             prof = profiles(local, movie_rows[mine], ratings[mine], len(redo), vecs)
             out[redo] = user_side(w, f.user_vecs[redo], f.movie_vecs, prof, vecs, local, movie_rows[mine])
+            done = len(redo)
         elif rows is not None:
             vecs, center, directions = rows
             prof = profiles(user_rows, movie_rows, ratings, len(self.user_ids), vecs)
             out = user_side(w, f.user_vecs, f.movie_vecs, prof, vecs, user_rows, movie_rows)
+            done = len(out)
         else:
             return
         self.factors = dataclasses.replace(
             f, content_users=out, content_movies=vecs, content_center=center, content_basis=directions,
             profile_weight=w,
         )  # fmt: skip
+        took = time.perf_counter() - t0
+        say(f"content side (profile weight {w:g}): {done:,} users in {took:.1f}s", enabled=progress)
 
     def _set_als(self, X: np.ndarray, Y: np.ndarray) -> None:
         # No TensorFlow: the factors are the model (biases 0); `_save` writes them as the Keras file.
@@ -229,7 +234,8 @@ class KerasCF(Recommender):
         )  # fmt: skip
         self._set_als(X, Y)
         prev = previous.factors
-        self._add_content(u, m, data.ratings, self._content_rows(prev.content_basis), solve_users, prev)
+        rows = self._content_rows(prev.content_basis)
+        self._add_content(u, m, data.ratings, rows, solve_users, prev, progress=progress)
         return {
             "changed": n_changed,
             "share": n_changed / max(len(data), 1),

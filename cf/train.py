@@ -213,38 +213,63 @@ def val_ndcg(
     val_users: np.ndarray,
     val_movies: np.ndarray,
     users: np.ndarray,
-    block: int = 100,  # users per product: 100 x 54k scores (22 MB) stay near the cache; 500 took 2-4x longer
+    block: int = 100,
 ) -> float:
     """Mean nDCG@10 over `users` (rows) of held-out (val_users, val_movies) pairs, scoring every movie and
     leaving out what the user trained on (`seen`); row-aligned factor tables."""
+    return val_ndcgs(user_vecs, movie_vecs, seen, val_users, val_movies, users, block=block)[0]
+
+
+def val_ndcgs(
+    user_vecs: np.ndarray,
+    movie_vecs: np.ndarray,
+    seen: UserRows,
+    val_users: np.ndarray,
+    val_movies: np.ndarray,
+    users: np.ndarray,
+    side: tuple[np.ndarray, np.ndarray] | None = None,
+    weights: tuple[float, ...] = (0.0,),
+    block: int = 100,  # users per product: 100 x 54k scores (22 MB) stay near the cache; 500 took 2-4x longer
+) -> list[float]:
+    """`val_ndcg` of the scores `user_vecs @ movie_vecs.T + w * side[0] @ side[1].T` for each w in
+    `weights` (the profile weight's trials, cf.tune): each block's products are computed once."""
     from threadpoolctl import threadpool_limits
 
     from movierec.cf.evaluate import K, ranking_metrics
     from movierec.cf.ranking import best_n
 
     if len(users) == 0:
-        return float("nan")
+        return [float("nan")] * len(weights)
     pos = np.searchsorted(users, val_users).clip(0, len(users) - 1)
     keep = users[pos] == val_users
     held = UserRows.build(pos[keep], val_movies[keep], len(users))
     n_relevant = np.diff(held.indptr)
     n = len(movie_vecs)
 
-    def ranked(start: int) -> tuple[np.ndarray, np.ndarray]:
+    def ranked(start: int) -> list[tuple[np.ndarray, np.ndarray]]:
         idx = np.arange(start, min(start + block, len(users)))
-        s = user_vecs[users[idx]] @ movie_vecs.T
-        s[seen.mask(users[idx], n)] = -np.inf
-        s[np.isnan(s)] = -np.inf  # a diverged fit ranks nothing, rather than its NaN rows first
-        top, vals = best_n(s, K)
-        top[np.isneginf(vals)] = -1  # none: a user with fewer than K rankable movies
-        return top, np.take_along_axis(held.mask(idx, n), top, axis=1) & (top >= 0)
+        base = user_vecs[users[idx]] @ movie_vecs.T
+        base[seen.mask(users[idx], n)] = -np.inf
+        extra = None if side is None else side[0][users[idx]] @ side[1].T
+        is_held = held.mask(idx, n)
+        out = []
+        for w in weights:
+            s = base.copy() if extra is None or w == 0 else base + np.float32(w) * extra
+            s[np.isnan(s)] = -np.inf  # a diverged fit ranks nothing, rather than its NaN rows first
+            top, vals = best_n(s, K)
+            top[np.isneginf(vals)] = -1  # none: a user with fewer than K rankable movies
+            out.append((top, np.take_along_axis(is_held, top, axis=1) & (top >= 0)))
+        return out
 
-    # Two threads, one BLAS thread each: the product and the selection release the GIL, so a tuning
+    # Two threads, one BLAS thread each: the products and the selection release the GIL, so a tuning
     # trial's scoring halves on 2 cores.
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(2) as pool:
         parts = list(pool.map(ranked, range(0, len(users), block)))
-    tops, rels = [p[0] for p in parts], [p[1] for p in parts]
-    return ranking_metrics(np.concatenate(tops), np.concatenate(rels), n_relevant, n)["ndcg@10"]
+    scores = []
+    for i in range(len(weights)):
+        tops, rels = [p[i][0] for p in parts], [p[i][1] for p in parts]
+        scores.append(ranking_metrics(np.concatenate(tops), np.concatenate(rels), n_relevant, n)["ndcg@10"])
+    return scores
 
 
 def fit_als(
