@@ -368,3 +368,41 @@ def test_validation_scores_a_diverged_user_as_ranking_nothing() -> None:
     held_users, held_movies = np.array([0, 1]), np.array([0, 0])
     assert val_ndcg(X, Y, seen, held_users, held_movies, np.array([0])) == pytest.approx(1.0)
     assert val_ndcg(X, Y, seen, held_users, held_movies, np.array([1])) == 0.0
+
+
+def test_the_profile_weights_scored_in_one_pass_match_one_product_each() -> None:
+    """val_ndcgs mixes each block's CF and content products per weight; it must rank as one product of
+    the stacked factors would (what the profile weight's trials scored before)."""
+    from movierec.cf.train import UserRows, val_ndcg, val_ndcgs
+
+    rng = np.random.default_rng(3)
+    X, Y = rng.standard_normal((60, 8)).astype(np.float32), rng.standard_normal((200, 8)).astype(np.float32)
+    U, V = rng.standard_normal((60, 5)).astype(np.float32), rng.standard_normal((200, 5)).astype(np.float32)
+    seen = UserRows.build(rng.integers(0, 60, 900), rng.integers(0, 200, 900), 60)
+    hu, hm, users = rng.integers(0, 60, 600), rng.integers(0, 200, 600), np.arange(60)
+    weights = (0.0, 0.5, 2.0)
+    mixed = val_ndcgs(X, Y, seen, hu, hm, users, side=(U, V), weights=weights, block=7)
+    for w, got in zip(weights, mixed, strict=True):
+        want = val_ndcg(np.hstack([X, U * np.float32(w)]), np.hstack([Y, V]), seen, hu, hm, users)
+        assert got == pytest.approx(want, abs=1e-9)
+    assert len(set(np.round(mixed, 6))) == 3  # the weights do change the ranking here
+
+
+def test_profiles_are_each_users_liked_films_summed_and_normalised(monkeypatch) -> None:
+    """cf.content.profiles sums in steps (and column-major); a user whose films straddle a step boundary
+    must get the same profile as a direct sum. Steps of 5 ratings make every user straddle one."""
+    from movierec.catalog import LIKED_RATING
+    from movierec.cf import content
+
+    monkeypatch.setattr(content, "SEEN_CHUNK", 5)
+    rng = np.random.default_rng(4)
+    users, movies = rng.integers(0, 9, 120), rng.integers(0, 40, 120)
+    ratings = rng.choice([1.0, 3.0, 4.0, 5.0], 120).astype(np.float32)
+    vecs = rng.standard_normal((40, 6)).astype(np.float32)
+    got = content.profiles(users, movies, ratings, 10, vecs)
+    for u in range(10):
+        mine = (users == u) & (ratings >= LIKED_RATING)
+        want = vecs[movies[mine]].sum(axis=0)
+        want = want / np.linalg.norm(want) if mine.any() else want
+        np.testing.assert_allclose(got[u], want, atol=1e-5)  # float32 sums in another order
+    assert not got[9].any()  # user 9 rated nothing: a zero row
