@@ -50,6 +50,8 @@ def profiles(
     """Unit profile per user row: the normalised sum of the vectors of the films they liked (zero rows for
     users who liked none). Rows index `movie_vecs`."""
     liked = ratings >= LIKED_RATING
+    if len(movie_rows) and (int(movie_rows.max()) >= len(movie_vecs) or int(movie_rows.min()) < 0):
+        raise ValueError("profiles: a movie row outside movie_vecs")  # it would spill into the user bits
     # By user: one sort of packed (user, movie) keys (SIMD), not an argsort and two gathers.
     bits = max(int(len(movie_vecs) - 1).bit_length(), 1)
     keys = (user_rows[liked].astype(np.int64) << bits) | movie_rows[liked].astype(np.int64)
@@ -91,12 +93,20 @@ def _sd(users: np.ndarray, items: np.ndarray, seen_users: np.ndarray, seen_items
     n = np.full(len(users), len(items), dtype=np.float64)
     s1 = u64 @ items.sum(axis=0, dtype=np.float64)
     s2 = ((u64 @ (items.T.astype(np.float64) @ items)) * u64).sum(axis=1)
-    for start in range(0, len(seen_users), SEEN_CHUNK):
-        su, si = seen_users[start : start + SEEN_CHUNK], seen_items[start : start + SEEN_CHUNK]
-        pair = np.einsum("ij,ij->i", users[su], items[si]).astype(np.float64)
-        n -= np.bincount(su, minlength=len(users))
-        s1 -= np.bincount(su, weights=pair, minlength=len(users))
-        s2 -= np.bincount(su, weights=pair * pair, minlength=len(users))
+    n -= np.bincount(seen_users, minlength=len(users))
+    # Pair scores gathered in SEEN_CHUNK steps, counted per user in 16x larger ones: a bincount costs
+    # O(users), which per small step would grow with users x ratings.
+    span = 16 * SEEN_CHUNK
+    pair = np.empty(min(span, len(seen_users)), dtype=np.float64)
+    for outer in range(0, len(seen_users), span):
+        su_all = seen_users[outer : outer + span]
+        for start in range(0, len(su_all), SEEN_CHUNK):
+            at = outer + start
+            su, si = seen_users[at : at + SEEN_CHUNK], seen_items[at : at + SEEN_CHUNK]
+            pair[start : start + len(su)] = np.einsum("ij,ij->i", users[su], items[si])
+        p = pair[: len(su_all)]
+        s1 -= np.bincount(su_all, weights=p, minlength=len(users))
+        s2 -= np.bincount(su_all, weights=p * p, minlength=len(users))
     n = np.maximum(n, 1.0)
     return np.sqrt(np.maximum(s2 / n - (s1 / n) ** 2, 0.0))
 

@@ -255,8 +255,7 @@ def val_ndcgs(
         out = []
         for w in weights:
             s = base.copy() if extra is None or w == 0 else base + np.float32(w) * extra
-            s[np.isnan(s)] = -np.inf  # a diverged fit ranks nothing, rather than its NaN rows first
-            top, vals = best_n(s, K)
+            top, vals = best_n(s, K)  # NaN (a diverged fit) ranks nothing
             top[np.isneginf(vals)] = -1  # none: a user with fewer than K rankable movies
             out.append((top, np.take_along_axis(is_held, top, axis=1) & (top >= 0)))
         return out

@@ -368,6 +368,11 @@ def test_validation_scores_a_diverged_user_as_ranking_nothing() -> None:
     held_users, held_movies = np.array([0, 1]), np.array([0, 0])
     assert val_ndcg(X, Y, seen, held_users, held_movies, np.array([0])) == pytest.approx(1.0)
     assert val_ndcg(X, Y, seen, held_users, held_movies, np.array([1])) == 0.0
+    # Four movies, one seen: three rankable, the rest of the top-10 none (never a hit on a seen film).
+    few = UserRows.build(np.array([0]), np.array([2]), 1)
+    held = np.array([0, 0]), np.array([3, 2])  # movie 2 is both held out and seen: it cannot count
+    score = val_ndcg(X[:1], Y[:4], few, *held, np.array([0]))
+    assert 0.0 < score < 1.0
 
 
 def test_the_profile_weights_scored_in_one_pass_match_one_product_each() -> None:

@@ -224,3 +224,7 @@ def test_best_n_is_each_rows_highest_in_order(n: int) -> None:
     assert np.array_equal(idx[1:], want[1:])
     assert np.array_equal(vals[1:], np.take_along_axis(scores, want, axis=1)[1:])
     assert np.all(np.isneginf(vals[0]))
+    nan_row = np.array([[1.0, np.nan, 3.0, 2.0]], dtype=np.float32)  # NaN ranks nothing, on either path
+    assert best_n(nan_row.copy(), 2)[0].tolist() == [[2, 3]]
+    idx, vals = best_n(np.tile(nan_row, 40), 40)  # forty 3.0s: the argpartition path takes exactly them
+    assert np.all(vals == 3.0) and np.all(idx % 4 == 2)
