@@ -186,19 +186,46 @@ def _score(split: Split, X: np.ndarray, Y: np.ndarray) -> float:
     return val_ndcg(X, Y, split.seen, split.held_users, split.held_movies, split.scored)
 
 
-def _fit(split: Split, hp: HyperParams, checkpoints: tuple[int, ...] = ()) -> tuple[float, dict[int, float]]:
-    """nDCG@10 of one configuration on the split's holdout (and at each of `checkpoints` sweeps)."""
+Factors = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class Fit:
+    """One configuration fitted on a split: its nDCG@10 on the holdout, at each checkpoint too, and the
+    factors (the profile weight's step and a longer fit of the winner start from them, not a refit)."""
+
+    score: float
+    at: dict[int, float]
+    factors: Factors
+    at_factors: dict[int, Factors]
+
+
+def _fit(
+    split: Split,
+    hp: HyperParams,
+    checkpoints: tuple[int, ...] = (),
+    resume: tuple[Factors, int] | None = None,
+) -> Fit:
+    """`hp` fitted on the split's training part and scored on its holdout (and at each of `checkpoints`
+    sweeps). `resume`: (factors, sweeps) of a fit of `hp` with fewer sweeps, continued from there: ALS
+    sweeps are deterministic, so the result equals a fit from scratch, for the cost of the extra sweeps."""
+    done = 0 if resume is None else resume[1]
     at: dict[int, float] = {}
+    kept: dict[int, Factors] = {}
 
     def check(sweep: int, X: np.ndarray, Y: np.ndarray) -> None:
-        if sweep in checkpoints:
-            at[sweep] = _score(split, X, Y)
+        if done + sweep in checkpoints:
+            at[done + sweep] = _score(split, X, Y)
+            kept[done + sweep] = (X.copy(), Y.copy())
 
     X, Y, _ = fit_als(
         split.user_rows, split.movie_rows, split.ratings, split.user_ids, split.movie_ids,
-        replace(hp, val_frac=0.0), on_sweep=check if checkpoints else None, rated_at=split.rated_at,
+        replace(hp, val_frac=0.0, iterations=hp.iterations - done),
+        on_sweep=check if checkpoints else None, rated_at=split.rated_at,
+        resume=None if resume is None else resume[0],
     )  # fmt: skip
-    return (at[hp.iterations] if hp.iterations in at else _score(split, X, Y)), at
+    score = at[hp.iterations] if hp.iterations in at else _score(split, X, Y)
+    return Fit(score, at, (X, Y), kept)
 
 
 def _better(cand: HyperParams, s: float, best: HyperParams, score: float) -> bool:
@@ -214,18 +241,15 @@ def _better(cand: HyperParams, s: float, best: HyperParams, score: float) -> boo
 
 
 def _profile_weight(
-    split: Split, hp: HyperParams, vecs: np.ndarray, rec: Search, progress: bool
+    split: Split, hp: HyperParams, vecs: np.ndarray, rec: Search, progress: bool, factors: Factors | None
 ) -> tuple[HyperParams, float]:
-    """(`hp` with the profile weight (cf.content) that ranks the split's holdout best: one fit of `hp`, then
-    each weight scored on the same factors (no refit: the content side is added after ALS). 0 unless a
-    weight beats CF alone by PROFILE_GAIN, its nDCG@10 on the split)."""
+    """(`hp` with the profile weight (cf.content) that ranks the split's holdout best: `hp`'s factors on
+    the split (`factors`, else one fit), then each weight scored on them (no refit: the content side is
+    added after ALS). 0 unless a weight beats CF alone by PROFILE_GAIN, its nDCG@10 on the split)."""
     from movierec.cf.content import PROFILE_WEIGHTS, profiles, user_side
 
     t = time.perf_counter()
-    X, Y, _ = fit_als(
-        split.user_rows, split.movie_rows, split.ratings, split.user_ids, split.movie_ids,
-        replace(hp, val_frac=0.0), rated_at=split.rated_at,
-    )  # fmt: skip
+    X, Y = factors if factors is not None else _fit(split, hp).factors
     # Only the scored users' rows are ranked: their profiles and spreads are all that is computed (a
     # quarter of the sample's users at 25M ratings), and the rows are linear in the weight, so once.
     scored = split.scored
@@ -258,8 +282,9 @@ def _mean_conf(split: Split, h: HyperParams) -> float:
 
 def _recency(
     split: Split, timed: Split, hp: HyperParams, score: float, rec: Search, progress: bool, carry: bool
-) -> tuple[HyperParams, float]:
-    """(`hp` with the recency decay, its nDCG@10 on `split`). Each decay is scored on the sample users'
+) -> tuple[HyperParams, float, Factors | None]:
+    """(`hp` with the recency decay, its nDCG@10 on `split`, its factors there when a decay is taken). Each
+    decay is scored on the sample users'
     latest quarter (`timed`) and on the random quarter (`split`, what every other value was chosen on),
     each as a ratio to no decay; the decay with the best mean of the two ratios is taken when that mean
     reaches RECENCY_GAIN. Why both, weighed alike: a nightly is judged by what users do next, but an old
@@ -276,29 +301,30 @@ def _recency(
         row = {**{k: getattr(h, k) for k in TUNABLE}, "holdout": holdout, "ndcg@10": round(s, 5)}
         rec.trials.append({**row, "seconds": round(time.perf_counter() - t0, 2)})
 
-    base, _ = _fit(timed, hp)
+    base = _fit(timed, hp).score
     log(hp, "latest", base)
     if base <= 0 or score <= 0:  # nothing of either quarter found (e.g. the latest are all new films)
         say("  recency 0: no holdout film ranked without a decay", enabled=progress)
-        return hp, score
-    chosen, chosen_score, best_mean = hp, score, RECENCY_GAIN
+        return hp, score, None
+    chosen, chosen_score, best_mean, factors = hp, score, RECENCY_GAIN, None
     said = f"latest ratings nDCG@10 {base:.4f}"
     for d in sorted(RECENCY):
         cand = replace(hp, recency=d)
         if carry:
             cand = replace(cand, reg=round(hp.reg * _mean_conf(split, cand) / _mean_conf(split, hp), 3))
-        latest, _ = _fit(timed, cand)
+        latest = _fit(timed, cand).score
         log(cand, "latest", latest)
         if latest < base * (2 * RECENCY_GAIN - 1):
             break
-        s, _ = _fit(split, cand)
+        fit = _fit(split, cand)
+        s = fit.score
         log(cand, "random", s)
         mean = (latest / base + s / score) / 2
         if mean >= best_mean:
-            chosen, chosen_score, best_mean = cand, s, mean
+            chosen, chosen_score, best_mean, factors = cand, s, mean, fit.factors
             said = f"latest ratings nDCG@10 {latest:.4f} (none {base:.4f}), random {s:.4f} (none {score:.4f})"
     say(f"  recency {chosen.recency:g}: {said}", enabled=progress)
-    return chosen, chosen_score
+    return chosen, chosen_score, factors
 
 
 def search(
@@ -337,7 +363,11 @@ def search(
         enabled=progress,
     )
     tried: dict[tuple, float] = {}
+    last: dict[tuple, Factors] = {}  # the latest trial's factors, by its key
     best = hp
+
+    def key_of(h: HyperParams) -> tuple:
+        return tuple(getattr(h, k) for k in GRID) + (h.iterations,)
 
     # On large data the full fit after the search is what costs: keep it within COST_CAP of the start.
     cap = COST_CAP * hp.dim * hp.iterations if len(user_rows) > SAMPLE_RATINGS else float("inf")
@@ -345,10 +375,13 @@ def search(
     def trial(cand: HyperParams) -> float:
         if cand.dim * cand.iterations > cap:
             return -1.0
-        key = tuple(getattr(cand, k) for k in GRID) + (cand.iterations,)
+        key = key_of(cand)
         if key not in tried:
             t = time.perf_counter()
-            tried[key], _ = _fit(split, cand)
+            fit = _fit(split, cand)
+            tried[key] = fit.score
+            last.clear()
+            last[key] = fit.factors
             row = {k: getattr(cand, k) for k in TUNABLE}
             seconds = round(time.perf_counter() - t, 2)
             rec.trials.append({**row, "ndcg@10": round(tried[key], 5), "seconds": seconds})
@@ -356,6 +389,7 @@ def search(
         return tried[key]
 
     score = trial(best)
+    factors = last.get(key_of(best))  # the best's factors on the split (None: fit again when needed)
 
     # One pass over GRID, then reg once more, finer, around its value (dim and the weight move the best
     # reg: it is the coordinate that interacts most).
@@ -378,11 +412,14 @@ def search(
                 cand = replace(base, **{name: type(getattr(hp, name))(v)})
             s = trial(cand)
             if _better(cand, s, best, score):
-                best, score = cand, s
+                best, score, factors = cand, s, last.get(key_of(cand))
     if "iterations" not in fixed:
         checks = tuple(sorted(it for it in {best.iterations, *ITERATIONS} if best.dim * it <= cap))
         t = time.perf_counter()
-        _, at = _fit(split, replace(best, iterations=checks[-1]), checkpoints=checks)
+        # The winner's sweeps continue from its trial's factors when it has the fewest sweeps checked.
+        resume = (factors, best.iterations) if factors is not None and checks[0] == best.iterations else None
+        longer = _fit(split, replace(best, iterations=checks[-1]), checkpoints=checks, resume=resume)
+        at = {best.iterations: score, **longer.at} if resume else longer.at
         for it, s in sorted(at.items()):
             rec.trials.append(
                 {**{k: getattr(best, k) for k in GRID}, "iterations": it, "ndcg@10": round(s, 5),
@@ -392,15 +429,16 @@ def search(
         for it, s in sorted(at.items()):
             if s > score * 1.005:
                 best, score = replace(best, iterations=it), s
+                factors = longer.at_factors.get(it)
     timed = rated_at is not None and len(rated_at) > 0 and bool(np.any(rated_at != rated_at[0]))
     if timed and "recency" not in fixed:
         late = make_split(user_rows, movie_rows, ratings, user_ids, movie_ids, rated_at=rated_at, by="time")
         if len(late.scored):
-            best, score = _recency(split, late, best, score, rec, progress, carry="reg" not in fixed)
+            best, score, decayed = _recency(split, late, best, score, rec, progress, carry="reg" not in fixed)
+            factors = decayed if decayed is not None else factors
     if content is not None and "profile_weight" not in fixed:
-        best, score = _profile_weight(
-            split, best, content[index_of(movie_ids, split.movie_ids)], rec, progress
-        )
+        vecs = content[index_of(movie_ids, split.movie_ids)]
+        best, score = _profile_weight(split, best, vecs, rec, progress, factors)
     rec.chosen, rec.best_ndcg = {k: getattr(best, k) for k in TUNABLE}, round(score, 5)
     rec.seconds = time.perf_counter() - t0
     say(f"tuned in {rec.seconds:.1f}s: {rec.chosen} (nDCG@10 {score:.4f} on the sample)", enabled=progress)

@@ -4,6 +4,7 @@ record reaches model.json, cf_models and `model show`; updates reuse the chosen 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -171,10 +172,14 @@ def test_the_reported_ndcg_is_the_chosen_settings_not_a_rejected_longer_fit(monk
     model.json / cf_models must report 10's nDCG, not 15's."""
     at = {10: 0.3000, 15: 0.3012, 20: 0.3010}
 
-    def fit(split, hp, checkpoints=()):
-        if checkpoints:  # the one longer fit that scores the sweep counts
-            return at[hp.iterations], {k: v for k, v in at.items() if k in checkpoints}
-        return 0.3000, {}
+    none = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
+
+    def fit(split, hp, checkpoints=(), resume=None):
+        if checkpoints:  # the one longer fit that scores the sweep counts (resumed after 10 of them)
+            done = 0 if resume is None else resume[1]
+            scored = {k: v for k, v in at.items() if k in checkpoints and k > done}
+            return tune.Fit(at[hp.iterations], scored, none, {})
+        return tune.Fit(0.3000, {}, none, {})
 
     monkeypatch.setattr(tune, "_fit", fit)
     hp, rec = tune.search(*_indexed(groups()), HyperParams(iterations=10))
@@ -411,3 +416,18 @@ def test_profiles_are_each_users_liked_films_summed_and_normalised(monkeypatch) 
         want = want / np.linalg.norm(want) if mine.any() else want
         np.testing.assert_allclose(got[u], want, atol=1e-5)  # float32 sums in another order
     assert not got[9].any()  # user 9 rated nothing: a zero row
+
+
+def test_a_resumed_fit_equals_one_from_scratch() -> None:
+    """The search checks longer fits of the winner by continuing its trial's sweeps: 10 sweeps then 5
+    more must be the 15-sweep fit (ALS sweeps are deterministic), or the check would judge another model."""
+    u, m, r, uids, mids = _indexed(groups())
+    split = tune.make_split(u, m, r, uids, mids)
+    hp = HyperParams(dim=8, iterations=10, like=0.0)
+    ten = tune._fit(split, hp)
+    fresh = tune._fit(split, replace(hp, iterations=15), checkpoints=(15,))
+    resumed = tune._fit(split, replace(hp, iterations=15), checkpoints=(15,), resume=(ten.factors, 10))
+    assert resumed.at == pytest.approx(fresh.at) and resumed.score == pytest.approx(fresh.score)
+    for a, b in zip(resumed.factors, fresh.factors, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # BLAS may sum in another order
+    assert not np.allclose(ten.factors[0], fresh.factors[0])  # the five more sweeps did move the factors

@@ -81,6 +81,17 @@ def main() -> None:
     batch run (saved queries x users -> DuckDB tables). `movierec nightly` runs all of it.
     """
     filter_tensorflow_logs()  # before any command may import TensorFlow
+    small_pages()  # before any command imports numpy
+
+
+def small_pages() -> None:
+    """numpy asks the kernel for transparent huge pages for every large array (madvise). On this project's
+    machines (virtual machines, THP in "madvise" mode) a fresh huge page costs about five times what the
+    same memory in small pages does to fault in, and the batch jobs allocate GBs of fresh arrays: the ALS
+    prep at 25M ratings took 10-11 s with them and 4.4 s without, the sweeps the same either way
+    (BENCHMARKS.md, issue 17). So the command turns them off unless NUMPY_MADVISE_HUGEPAGE is set (1:
+    numpy's default). It must be set before numpy loads; the commands import it lazily."""
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 
 for _module in (ingest, vectors, cf, batch, pipeline, sql, doctor):
