@@ -19,9 +19,9 @@ So a full fit first runs a small search:
   one fit of twice the sweeps and 2-5 for the recency decay: about 20 fits of a sample of at most
   `SAMPLE_RATINGS` ratings. On larger data the chosen dim x iterations may cost at most `COST_CAP` times
   the start's, and dims that rank alike are a tie won by the smaller (`_better`), so search plus fit stay
-  under 2x a single fit (1.89x at 25M ratings, BENCHMARKS.md); smaller data (seconds per fit) may choose
-  any grid value. A trial's scoring ranks 3,000 users over every movie by argmax passes, not argpartition
-  (`cf.ranking.best_n`: 0.35 s of a 3 s trial at 25M ratings, 1.5 s before).
+  near 2x a single fit (1.98-2.05x at 25M ratings, BENCHMARKS.md); smaller data (seconds per fit) may
+  choose any grid value. A trial's scoring ranks 3,000 users over every movie by argmax passes, not
+  argpartition (`cf.ranking.best_n`: 0.35 s of a 3 s trial at 25M ratings, 1.5 s before).
 """
 
 from __future__ import annotations
