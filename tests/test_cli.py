@@ -146,8 +146,8 @@ def test_commands_run_numpy_on_small_pages_unless_told(preset: str | None, want:
     code = (
         "import os; from click.testing import CliRunner; from movierec.cli import main; "
         "r = CliRunner().invoke(main, ['train', '--help']); assert r.exit_code == 0, r.output; "
-        "import numpy as np; "
-        "print(os.environ['NUMPY_MADVISE_HUGEPAGE'], np._core.multiarray._set_madvise_hugepage(True))"
+        "import numpy as np; core = getattr(np, '_core', None) or np.core; "  # numpy 1.26 names it np.core
+        "print(os.environ['NUMPY_MADVISE_HUGEPAGE'], core.multiarray._set_madvise_hugepage(True))"
     )
     env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
     if preset is not None:
